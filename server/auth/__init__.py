@@ -1,0 +1,1 @@
+"""Bearer tokens: the admin token and per-project owner/annotator tokens."""

@@ -1,0 +1,79 @@
+"""Service settings, read from the environment with the ``XM_`` prefix.
+
+``Settings.check_safe()`` refuses configurations that would run the service unsafely; the app
+factory calls it before building anything.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+MIN_ADMIN_TOKEN_LENGTH = 24
+WEAK_ADMIN_TOKENS = {"admin", "changeme", "change-me", "secret", "password", "token"}
+
+
+class UnsafeSettingsError(ValueError):
+    """Raised at start-up when a setting would make the service unsafe to run."""
+
+
+class Settings(BaseSettings):
+    """All knobs of the API process. Every field can be set as ``XM_<NAME>``."""
+
+    model_config = SettingsConfigDict(env_prefix="XM_", env_file=None, extra="ignore")
+
+    database_url: str = "sqlite:///./var/xmodel.db"
+    storage_dir: Path = Path("./var/storage")
+    broker_url: str = "redis://127.0.0.1:6379/0"
+    admin_token: str | None = Field(default=None, repr=False)
+    auto_migrate: bool = True
+
+    max_request_bytes: int = 64 * 1024 * 1024
+    max_file_bytes: int = 16 * 1024 * 1024
+    max_files_per_request: int = 256
+    max_image_pixels: int = 40_000_000
+    allowed_image_formats: tuple[str, ...] = ("JPEG", "PNG", "WEBP", "BMP")
+
+    max_zip_entries: int = 10_000
+    max_zip_total_bytes: int = 256 * 1024 * 1024
+    max_zip_compression_ratio: float = 200.0
+
+    lease_seconds: int = 600
+    max_suggest_k: int = 200
+    sqlite_busy_timeout_ms: int = 30_000
+    predict_session_cache: int = 4
+
+    def check_safe(self) -> None:
+        """Raise :class:`UnsafeSettingsError` for settings the service must not run with."""
+        problems: list[str] = []
+        if self.admin_token is not None:
+            token = self.admin_token.strip()
+            if len(token) < MIN_ADMIN_TOKEN_LENGTH or token.lower() in WEAK_ADMIN_TOKENS:
+                problems.append(
+                    f"XM_ADMIN_TOKEN must be at least {MIN_ADMIN_TOKEN_LENGTH} characters of "
+                    "random text (or leave it unset to have one generated on first start)"
+                )
+        url = self.database_url
+        if url.startswith("sqlite") and (":memory:" in url or url.rstrip("/") in {"sqlite:", "sqlite://"}):
+            problems.append("an in-memory SQLite database loses every label on restart; use a file")
+        for name in (
+            "max_request_bytes", "max_file_bytes", "max_files_per_request", "max_image_pixels",
+            "max_zip_entries", "max_zip_total_bytes", "lease_seconds", "max_suggest_k",
+        ):
+            if getattr(self, name) <= 0:
+                problems.append(f"XM_{name.upper()} must be positive")
+        if self.max_file_bytes > self.max_request_bytes:
+            problems.append("XM_MAX_FILE_BYTES cannot exceed XM_MAX_REQUEST_BYTES")
+        if self.max_zip_compression_ratio < 1:
+            problems.append("XM_MAX_ZIP_COMPRESSION_RATIO must be at least 1")
+        unknown = set(self.allowed_image_formats) - {"JPEG", "PNG", "WEBP", "BMP", "GIF", "TIFF"}
+        if unknown:
+            problems.append(f"XM_ALLOWED_IMAGE_FORMATS has formats not allowed: {sorted(unknown)}")
+        if problems:
+            raise UnsafeSettingsError("; ".join(problems))
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.database_url.startswith("sqlite")

@@ -1,0 +1,95 @@
+"""``ImageStore``: put bytes, get them back by sha256, delete. ``FileImageStore`` keeps them
+as files ``<root>/images/ab/cd/<sha256>`` written atomically (tmp file, fsync, rename)."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import tempfile
+from pathlib import Path
+from typing import Protocol
+
+_SHA256 = re.compile(r"^[0-9a-f]{64}$")
+
+
+class ImageStore(Protocol):
+    """The small surface an object store needs to implement to replace the file store."""
+
+    def put(self, data: bytes) -> str:
+        """Store ``data`` and return its sha256 (idempotent)."""
+
+    def exists(self, sha256: str) -> bool: ...
+
+    def get(self, sha256: str) -> bytes: ...
+
+    def path(self, sha256: str) -> Path | None:
+        """A local file path for streaming, or None for non-file stores."""
+
+    def delete(self, sha256: str) -> None: ...
+
+    def count(self) -> int:
+        """How many images are stored (used by tests and health checks)."""
+
+
+def sha256_hex(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def _fsync_dir(directory: Path) -> None:
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def atomic_write(target: Path, data: bytes) -> None:
+    """Write ``data`` to ``target`` so readers see either nothing or the whole file."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(dir=target.parent, prefix=".tmp-")
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp_name, target)
+    except BaseException:
+        Path(tmp_name).unlink(missing_ok=True)
+        raise
+    _fsync_dir(target.parent)
+
+
+class FileImageStore:
+    """Images as files under ``root/images``, sharded by the first two hex byte pairs."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = Path(root) / "images"
+        self.root.mkdir(parents=True, exist_ok=True)
+
+    def _file(self, sha256: str) -> Path:
+        if not _SHA256.match(sha256):
+            raise ValueError("not a sha256 hex digest")
+        return self.root / sha256[:2] / sha256[2:4] / sha256
+
+    def put(self, data: bytes) -> str:
+        digest = sha256_hex(data)
+        target = self._file(digest)
+        if not target.exists():
+            atomic_write(target, data)
+        return digest
+
+    def exists(self, sha256: str) -> bool:
+        return self._file(sha256).exists()
+
+    def get(self, sha256: str) -> bytes:
+        return self._file(sha256).read_bytes()
+
+    def path(self, sha256: str) -> Path | None:
+        return self._file(sha256)
+
+    def delete(self, sha256: str) -> None:
+        self._file(sha256).unlink(missing_ok=True)
+
+    def count(self) -> int:
+        return sum(1 for p in self.root.rglob("*") if p.is_file() and not p.name.startswith(".tmp-"))

@@ -1,0 +1,1 @@
+"""Safe handling of untrusted uploads: body limits, image decoding, zip archives."""

@@ -1,0 +1,360 @@
+"""Seeded training loop for the X-model and its baselines, with exact resume.
+
+Methods (``TrainConfig.method``):
+- ``supervised``: every head on weak views of the labelled images;
+- ``mean_teacher``: + student/EMA-teacher consistency on two strong views (baseline);
+- ``xmodel``: + crossed consistency (head i on view a vs head j on view b) and, when
+  ``minimax_weight > 0``, the minimax game through the gradient reversal layer.
+
+The consistency pool is every image (unlabelled and labelled alike). Progress is reported
+through an injected callback; raising from it stops training (the worker's cancel path).
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+import os
+import tempfile
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from .augment import STRONG, WEAK, AugmentConfig, Views, augment, keypoints_from_view, keypoints_to_view
+from .data import LabelledSet, to_float
+from .grl import warmup_coefficient
+from .losses import CrossedConsistencyLoss, MeanTeacherLoss, MinimaxDiscrepancyLoss, SupervisedLoss
+from .model import XModel
+from .tasks import TaskSpec
+
+METHODS = ("supervised", "mean_teacher", "xmodel")
+
+
+@dataclass
+class TrainConfig:
+    """Hyper-parameters of one training run (plain data: JSON-serialisable)."""
+
+    method: str = "xmodel"
+    steps: int = 500
+    batch_size: int = 32
+    unlabelled_batch_size: int = 32
+    lr: float = 1e-3
+    extractor_lr_scale: float = 0.3  # a pretrained extractor moves slower than fresh heads
+    weight_decay: float = 1e-4
+    consistency_weight: float = 1.0
+    minimax_weight: float = 0.3
+    rampup_fraction: float = 0.2  # consistency weight ramps up over this share of the steps
+    ema_decay: float = 0.99
+    weak: AugmentConfig = field(default_factory=lambda: WEAK)
+    strong: AugmentConfig = field(default_factory=lambda: STRONG)
+    seed: int = 0
+    device: str = "auto"
+    amp: bool = True  # bfloat16 autocast, on CUDA only
+    eval_every: int = 50
+    patience: int | None = None  # early stopping after this many evaluations without progress
+    checkpoint_every: int = 0
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @staticmethod
+    def from_json(data: dict[str, Any]) -> TrainConfig:
+        data = dict(data)
+        for key in ("weak", "strong"):
+            if isinstance(data.get(key), dict):
+                aug = dict(data[key])
+                aug["scale"] = tuple(aug["scale"])
+                data[key] = AugmentConfig(**aug)
+        return TrainConfig(**data)
+
+
+@dataclass
+class Progress:
+    """What the callback receives after every step."""
+
+    step: int
+    total: int
+    losses: dict[str, float]
+    val_error: float | None = None
+
+
+@dataclass
+class TrainResult:
+    steps_done: int
+    best_step: int
+    best_val_error: float | None
+    history: list[dict[str, Any]]
+    stopped_early: bool
+
+
+def pick_device(name: str = "auto") -> torch.device:
+    """CUDA when present (and asked for by "auto"), else CPU."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def _lr_at(step: int, total: int, base: float) -> float:
+    """Linear warm-up over 5% of the steps, then cosine decay to 5% of ``base``."""
+    warm = max(1, total // 20)
+    if step < warm:
+        return base * (step + 1) / warm
+    progress = (step - warm) / max(1, total - warm)
+    return base * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * progress)))
+
+
+def atomic_torch_save(obj: Any, path: Path) -> None:
+    """Write with ``torch.save`` to a temp file, fsync, then rename over ``path``."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            torch.save(obj, fh)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def predictions_in_original_frame(task: TaskSpec, raw: torch.Tensor, views: Views) -> torch.Tensor:
+    """Raw ``[H, B, D]`` of a view -> comparison space, mapped back to the original frame."""
+    comp = task.to_comparison(raw.float())
+    if task.kind != "keypoints":
+        return comp
+    h, b, d = comp.shape
+    back = keypoints_from_view(comp.view(h, b, d // 2, 2), views, task.flip_permutation)
+    return back.reshape(h, b, d)
+
+
+class Trainer:
+    """Trains ``model`` on ``task``; see the module docstring for the methods."""
+
+    def __init__(self, model: XModel, task: TaskSpec, config: TrainConfig) -> None:
+        if config.method not in METHODS:
+            raise ValueError(f"unknown method {config.method!r}; choose one of {METHODS}")
+        self.model = model
+        self.task = task
+        self.config = config
+        self.device = pick_device(config.device)
+        self.model.to(self.device)
+        extractor = [p for p in model.extractor.parameters() if p.requires_grad]
+        heads = list(model.heads.parameters())
+        self.optimizer = torch.optim.AdamW(
+            [
+                {"params": extractor, "lr_scale": config.extractor_lr_scale},
+                {"params": heads, "lr_scale": 1.0},
+            ],
+            lr=config.lr,
+            weight_decay=config.weight_decay,
+        )
+        self.teacher: XModel | None = None
+        if config.method == "mean_teacher":
+            self.teacher = copy.deepcopy(model).requires_grad_(False)
+        self.supervised = SupervisedLoss(task)
+        self.crossed = CrossedConsistencyLoss(task)
+        self.minimax = MinimaxDiscrepancyLoss(task)
+        self.mean_teacher = MeanTeacherLoss()
+        self.generator = torch.Generator().manual_seed(config.seed)
+        self.step = 0
+        self.history: list[dict[str, Any]] = []
+        self.best_state: dict[str, torch.Tensor] | None = None
+        self.best_error: float | None = None
+        self.best_step = 0
+        self.bad_evals = 0
+
+    # ---- one step -------------------------------------------------------------------------
+    def _views(self, images: torch.Tensor, cfg: AugmentConfig) -> Views:
+        allow_flip = self.task.kind != "keypoints" or self.task.flip_permutation is not None
+        return augment(to_float(images, self.device), cfg, self.generator, allow_flip)
+
+    def _labelled_batch(self, labelled: LabelledSet) -> tuple[Views, torch.Tensor, torch.Tensor | None]:
+        idx = torch.randint(len(labelled), (self.config.batch_size,), generator=self.generator)
+        views = self._views(labelled.images[idx], self.config.weak)
+        target = labelled.targets[idx].to(self.device)
+        if self.task.kind == "keypoints":
+            target = keypoints_to_view(target.float(), views, self.task.flip_permutation)
+        visible = labelled.visible[idx].to(self.device) if labelled.visible is not None else None
+        return views, target, visible
+
+    def _loss(self, labelled: LabelledSet, pool: torch.Tensor | None) -> dict[str, torch.Tensor]:
+        cfg = self.config
+        progress = self.step / max(1, cfg.steps)
+        views, target, visible = self._labelled_batch(labelled)
+        losses: dict[str, torch.Tensor] = {}
+        if cfg.method == "supervised" or pool is None or len(pool) == 0:
+            losses["supervised"] = self.supervised(self.model(views.images), target, visible)
+            return losses
+        idx = torch.randint(len(pool), (cfg.unlabelled_batch_size,), generator=self.generator)
+        view_a = self._views(pool[idx], cfg.strong)
+        view_b = self._views(pool[idx], cfg.strong)
+        ramp = math.exp(-5 * (1 - min(1.0, progress / max(cfg.rampup_fraction, 1e-8))) ** 2)
+        if cfg.method == "mean_teacher":
+            assert self.teacher is not None
+            student_raw = self.model(torch.cat([views.images, view_a.images]))
+            n = views.images.shape[0]
+            losses["supervised"] = self.supervised(student_raw[:, :n], target, visible)
+            student = predictions_in_original_frame(self.task, student_raw[:, n:], view_a)
+            with torch.no_grad():
+                teacher = predictions_in_original_frame(self.task, self.teacher(view_b.images), view_b)
+            losses["mean_teacher"] = cfg.consistency_weight * ramp * self.mean_teacher(student, teacher)
+            return losses
+        feats = self.model.features(torch.cat([views.images, view_a.images, view_b.images]))
+        n, u = views.images.shape[0], view_a.images.shape[0]
+        f_l, f_a, f_b = feats[:n], feats[n : n + u], feats[n + u :]
+        losses["supervised"] = self.supervised(self.model.heads_forward(f_l), target, visible)
+        pa = predictions_in_original_frame(self.task, self.model.heads_forward(f_a), view_a)
+        pb = predictions_in_original_frame(self.task, self.model.heads_forward(f_b), view_b)
+        losses["crossed"] = cfg.consistency_weight * ramp * self.crossed(pa, pb)
+        if cfg.minimax_weight > 0:
+            self.model.reversal.coeff = warmup_coefficient(progress)
+            ra = predictions_in_original_frame(self.task, self.model.heads_forward(f_a, reverse=True), view_a)
+            rb = predictions_in_original_frame(self.task, self.model.heads_forward(f_b, reverse=True), view_b)
+            losses["minimax"] = cfg.minimax_weight * ramp * self.minimax(ra, rb)
+        return losses
+
+    def _update_teacher(self) -> None:
+        assert self.teacher is not None
+        decay = min(self.config.ema_decay, (self.step + 1) / (self.step + 10))
+        with torch.no_grad():
+            for t, s in zip(self.teacher.state_dict().values(), self.model.state_dict().values(), strict=True):
+                if t.dtype.is_floating_point:
+                    t.mul_(decay).add_(s.detach(), alpha=1 - decay)
+                else:
+                    t.copy_(s)
+
+    # ---- evaluation -----------------------------------------------------------------------
+    @torch.no_grad()
+    def evaluate(self, data: LabelledSet, batch_size: int = 256) -> float:
+        """Mean task error of the heads' averaged prediction (eval mode, no augmentation)."""
+        model = self.teacher if self.teacher is not None else self.model
+        was_training = model.training
+        model.eval()
+        errors = []
+        for start in range(0, len(data), batch_size):
+            images = to_float(data.images[start : start + batch_size], self.device)
+            comp = self.task.to_comparison(model(images).float()).mean(0)
+            target = data.targets[start : start + batch_size].to(self.device)
+            errors.append(self.task.error(self.task.decode(comp), target))
+        model.train(was_training)
+        return float(torch.cat(errors).mean())
+
+    # ---- checkpoints ----------------------------------------------------------------------
+    def state(self) -> dict[str, Any]:
+        """Everything needed to continue this exact run (loadable with ``weights_only=True``)."""
+        state: dict[str, Any] = {
+            "config": json.dumps(self.config.to_json()),
+            "model_config": json.dumps(self.model.config.to_json()),
+            "task": json.dumps(self.task.to_json()),
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "step": self.step,
+            "rng_cpu": torch.get_rng_state(),
+            "rng_data": self.generator.get_state(),
+            "history": json.dumps(self.history),
+            "best_error": -1.0 if self.best_error is None else self.best_error,
+            "best_step": self.best_step,
+            "bad_evals": self.bad_evals,
+        }
+        if torch.cuda.is_available():
+            state["rng_cuda"] = torch.cuda.get_rng_state_all()
+        if self.teacher is not None:
+            state["teacher"] = self.teacher.state_dict()
+        if self.best_state is not None:
+            state["best_model"] = self.best_state
+        return state
+
+    def save_checkpoint(self, path: str | Path) -> None:
+        atomic_torch_save(self.state(), Path(path))
+
+    def load_checkpoint(self, path: str | Path) -> None:
+        """Restore a run saved by :meth:`save_checkpoint` (never unpickles code)."""
+        state = torch.load(Path(path), map_location="cpu", weights_only=True)
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.step = int(state["step"])
+        torch.set_rng_state(state["rng_cpu"])
+        if "rng_cuda" in state and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(state["rng_cuda"])
+        self.generator.set_state(state["rng_data"])
+        self.history = json.loads(state["history"])
+        self.best_error = None if state["best_error"] < 0 else float(state["best_error"])
+        self.best_step = int(state["best_step"])
+        self.bad_evals = int(state["bad_evals"])
+        self.best_state = state.get("best_model")
+        if self.teacher is not None and "teacher" in state:
+            self.teacher.load_state_dict(state["teacher"])
+
+    # ---- the loop -------------------------------------------------------------------------
+    def fit(
+        self,
+        labelled: LabelledSet,
+        unlabelled: torch.Tensor | None = None,
+        val: LabelledSet | None = None,
+        callback: Callable[[Progress], None] | None = None,
+        checkpoint_path: str | Path | None = None,
+        resume: bool = True,
+    ) -> TrainResult:
+        """Train until ``config.steps`` (or early stop), resuming from ``checkpoint_path`` if it exists.
+
+        ``unlabelled`` is uint8 ``[M, 3, S, S]``; labelled images join it in the consistency pool.
+        With ``val``, the best evaluated weights are restored at the end.
+        """
+        cfg = self.config
+        if len(labelled) == 0:
+            raise ValueError("training needs at least one labelled image")
+        if checkpoint_path is not None and resume and Path(checkpoint_path).exists():
+            self.load_checkpoint(checkpoint_path)
+        pool = labelled.images if unlabelled is None else torch.cat([unlabelled, labelled.images])
+        use_amp = cfg.amp and self.device.type == "cuda"
+        self.model.train()
+        stopped_early = False
+        while self.step < cfg.steps:
+            for group in self.optimizer.param_groups:
+                group["lr"] = _lr_at(self.step, cfg.steps, cfg.lr) * group["lr_scale"]
+            with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=use_amp):
+                losses = self._loss(labelled, pool)
+            total = sum(losses.values())
+            self.optimizer.zero_grad(set_to_none=True)
+            total.backward()
+            self.optimizer.step()
+            if self.teacher is not None:
+                self._update_teacher()
+            self.step += 1
+            logged = {k: float(v.detach()) for k, v in losses.items()} | {"total": float(total.detach())}
+            val_error = None
+            if val is not None and len(val) and (self.step % cfg.eval_every == 0 or self.step == cfg.steps):
+                val_error = self.evaluate(val)
+                self.history.append({"step": self.step, "val_error": val_error, **logged})
+                stopped_early = self._track_best(val_error)
+            if checkpoint_path is not None and cfg.checkpoint_every and self.step % cfg.checkpoint_every == 0:
+                self.save_checkpoint(checkpoint_path)
+            if callback is not None:
+                callback(Progress(self.step, cfg.steps, logged, val_error))
+            if stopped_early:
+                break
+        if self.best_state is not None:
+            target = self.teacher if self.teacher is not None else self.model
+            target.load_state_dict(self.best_state)
+            if self.teacher is not None:
+                self.model.load_state_dict(self.best_state)
+        return TrainResult(self.step, self.best_step, self.best_error, self.history, stopped_early)
+
+    def _track_best(self, val_error: float) -> bool:
+        if self.best_error is None or val_error < self.best_error - 1e-9:
+            self.best_error, self.best_step, self.bad_evals = val_error, self.step, 0
+            source = self.teacher if self.teacher is not None else self.model
+            self.best_state = {k: v.detach().clone() for k, v in source.state_dict().items()}
+            return False
+        self.bad_evals += 1
+        return self.config.patience is not None and self.bad_evals >= self.config.patience
+
+
+def with_overrides(config: TrainConfig, **overrides: Any) -> TrainConfig:
+    """A copy of ``config`` with some fields replaced (used by benchmarks and the worker)."""
+    return replace(config, **overrides)
