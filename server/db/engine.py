@@ -40,4 +40,4 @@ def make_engine(database_url: str, *, sqlite_busy_timeout_ms: int = 30_000, **kw
         return engine
     if database_url.startswith("postgresql://"):
         database_url = "postgresql+psycopg://" + database_url[len("postgresql://") :]
-    return create_engine(database_url, pool_pre_ping=True, pool_size=10, max_overflow=20, **kwargs)
+    return create_engine(database_url, pool_pre_ping=True, **({"pool_size": 10, "max_overflow": 20} | kwargs if "poolclass" not in kwargs else kwargs))

@@ -81,7 +81,7 @@ class Item(Base):
     # Uniform random number drawn at insert: cold-start sampling walks an index on it.
     random_key: Mapped[float] = mapped_column(Float)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
-    label: Mapped[Any | None] = mapped_column(JSON, nullable=True)
+    label: Mapped[Any | None] = mapped_column(JSON(none_as_null=True), nullable=True)
     labelled_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     labelled_by_token_id: Mapped[int | None] = mapped_column(BigId, nullable=True)
 
@@ -93,7 +93,7 @@ class LabelRevision(Base):
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     item_id: Mapped[int] = mapped_column(ForeignKey("items.id", ondelete="CASCADE"), index=True)
-    value: Mapped[Any | None] = mapped_column(JSON, nullable=True)
+    value: Mapped[Any | None] = mapped_column(JSON(none_as_null=True), nullable=True)
     token_id: Mapped[int | None] = mapped_column(BigId, nullable=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
@@ -138,7 +138,7 @@ class Job(Base):
     progress_step: Mapped[int] = mapped_column(Integer, default=0)
     progress_total: Mapped[int | None] = mapped_column(Integer, nullable=True)
     params: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
-    metrics: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+    metrics: Mapped[dict[str, Any] | None] = mapped_column(JSON(none_as_null=True), nullable=True)
     error: Mapped[str | None] = mapped_column(Text, nullable=True)
     model_id: Mapped[int | None] = mapped_column(BigId, nullable=True)
     attempts: Mapped[int] = mapped_column(Integer, default=0)

@@ -1,0 +1,201 @@
+"""Does the X-model learn more from few labels than supervised training? Measured side by side.
+
+For each dataset x budget x seed, every method trains the same backbone for the same number of
+steps with the same weak augmentation and the same validation-based checkpoint selection;
+supervised-only additionally gets its learning rate picked on the validation split from a small
+grid (never on the test set). Test sets are fixed and only produce the final figures.
+
+    python -m bench.label_efficiency            # full run (see docs/RESULTS.md)
+    python -m bench.label_efficiency --quick    # smoke of every cell, ~15 min on 2 CPU cores
+
+Writes ``bench/results/label_efficiency[_quick].json`` (every run) and a Markdown summary.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from xmodel_core.model import ModelConfig, XModel
+from xmodel_core.trainer import Trainer, TrainConfig
+
+from .datasets import Benchmark, draw_labelled, fashion_mnist, kites, utkface
+
+RESULTS = Path(__file__).resolve().parent / "results"
+METHODS: dict[str, dict[str, Any]] = {
+    "supervised": {"method": "supervised"},
+    "mean_teacher": {"method": "mean_teacher"},
+    "xmodel_no_minimax": {"method": "xmodel", "minimax_weight": 0.0},
+    "xmodel": {"method": "xmodel"},
+}
+
+
+@dataclass
+class Setting:
+    """How one dataset is trained: backbone, image size, steps, base learning rate."""
+
+    build: Any
+    budgets: list[int]
+    model: dict[str, Any]
+    train: dict[str, Any]
+    error_scale: float = 1.0  # test error shown in these units (years, %, pixels)
+    unit: str = ""
+    lr_grid: list[float] = field(default_factory=lambda: [1.0])
+
+
+def settings(quick: bool) -> dict[str, Setting]:
+    steps = {"utkface_age": 30, "fashion_mnist": 40, "kites_keypoints": 40} if quick else {
+        "utkface_age": 200, "fashion_mnist": 300, "kites_keypoints": 300}
+    grid = [1.0] if quick else [0.3, 1.0, 3.0]
+    return {
+        "utkface_age": Setting(
+            build=lambda: utkface(64, pool_limit=2000 if quick else None),
+            budgets=[50, 250, 1000],
+            model={"backbone": "mobilenet_v2", "image_size": 64, "freeze_blocks": 14, "pretrained": True},
+            train={"steps": steps["utkface_age"], "lr": 1e-3, "extractor_lr_scale": 0.3, "eval_every": 50},
+            unit="MAE (years)", lr_grid=grid,
+        ),
+        "fashion_mnist": Setting(
+            build=lambda: fashion_mnist(pool_limit=5000 if quick else 20000, test_limit=2000 if quick else None),
+            budgets=[40, 250, 1000],
+            model={"backbone": "small_cnn", "image_size": 28, "pretrained": False},
+            train={"steps": steps["fashion_mnist"], "lr": 3e-3, "extractor_lr_scale": 1.0, "eval_every": 50},
+            error_scale=100.0, unit="error (%)", lr_grid=grid,
+        ),
+        "kites_keypoints": Setting(
+            build=lambda: kites(48, n_pool=1000 if quick else 5000),
+            budgets=[50, 250],
+            model={"backbone": "small_cnn", "image_size": 48, "pretrained": False},
+            train={"steps": steps["kites_keypoints"], "lr": 3e-3, "extractor_lr_scale": 1.0, "eval_every": 50},
+            error_scale=48.0, unit="mean point error (px at 48 px)", lr_grid=grid,
+        ),
+    }
+
+
+def train_once(bench: Benchmark, labelled_idx: torch.Tensor, setting: Setting, method: str, seed: int,
+               lr_factor: float = 1.0) -> dict[str, Any]:
+    """Train one method on one labelled subset; return validation and test errors."""
+    torch.manual_seed(seed)
+    labelled = bench.pool.subset(labelled_idx)
+    mask = torch.ones(len(bench.pool), dtype=torch.bool)
+    mask[labelled_idx] = False
+    unlabelled = bench.pool.images[mask]
+    bench.task.fit(labelled.targets)
+    model = XModel(ModelConfig(output_dim=bench.task.output_dim, **setting.model))
+    overrides = {**setting.train, **METHODS[method], "seed": seed}
+    overrides["lr"] = overrides["lr"] * lr_factor
+    trainer = Trainer(model, bench.task, TrainConfig(**overrides))
+    start = time.perf_counter()
+    result = trainer.fit(labelled, unlabelled, val=bench.val)
+    return {
+        "val_error": result.best_val_error,
+        "test_error": trainer.evaluate(bench.test) * setting.error_scale,
+        "best_step": result.best_step,
+        "seconds": time.perf_counter() - start,
+        "lr": overrides["lr"],
+    }
+
+
+def run_cell(bench: Benchmark, setting: Setting, budget: int, method: str, seed: int) -> dict[str, Any]:
+    """One (budget, method, seed); supervised picks its learning rate on the validation split."""
+    idx = draw_labelled(bench, budget, seed)
+    grid = setting.lr_grid if method == "supervised" else [1.0]
+    tried = [train_once(bench, idx, setting, method, seed, f) for f in grid]
+    best = min(tried, key=lambda r: r["val_error"])
+    best["lr_grid_val"] = {str(r["lr"]): r["val_error"] for r in tried}
+    best["seconds"] = sum(r["seconds"] for r in tried)
+    return best
+
+
+def summarise(rows: list[dict[str, Any]], units: dict[str, str]) -> str:
+    """Markdown tables: mean ± std per cell and the ratio X-model / supervised."""
+    lines: list[str] = []
+    for dataset in dict.fromkeys(r["dataset"] for r in rows):
+        sub = [r for r in rows if r["dataset"] == dataset]
+        budgets = sorted({r["budget"] for r in sub})
+        lines += [f"### {dataset} — test {units.get(dataset, '')}, mean ± std over seeds", "",
+                  "| method | " + " | ".join(f"{b} labels" for b in budgets) + " |",
+                  "|---|" + "---|" * len(budgets)]
+        stats: dict[tuple[str, int], tuple[float, float, int]] = {}
+        for method in METHODS:
+            cells = []
+            for b in budgets:
+                errs = [r["test_error"] for r in sub if r["method"] == method and r["budget"] == b]
+                if not errs:
+                    cells.append("–")
+                    continue
+                mean = statistics.fmean(errs)
+                std = statistics.stdev(errs) if len(errs) > 1 else 0.0
+                stats[(method, b)] = (mean, std, len(errs))
+                cells.append(f"{mean:.2f} ± {std:.2f}")
+            lines.append(f"| {method} | " + " | ".join(cells) + " |")
+        ratio_cells, margin_cells = [], []
+        for b in budgets:
+            if ("xmodel", b) in stats and ("supervised", b) in stats:
+                (xm, xs, _), (sm, ss, _) = stats[("xmodel", b)], stats[("supervised", b)]
+                ratio_cells.append(f"{xm / sm:.3f}")
+                enough = min(stats[("xmodel", b)][2], stats[("supervised", b)][2]) > 1
+                margin_cells.append(("yes" if sm - xm > max(xs, ss) else "no") if enough else "n/a (1 seed)")
+            else:
+                ratio_cells.append("–")
+                margin_cells.append("–")
+        lines.append("| **ratio X-model / supervised** | " + " | ".join(ratio_cells) + " |")
+        lines.append("| X-model better by > 1 std | " + " | ".join(margin_cells) + " |")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--quick", action="store_true", help="smoke of every cell: 1 seed, few steps, small pools")
+    parser.add_argument("--seeds", type=int, default=None, help="number of seeds (default 3, quick 1)")
+    parser.add_argument("--datasets", nargs="*", default=None, help="subset of datasets to run")
+    parser.add_argument("--out", type=Path, default=None, help="JSON path (default under bench/results/)")
+    args = parser.parse_args()
+    torch.set_num_threads(max(1, torch.get_num_threads()))
+    seeds = args.seeds or (1 if args.quick else 3)
+    out = args.out or RESULTS / ("label_efficiency_quick.json" if args.quick else "label_efficiency.json")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    done: list[dict[str, Any]] = json.loads(out.read_text())["runs"] if out.exists() else []
+    key = lambda r: (r["dataset"], r["budget"], r["method"], r["seed"])  # noqa: E731
+    finished = {key(r) for r in done}
+    chosen = settings(args.quick)
+    units = {name: s.unit for name, s in chosen.items()}
+    started = time.perf_counter()
+    benches = {name: s.build() for name, s in chosen.items() if not args.datasets or name in args.datasets}
+    # smallest budgets of every dataset first: the cells the bar is about finish earliest
+    for rank in range(max(len(chosen[n].budgets) for n in benches)):
+        for name, bench in benches.items():
+            setting = chosen[name]
+            if rank >= len(setting.budgets):
+                continue
+            budget = setting.budgets[rank]
+            for seed in range(seeds):
+                for method in METHODS:
+                    if (name, budget, method, seed) in finished:
+                        continue
+                    row = {"dataset": name, "budget": budget, "method": method, "seed": seed,
+                           **run_cell(bench, setting, budget, method, seed)}
+                    done.append(row)
+                    print(f"[{time.perf_counter() - started:7.0f}s] {name} {budget:5d} {method:18s} seed {seed}: "
+                          f"test {row['test_error']:.3f} val {row['val_error']:.4f} ({row['seconds']:.0f}s)", flush=True)
+                    meta = {"quick": args.quick, "seeds": seeds, "settings": {
+                        n: {"model": s.model, "train": s.train, "budgets": s.budgets, "lr_grid": s.lr_grid}
+                        for n, s in chosen.items()}}
+                    tmp = out.with_suffix(".json.tmp")
+                    tmp.write_text(json.dumps({"meta": meta, "runs": done}, indent=1))
+                    tmp.replace(out)
+    summary = summarise(done, units)
+    out.with_suffix(".md").write_text(summary)
+    print(summary)
+
+
+if __name__ == "__main__":
+    main()

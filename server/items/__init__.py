@@ -1,0 +1,1 @@
+"""Items: the images of a project (upload, zip import, list, fetch, delete)."""

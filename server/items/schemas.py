@@ -1,0 +1,85 @@
+"""Item schemas."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+ItemStatus = Literal["all", "labelled", "unlabelled", "leased"]
+
+
+class ItemRead(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: int
+    project_id: int
+    sha256: str
+    width: int
+    height: int
+    image_format: str
+    byte_size: int
+    original_name: str
+    created_at: datetime
+    label: dict[str, Any] | None
+    labelled_at: datetime | None
+    labelled_by_token_id: int | None
+
+
+class UploadedItem(BaseModel):
+    item: ItemRead
+    created: bool = Field(description="false when the same image was already in the project")
+    name: str = Field(description="the uploaded file name or zip entry name")
+
+
+class UploadResult(BaseModel):
+    created: int
+    duplicates: int
+    labelled: int
+    items: list[UploadedItem]
+    retrain_job_id: int | None = Field(default=None, description="training job started or running because of these labels")
+
+
+class ItemPage(BaseModel):
+    items: list[ItemRead]
+    next_cursor: str | None = Field(description="pass as ?cursor= to get the next page; null at the end")
+
+
+UPLOAD_OPENAPI: dict[str, Any] = {
+    "requestBody": {
+        "required": True,
+        "content": {"multipart/form-data": {
+            "schema": {
+                "type": "object",
+                "required": ["files"],
+                "properties": {
+                    "files": {"type": "array", "items": {"type": "string", "format": "binary"},
+                              "description": "one or more images (JPEG, PNG, WebP, BMP); repeat the field"},
+                    "labels": {"type": "string",
+                               "description": "optional JSON list aligned with `files`: one label object "
+                                              "or null per file, e.g. "
+                                              '[{"class": "cat"}, null]'},
+                },
+            },
+        }},
+    },
+}
+
+IMPORT_OPENAPI: dict[str, Any] = {
+    "requestBody": {
+        "required": True,
+        "content": {"multipart/form-data": {
+            "schema": {
+                "type": "object",
+                "required": ["archive"],
+                "properties": {
+                    "archive": {"type": "string", "format": "binary",
+                                "description": "a zip of images, optionally with labels.csv "
+                                               "(columns filename,label) or labels.jsonl "
+                                               '({"filename": ..., "label": {...}} per line)'},
+                },
+            },
+        }},
+    },
+}

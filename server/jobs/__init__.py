@@ -1,0 +1,1 @@
+"""Jobs: background work (training) queued for the worker."""

@@ -1,0 +1,44 @@
+"""``JobQueue``: how the API hands a committed job id to the worker.
+
+The default sends the Celery task ``training.run`` by name, so the server imports no worker
+code. Tests inject a recording queue through ``create_app(job_queue=...)``."""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+
+class JobQueue(Protocol):
+    def enqueue(self, job_id: int) -> None: ...
+
+    def close(self) -> None: ...
+
+
+class CeleryJobQueue:
+    """Sends ``training.run`` with the job id only; the row holds everything else."""
+
+    task_name = "training.run"
+
+    def __init__(self, broker_url: str) -> None:
+        import celery  # imported lazily: building the app should not need a broker
+
+        self._app = celery.Celery("xmodel-api", broker=broker_url)
+
+    def enqueue(self, job_id: int) -> None:
+        self._app.send_task(self.task_name, args=[job_id])
+
+    def close(self) -> None:
+        self._app.close()
+
+
+class RecordingJobQueue:
+    """Keeps the enqueued ids in memory (tests, or running the API without a worker)."""
+
+    def __init__(self) -> None:
+        self.enqueued: list[int] = []
+
+    def enqueue(self, job_id: int) -> None:
+        self.enqueued.append(job_id)
+
+    def close(self) -> None:
+        return None

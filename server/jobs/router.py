@@ -1,0 +1,65 @@
+"""Job routes."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Query, Request, Response, status
+
+from server.auth.dependencies import PrincipalDep, SessionDep
+from server.auth.service import check_project_access
+from server.errors import ERROR_RESPONSES, NotFound
+from server.jobs import repository, service
+from server.jobs.schemas import JobCreate, JobRead
+from server.projects.service import get_project
+
+router = APIRouter(tags=["jobs"], responses=ERROR_RESPONSES)
+
+
+@router.post("/projects/{project_id}/jobs", status_code=status.HTTP_201_CREATED, response_model=JobRead,
+             responses={200: {"description": "a training job was already queued or running: that job"}})
+def create_job(project_id: int, principal: PrincipalDep, session: SessionDep, request: Request,
+               response: Response, body: JobCreate | None = None) -> JobRead:
+    """Queue a training job (owner). One training per project at a time: while one is queued
+    or running, this answers 200 with that job instead of creating a second."""
+    check_project_access(principal, project_id, owner=True)
+    project = get_project(session, project_id)
+    overrides = body.training.model_dump(mode="json", exclude_none=True) if body and body.training else None
+    job, created = service.request_training(session, request.app.state.job_queue, project, overrides,
+                                            principal.token_id)
+    if not created:
+        response.status_code = status.HTTP_200_OK
+    return JobRead.model_validate(job)
+
+
+@router.get("/projects/{project_id}/jobs", response_model=list[JobRead])
+def list_jobs(project_id: int, principal: PrincipalDep, session: SessionDep,
+              after_id: Annotated[int, Query(ge=0)] = 0,
+              limit: Annotated[int, Query(ge=1, le=500)] = 100) -> list[JobRead]:
+    check_project_access(principal, project_id)
+    get_project(session, project_id)
+    jobs = repository.list_for_project(session, project_id, after_id=after_id, limit=limit)
+    return [JobRead.model_validate(j) for j in jobs]
+
+
+def _load_job(session: SessionDep, principal: PrincipalDep, job_id: int, *, owner: bool = False):  # type: ignore[no-untyped-def]
+    job = repository.get(session, job_id)
+    if job is None:
+        raise NotFound("job not found")
+    try:
+        check_project_access(principal, job.project_id, owner=owner)
+    except NotFound:
+        raise NotFound("job not found") from None
+    return job
+
+
+@router.get("/jobs/{job_id}", response_model=JobRead)
+def get_job(job_id: int, principal: PrincipalDep, session: SessionDep) -> JobRead:
+    return JobRead.model_validate(_load_job(session, principal, job_id))
+
+
+@router.post("/jobs/{job_id}/cancel", response_model=JobRead)
+def cancel_job(job_id: int, principal: PrincipalDep, session: SessionDep) -> JobRead:
+    """Cancel (owner): queued → cancelled now; running → ``cancel_requested`` for the worker."""
+    job = _load_job(session, principal, job_id, owner=True)
+    return JobRead.model_validate(service.cancel_job(session, job))

@@ -1,0 +1,41 @@
+"""Job schemas."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from server.projects.schemas import TrainingSettings
+
+
+class JobCreate(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [{"kind": "train", "training": {"steps": 500}}]})
+
+    kind: Literal["train"] = "train"
+    training: TrainingSettings | None = Field(default=None, description="overrides of the project's training settings")
+
+
+class JobRead(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: int
+    project_id: int
+    kind: str
+    status: Literal["queued", "running", "succeeded", "failed", "cancelled"]
+    phase: str | None
+    progress_step: int
+    progress_total: int | None
+    params: dict[str, Any]
+    metrics: dict[str, Any] | None
+    error: str | None
+    model_id: int | None
+    attempts: int
+    cancel_requested: bool
+    lease_owner: str | None
+    lease_expires_at: datetime | None
+    heartbeat_at: datetime | None
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None

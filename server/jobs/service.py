@@ -1,0 +1,57 @@
+"""Job rules: one active training per project (enforced by a partial unique index),
+enqueue only after commit, cancellation."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from server.db.base import utcnow
+from server.db.models import Job, Project
+from server.db.session import after_commit
+from server.errors import NotFound
+from server.jobs import repository
+from server.jobs.queue import JobQueue
+
+
+def get_job(session: Session, job_id: int) -> Job:
+    job = repository.get(session, job_id)
+    if job is None:
+        raise NotFound("job not found")
+    return job
+
+
+def request_training(session: Session, queue: JobQueue, project: Project,
+                     overrides: dict[str, Any] | None, token_id: int | None) -> tuple[Job, bool]:
+    """Create a queued training job, or return the project's queued/running one.
+
+    Returns ``(job, created)``. Race-free: a concurrent insert hits the partial unique index
+    and this call answers with the job that won."""
+    existing = repository.active_training(session, project.id)
+    if existing is not None:
+        return existing, False
+    params = {**(project.training or {}), **(overrides or {})}
+    job = Job(project_id=project.id, kind="train", status="queued", params=params,
+              created_by_token_id=token_id)
+    try:
+        with session.begin_nested():
+            session.add(job)
+    except IntegrityError:
+        existing = repository.active_training(session, project.id)
+        if existing is None:
+            raise
+        return existing, False
+    job_id = job.id
+    after_commit(session, lambda: queue.enqueue(job_id))
+    return job, True
+
+
+def cancel_job(session: Session, job: Job) -> Job:
+    """A queued job is cancelled at once; a running one is flagged for the worker to stop.
+    Finished jobs are left as they are."""
+    if not repository.cancel_if_queued(session, job.id, utcnow()):
+        repository.request_cancel_if_running(session, job.id)
+    session.refresh(job)
+    return job

@@ -1,0 +1,54 @@
+"""Label rules: validate, record who/when, keep revisions, release the lease, auto-retrain."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from server.db.base import utcnow
+from server.db.models import Item, Job, LabelRevision, Project
+from server.items import repository as items_repository
+from server.jobs.queue import JobQueue
+from server.jobs.service import request_training
+from server.labels.validation import validate_label
+from server.projects import repository as projects_repository
+
+
+def apply_label(session: Session, project: Project, item: Item, label: Any, token_id: int) -> Item:
+    """Set a validated label; the old value stays in ``label_revisions``."""
+    canonical = validate_label(project.task, label, width=item.width, height=item.height)
+    now = utcnow()
+    item.label = canonical
+    item.labelled_at = now
+    item.labelled_by_token_id = token_id
+    items_repository.add_revision(session, LabelRevision(item_id=item.id, value=canonical,
+                                                         token_id=token_id, created_at=now))
+    items_repository.release_lease(session, item.id)
+    session.flush()
+    return item
+
+
+def clear_label(session: Session, item: Item, token_id: int) -> Item:
+    now = utcnow()
+    item.label = None
+    item.labelled_at = None
+    item.labelled_by_token_id = token_id
+    items_repository.add_revision(session, LabelRevision(item_id=item.id, value=None,
+                                                         token_id=token_id, created_at=now))
+    session.flush()
+    return item
+
+
+def maybe_retrain(session: Session, queue: JobQueue, project: Project, token_id: int) -> Job | None:
+    """Create (or return) a training job once ``retrain_every`` labels were added since the
+    active model was trained."""
+    if not project.retrain_every:
+        return None
+    labelled = projects_repository.labelled_count(session, project.id)
+    model = projects_repository.active_model(session, project.id)
+    trained_on = model.labelled_count if model else 0
+    if labelled - trained_on < project.retrain_every:
+        return None
+    job, _created = request_training(session, queue, project, None, token_id)
+    return job

@@ -1,0 +1,1 @@
+"""Metrics: the learning curve of a project, one point per model version."""

@@ -1,0 +1,1 @@
+"""Model registry: trained model versions, their artefacts, and ONNX prediction."""

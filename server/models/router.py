@@ -1,0 +1,104 @@
+"""Model registry routes: list, get, download artefacts, predict with the ONNX export."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Query, Request
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import FileResponse
+from starlette.datastructures import UploadFile
+
+from server.auth.dependencies import PrincipalDep, SessionDep
+from server.auth.service import Principal, check_project_access
+from server.db.models import ModelVersion
+from server.errors import (
+    ERROR_RESPONSES,
+    BadRequest,
+    NotFound,
+    PayloadTooLarge,
+    UnsupportedMediaType,
+)
+from server.models import predict as onnx_predict
+from server.models import repository, service
+from server.models.schemas import ArtefactFormat, ModelRead, PredictRead
+from server.projects.service import get_project
+from server.uploads.images import check_image
+
+router = APIRouter(tags=["models"], responses=ERROR_RESPONSES)
+PREDICT_OPENAPI = {"requestBody": {"required": True, "content": {"multipart/form-data": {"schema": {
+    "type": "object", "required": ["file"],
+    "properties": {"file": {"type": "string", "format": "binary", "description": "one image"}}}}}}}
+
+
+def _load_model(session: SessionDep, principal: Principal, model_id: int) -> ModelVersion:
+    model = repository.get(session, model_id)
+    if model is None:
+        raise NotFound("model not found")
+    try:
+        check_project_access(principal, model.project_id)
+    except NotFound:
+        raise NotFound("model not found") from None
+    return model
+
+
+@router.get("/projects/{project_id}/models", response_model=list[ModelRead])
+def list_models(project_id: int, principal: PrincipalDep, session: SessionDep) -> list[ModelRead]:
+    check_project_access(principal, project_id)
+    get_project(session, project_id)
+    return [service.to_read(m) for m in repository.list_for_project(session, project_id)]
+
+
+@router.get("/models/{model_id}", response_model=ModelRead)
+def get_model(model_id: int, principal: PrincipalDep, session: SessionDep) -> ModelRead:
+    return service.to_read(_load_model(session, principal, model_id))
+
+
+@router.get("/models/{model_id}/download", response_class=FileResponse,
+            responses={200: {"description": "the artefact, with its sha256 in X-Content-SHA256",
+                             "content": {"application/octet-stream": {}}}})
+def download_model(model_id: int, principal: PrincipalDep, session: SessionDep, request: Request,
+                   format: ArtefactFormat = Query("onnx")) -> FileResponse:  # noqa: A002
+    """Stream one artefact: safetensors weights + config, ONNX, or TorchScript."""
+    model = _load_model(session, principal, model_id)
+    path_col, sha_col, media, filename = service.FORMAT_COLUMNS[format]
+    relative = getattr(model, path_col)
+    if not relative:
+        raise NotFound(f"this model has no {format} artefact")
+    path = service.artefact_path(request.app.state.settings.storage_dir, relative)
+    if not path.is_file():
+        raise NotFound(f"{format} artefact file is missing")
+    sha = getattr(model, sha_col)
+    return FileResponse(path, media_type=media, filename=f"model-{model.id}-v{model.version}-{filename}",
+                        headers={"X-Content-SHA256": sha, "ETag": f'"{sha}"'})
+
+
+@router.post("/models/{model_id}/predict", response_model=PredictRead, openapi_extra=PREDICT_OPENAPI)
+async def predict(model_id: int, principal: PrincipalDep, session: SessionDep, request: Request) -> PredictRead:
+    """Predict on one uploaded image (field ``file``) with the model's ONNX export on CPU.
+    Returns the mean over heads (named), each head's output and their disagreement."""
+    settings = request.app.state.settings
+    model = await run_in_threadpool(_load_model, session, principal, model_id)
+    onnx_path = service.artefact_path(settings.storage_dir, model.onnx_path)
+    config_path = service.artefact_path(settings.storage_dir, model.config_path)
+    key, version = f"{model.id}:{model.onnx_sha256}", model.version
+    await run_in_threadpool(session.commit)  # end the read before the body arrives
+    if not request.headers.get("content-type", "").startswith("multipart/form-data"):
+        raise UnsupportedMediaType("send the image as multipart/form-data field 'file'")
+    form = await request.form(max_files=1, max_fields=4)
+    try:
+        upload = form.get("file")
+        if not isinstance(upload, UploadFile):
+            raise BadRequest("no image: send it in the multipart field 'file'")
+        data = await upload.read(settings.max_file_bytes + 1)
+    finally:
+        await form.close()
+    if len(data) > settings.max_file_bytes:
+        raise PayloadTooLarge(f"image exceeds the per-file limit of {settings.max_file_bytes} bytes")
+
+    def run() -> dict:  # type: ignore[type-arg]
+        check_image(data, allowed_formats=settings.allowed_image_formats, max_pixels=settings.max_image_pixels,
+                    max_bytes=settings.max_file_bytes, name=upload.filename or "file")
+        ort_session, config = request.app.state.onnx_sessions.get(onnx_path, config_path, key)
+        return onnx_predict.predict(ort_session, config, data)
+
+    result = await run_in_threadpool(run)
+    return PredictRead(model_id=model_id, model_version=version, **result)

@@ -1,0 +1,1 @@
+"""Projects: the task, image size, backbone and training settings of one dataset."""

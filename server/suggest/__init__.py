@@ -1,0 +1,1 @@
+"""Suggest: which unlabelled items an annotator should label next, leased to them."""

@@ -1,0 +1,63 @@
+"""Suggest and lease routes."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Query, Request
+
+from server.auth.dependencies import PrincipalDep, SessionDep
+from server.auth.service import check_project_access
+from server.errors import ERROR_RESPONSES, BadRequest
+from server.projects.service import get_project
+from server.suggest import repository, service
+from server.suggest.schemas import LeaseRead, Strategy, SuggestedItem, SuggestRead
+
+router = APIRouter(tags=["suggest"], responses=ERROR_RESPONSES)
+Annotator = Annotated[str | None, Query(max_length=200, description="who will label; leases are held per token and annotator")]
+
+
+@router.get("/projects/{project_id}/suggest", response_model=SuggestRead)
+def suggest(project_id: int, principal: PrincipalDep, session: SessionDep, request: Request,
+            k: Annotated[int, Query(ge=1, description="how many items")] = 10,
+            annotator: Annotator = None, strategy: Strategy = "xmodel") -> SuggestRead:
+    """The unlabelled items the active model scores highest (head disagreement), spread
+    across feature clusters (``xmodel``), by score only (``xmodel_nodiv``) or at random.
+    Without a scored model the answer says ``strategy: cold_start_random``. The items are
+    leased to this annotator (others will not get them) until ``lease_expires_at``; calling
+    again renews the batch, labelling an item releases it."""
+    check_project_access(principal, project_id)
+    settings = request.app.state.settings
+    if k > settings.max_suggest_k:
+        raise BadRequest(f"k must be at most {settings.max_suggest_k}")
+    project = get_project(session, project_id)
+    result = service.suggest(session, project, principal, k=k, annotator=annotator, strategy=strategy,
+                             lease_seconds=settings.lease_seconds)
+    return SuggestRead(
+        project_id=project_id, annotator=result.annotator, strategy=result.strategy,  # type: ignore[arg-type]
+        requested_strategy=strategy, cold_start=result.cold_start, note=result.note,
+        model_id=result.model_id, model_version=result.model_version,
+        lease_expires_at=result.lease_expires_at,
+        items=[SuggestedItem(item_id=c.item_id, score=c.score, cluster=c.cluster,
+                             image_url=f"/items/{c.item_id}/image") for c in result.items],
+    )
+
+
+@router.post("/projects/{project_id}/leases/renew", response_model=LeaseRead)
+def renew_leases(project_id: int, principal: PrincipalDep, session: SessionDep, request: Request,
+                 annotator: Annotator = None) -> LeaseRead:
+    """Extend every live lease this token+annotator holds in the project."""
+    check_project_access(principal, project_id)
+    project = get_project(session, project_id)
+    ids, expires = service.renew_leases(session, project, principal, annotator, request.app.state.settings.lease_seconds)
+    return LeaseRead(annotator=annotator or "", item_ids=ids, lease_expires_at=expires if ids else None)
+
+
+@router.delete("/projects/{project_id}/leases", response_model=LeaseRead)
+def release_leases(project_id: int, principal: PrincipalDep, session: SessionDep,
+                   annotator: Annotator = None) -> LeaseRead:
+    """Give back every item this token+annotator holds, for others to label."""
+    check_project_access(principal, project_id)
+    get_project(session, project_id)
+    repository.release(session, project_id, service.holder_key(principal, annotator))
+    return LeaseRead(annotator=annotator or "", item_ids=[], lease_expires_at=None)

@@ -1,0 +1,55 @@
+"""Shared fixtures: a fresh PostgreSQL database and a SQLite file per test session, both
+built by the Alembic migrations. No torch here."""
+
+from __future__ import annotations
+
+import os
+import secrets
+from collections.abc import Iterator
+
+import psycopg
+import pytest
+
+PG_HOST = os.environ.get("XM_TEST_PG_HOST", "127.0.0.1")
+PG_PORT = int(os.environ.get("XM_TEST_PG_PORT", "5432"))
+
+
+def _pg_admin_connection() -> tuple[psycopg.Connection, str]:
+    """Connect with autocommit as the first user/database that answers."""
+    errors = []
+    for user in (os.environ.get("XM_TEST_PG_USER"), "postgres", "root"):
+        if not user:
+            continue
+        for dbname in ("test", "postgres"):
+            try:
+                conn = psycopg.connect(host=PG_HOST, port=PG_PORT, user=user, dbname=dbname, autocommit=True)
+                return conn, user
+            except psycopg.OperationalError as exc:
+                errors.append(f"{user}@{dbname}: {exc}")
+    raise RuntimeError("PostgreSQL is required for the integration tests: " + "; ".join(errors))
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> Iterator[str]:
+    """URL of a new, migrated database ``xm_test_<hex>``, dropped at the end of the session."""
+    from server.db.migrate import upgrade_to_head
+
+    conn, user = _pg_admin_connection()
+    name = f"xm_test_{secrets.token_hex(4)}"
+    conn.execute(f'CREATE DATABASE "{name}"')
+    url = f"postgresql://{user}@{PG_HOST}:{PG_PORT}/{name}"
+    try:
+        upgrade_to_head(url)
+        yield url
+    finally:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        conn.close()
+
+
+@pytest.fixture(scope="session")
+def sqlite_url(tmp_path_factory: pytest.TempPathFactory) -> str:
+    from server.db.migrate import upgrade_to_head
+
+    url = f"sqlite:///{tmp_path_factory.mktemp('sqlite') / 'xmodel.db'}"
+    upgrade_to_head(url)
+    return url

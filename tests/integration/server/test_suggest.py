@@ -1,0 +1,126 @@
+"""Suggest: cold start, score ordering, cluster diversity, leases and their release."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+from server_test_helpers import register_model, unique_png
+
+pytestmark = pytest.mark.integration
+
+
+def _items(api, project_id, owner, n: int) -> list[int]:
+    response = api.upload(project_id, owner, [(f"{i}.png", unique_png()) for i in range(n)])
+    return [e["item"]["id"] for e in response.json()["items"]]
+
+
+def _suggest(api, project_id, headers, **params):
+    response = api.client.get(f"/projects/{project_id}/suggest", headers=headers, params=params)
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+def test_cold_start_says_so_and_leases(api) -> None:
+    project_id, owner = api.create_project()
+    ids = _items(api, project_id, owner, 6)
+    result = _suggest(api, project_id, owner, k=4, annotator="ann")
+    assert result["strategy"] == "cold_start_random" and result["cold_start"] is True
+    assert result["model_id"] is None and "no trained model" in result["note"]
+    got = [i["item_id"] for i in result["items"]]
+    assert len(got) == 4 and set(got) <= set(ids)
+    other = _suggest(api, project_id, owner, k=4, annotator="bob")
+    assert set(i["item_id"] for i in other["items"]) == set(ids) - set(got)
+
+
+def test_nodiv_is_pure_top_score_and_skips_labelled(api) -> None:
+    project_id, owner = api.create_project()
+    ids = _items(api, project_id, owner, 6)
+    scores = [(item_id, float(s), 0 if s < 3 else 1) for item_id, s in zip(ids, [5, 4, 3, 2, 1, 0], strict=True)]
+    model_id = register_model(api, project_id, scores=scores)
+    api.client.put(f"/items/{ids[1]}/label", headers=owner, json={"class": "cat"})
+    result = _suggest(api, project_id, owner, k=3, strategy="xmodel_nodiv")
+    assert result["strategy"] == "xmodel_nodiv" and result["cold_start"] is False
+    assert result["model_id"] == model_id and result["model_version"] == 1
+    assert [i["item_id"] for i in result["items"]] == [ids[0], ids[2], ids[3]]
+    assert [i["score"] for i in result["items"]] == [5.0, 3.0, 2.0]
+
+
+def test_xmodel_spreads_across_clusters(api) -> None:
+    project_id, owner = api.create_project()
+    ids = _items(api, project_id, owner, 9)
+    # Cluster 0 holds the five best scores; clusters 1 and 2 lower ones.
+    scores = [(ids[0], 9.0, 0), (ids[1], 8.9, 0), (ids[2], 8.8, 0), (ids[3], 8.7, 0), (ids[4], 8.6, 0),
+              (ids[5], 5.0, 1), (ids[6], 4.0, 1), (ids[7], 3.0, 2), (ids[8], 2.0, 2)]
+    register_model(api, project_id, scores=scores)
+    result = _suggest(api, project_id, owner, k=4)
+    assert result["strategy"] == "xmodel"
+    assert [i["item_id"] for i in result["items"]] == [ids[0], ids[5], ids[7], ids[1]]
+    assert [i["cluster"] for i in result["items"]] == [0, 1, 2, 0]
+    nodiv = _suggest(api, project_id, owner, k=4, strategy="xmodel_nodiv", annotator="other")
+    assert [i["item_id"] for i in nodiv["items"]] == [ids[2], ids[3], ids[4], ids[6]]  # first four are leased
+
+
+def test_leases_disjoint_renewed_and_released(api) -> None:
+    project_id, owner = api.create_project()
+    _, alice = api.create_token(project_id, owner, name="alice")
+    _, bob = api.create_token(project_id, owner, name="bob")
+    ids = _items(api, project_id, owner, 6)
+    register_model(api, project_id, scores=[(i, float(10 - n), 0) for n, i in enumerate(ids)])
+    a = [i["item_id"] for i in _suggest(api, project_id, alice, k=2)["items"]]
+    b = [i["item_id"] for i in _suggest(api, project_id, bob, k=2)["items"]]
+    assert a == ids[:2] and b == ids[2:4]
+    again = _suggest(api, project_id, alice, k=2)
+    assert [i["item_id"] for i in again["items"]] == a  # renewal: the same batch
+    renewed = api.client.post(f"/projects/{project_id}/leases/renew", headers=alice).json()
+    assert renewed["item_ids"] == sorted(a)
+    api.client.put(f"/items/{a[0]}/label", headers=alice, json={"class": "cat"})
+    released = api.client.delete(f"/projects/{project_id}/leases", headers=bob)
+    assert released.status_code == 200
+    # Bob's items are free again; alice's labelled item is gone from the pool.
+    c = [i["item_id"] for i in _suggest(api, project_id, owner, k=4)["items"]]
+    assert c == [ids[2], ids[3], ids[4], ids[5]]
+
+
+@pytest.mark.parametrize("settings_overrides", [{"lease_seconds": 1}])
+def test_expired_lease_is_free_again(api, settings_overrides) -> None:
+    import time
+
+    project_id, owner = api.create_project()
+    _, alice = api.create_token(project_id, owner)
+    ids = _items(api, project_id, owner, 2)
+    register_model(api, project_id, scores=[(ids[0], 2.0, 0), (ids[1], 1.0, 0)])
+    assert [i["item_id"] for i in _suggest(api, project_id, alice, k=1)["items"]] == [ids[0]]
+    assert [i["item_id"] for i in _suggest(api, project_id, owner, k=1)["items"]] == [ids[1]]
+    time.sleep(1.2)
+    assert [i["item_id"] for i in _suggest(api, project_id, owner, k=1, annotator="x")["items"]] == [ids[0]]
+
+
+def test_random_strategy_with_active_model(api) -> None:
+    project_id, owner = api.create_project()
+    ids = _items(api, project_id, owner, 5)
+    register_model(api, project_id, scores=[(i, 1.0, 0) for i in ids])
+    result = _suggest(api, project_id, owner, k=5, strategy="random")
+    assert result["strategy"] == "random" and sorted(i["item_id"] for i in result["items"]) == sorted(ids)
+    assert all(i["score"] is None for i in result["items"])
+
+
+def test_concurrent_annotators_get_disjoint_items(api) -> None:
+    project_id, owner = api.create_project()
+    ids = _items(api, project_id, owner, 40)
+    register_model(api, project_id, scores=[(i, float(n % 7), n % 3) for n, i in enumerate(ids)])
+    tokens = [api.create_token(project_id, owner, name=f"a{n}")[1] for n in range(8)]
+    results: dict[int, list[int]] = {}
+    barrier = threading.Barrier(len(tokens))
+
+    def work(n: int) -> None:
+        barrier.wait()
+        results[n] = [i["item_id"] for i in _suggest(api, project_id, tokens[n], k=5)["items"]]
+
+    threads = [threading.Thread(target=work, args=(n,)) for n in range(len(tokens))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    everything = [i for batch in results.values() for i in batch]
+    assert len(everything) == 40 and len(set(everything)) == 40

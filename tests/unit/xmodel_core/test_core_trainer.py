@@ -1,0 +1,87 @@
+"""Training: exact resume from a checkpoint, and a few supervised steps lower the loss."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from xmodel_core.augment import NONE
+from xmodel_core.data import LabelledSet
+from xmodel_core.trainer import Progress, TrainConfig, Trainer
+
+
+class Interrupt(Exception):
+    """Raised from the progress callback: the worker's cancel path."""
+
+
+def _classification_data(make_images) -> tuple[LabelledSet, torch.Tensor, LabelledSet]:
+    labels = torch.arange(12) % 3
+    images = make_images(12, seed=1)
+    return LabelledSet(images[:8], labels[:8]), make_images(8, seed=2), LabelledSet(images[8:], labels[8:])
+
+
+@pytest.mark.parametrize("method", ["xmodel", "mean_teacher"])
+def test_resume_from_checkpoint_equals_an_uninterrupted_run(method, make_task, make_model, make_images, tmp_path: Path):
+    task = make_task("classification")
+    labelled, unlabelled, val = _classification_data(make_images)
+    config = TrainConfig(
+        method=method, steps=6, batch_size=4, unlabelled_batch_size=4, device="cpu",
+        eval_every=2, checkpoint_every=3, seed=4,
+    )
+
+    straight = Trainer(make_model(task, seed=0), task, config)
+    torch.manual_seed(123)  # dropout draws from the global RNG
+    straight.fit(labelled, unlabelled, val)
+
+    first = Trainer(make_model(task, seed=0), task, config)
+    checkpoint = tmp_path / "run.ckpt"
+
+    def stop_at_three(progress: Progress) -> None:
+        if progress.step == 3:
+            raise Interrupt
+
+    torch.manual_seed(123)
+    with pytest.raises(Interrupt):
+        first.fit(labelled, unlabelled, val, callback=stop_at_three, checkpoint_path=checkpoint)
+    assert checkpoint.exists()
+    torch.manual_seed(999)  # the resumed run must not depend on the RNG state it starts in
+    resumed = Trainer(make_model(task, seed=7), task, config)  # other initial weights: all come from the checkpoint
+    result = resumed.fit(labelled, unlabelled, val, checkpoint_path=checkpoint)
+
+    assert result.steps_done == 6 and resumed.history == straight.history
+    for key, tensor in straight.model.state_dict().items():
+        assert torch.equal(resumed.model.state_dict()[key], tensor), key
+    if method == "mean_teacher":
+        for key, tensor in straight.teacher.state_dict().items():
+            assert torch.equal(resumed.teacher.state_dict()[key], tensor), f"teacher {key}"
+    for group_a, group_b in zip(straight.optimizer.state.values(), resumed.optimizer.state.values(), strict=True):
+        assert torch.equal(group_a["exp_avg"], group_b["exp_avg"])
+
+
+def test_a_few_supervised_steps_lower_the_loss(make_task, make_model):
+    """Regression of a learnable quantity: the target is the image's mean brightness."""
+    task = make_task("regression")
+    gen = torch.Generator().manual_seed(0)
+    level = torch.rand(32, generator=gen)
+    images = (level.view(-1, 1, 1, 1) * 255 * torch.ones(32, 3, 16, 16)).to(torch.uint8)
+    targets = torch.stack([level * 100, level * 2.5], dim=1)
+    task.fit(targets)
+    labelled = LabelledSet(images, targets)
+    model = make_model(task, dropout=0.0)
+    config = TrainConfig(method="supervised", steps=25, batch_size=8, lr=5e-3, weak=NONE, device="cpu")
+    trainer = Trainer(model, task, config)
+
+    def eval_loss() -> float:
+        model.eval()
+        with torch.no_grad():
+            return float(task.supervised_loss(model(images.float() / 255), targets))
+
+    before = eval_loss()
+    losses: list[float] = []
+    trainer.fit(labelled, callback=lambda p: losses.append(p.losses["supervised"]))
+    after = eval_loss()
+    assert len(losses) == 25 and all(torch.isfinite(torch.tensor(losses)))
+    assert after < 0.6 * before, (before, after)
+    assert sum(losses[-5:]) < sum(losses[:5])
