@@ -23,6 +23,7 @@ class ModelConfig:
     image_size: int = 96
     pretrained: bool = True
     freeze_blocks: int = 0
+    bn_eval: bool = False  # keep every batch norm on its running statistics while training
 
     def to_json(self) -> dict:
         return asdict(self)
@@ -66,6 +67,19 @@ class XModel(nn.Module):
             for _ in range(config.num_heads)
         )
         self.reversal = GradientReversal()
+
+    def train(self, mode: bool = True) -> XModel:
+        """Like ``nn.Module.train``; with ``config.bn_eval`` batch norms stay in eval mode.
+
+        Pretrained statistics then survive small labelled batches, and strongly augmented
+        views in a shared batch cannot shift the statistics used on clean test images.
+        """
+        super().train(mode)
+        if self.config.bn_eval:
+            for module in self.modules():
+                if isinstance(module, nn.modules.batchnorm._BatchNorm):
+                    module.eval()
+        return self
 
     def features(self, images: torch.Tensor) -> torch.Tensor:
         """``[B, 3, S, S]`` in [0, 1] -> extractor features ``[B, F]``."""

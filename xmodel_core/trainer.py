@@ -24,7 +24,15 @@ from typing import Any
 
 import torch
 
-from .augment import STRONG, WEAK, AugmentConfig, Views, augment, keypoints_from_view, keypoints_to_view
+from .augment import (
+    STRONG,
+    WEAK,
+    AugmentConfig,
+    Views,
+    augment,
+    keypoints_from_view,
+    keypoints_to_view,
+)
 from .data import LabelledSet, to_float
 from .grl import warmup_coefficient
 from .losses import CrossedConsistencyLoss, MeanTeacherLoss, MinimaxDiscrepancyLoss, SupervisedLoss

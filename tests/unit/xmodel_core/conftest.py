@@ -16,6 +16,10 @@ from xmodel_core.tasks import ClassificationTask, KeypointTask, RegressionTask, 
 
 SIZE = 16
 
+# Tiny tensors gain nothing from intra-op threads, and on a shared 2-core machine spinning
+# threads make every test many times slower.
+torch.set_num_threads(1)
+
 
 def build_task(kind: str) -> TaskSpec:
     """A small task of each kind; regression is fitted and has a range (exercises the clamp)."""
