@@ -35,3 +35,16 @@ bench-quick: setup
 
 clean:
 	rm -rf $(VENV) var .pytest_cache
+
+# The API and one embedded worker (SQLite database, SQLite-file broker: no other server).
+run: setup
+	$(BIN)/python scripts/run_embedded.py
+
+# A worker for a distributed setup: set XM_BROKER_URL (redis://...), XM_DATABASE_URL and
+# XM_STORAGE_DIR as on the API machine. One training process per GPU.
+worker: setup
+	$(BIN)/celery -A worker.app worker --pool=solo --concurrency=1 --loglevel=INFO
+
+# The whole loop on UTKFace over HTTP (starts its own server + worker unless --url is given).
+demo: setup
+	$(BIN)/python scripts/demo.py $(DEMO_ARGS)

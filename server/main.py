@@ -62,7 +62,7 @@ def create_app(settings: Settings | None = None, *, job_queue: JobQueue | None =
         app.state.engine = engine
         app.state.session_factory = sessionmaker(engine, expire_on_commit=False)
         app.state.image_store = image_store or FileImageStore(settings.storage_dir)
-        app.state.job_queue = job_queue or CeleryJobQueue(settings.broker_url)
+        app.state.job_queue = job_queue or CeleryJobQueue(settings.broker_url, settings.broker_queue)
         app.state.onnx_sessions = OnnxSessionCache(settings.predict_session_cache)
         for session in run_in_transaction(app.state.session_factory):
             generated = ensure_admin_token(session, settings.admin_token)

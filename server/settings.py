@@ -26,7 +26,10 @@ class Settings(BaseSettings):
 
     database_url: str = "sqlite:///./var/xmodel.db"
     storage_dir: Path = Path("./var/storage")
-    broker_url: str = "redis://127.0.0.1:6379/0"
+    # Embedded default: kombu's SQLAlchemy transport on a SQLite file, no broker server needed.
+    # Distributed: redis://host:6379/0. API and workers must use the same URL and queue.
+    broker_url: str = "sqla+sqlite:///./var/broker.sqlite"
+    broker_queue: str = "xmodel"
     admin_token: str | None = Field(default=None, repr=False)
     auto_migrate: bool = True
 

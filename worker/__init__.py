@@ -1,0 +1,1 @@
+"""Celery workers: training, scoring and the reaper (``celery -A worker.app worker``)."""

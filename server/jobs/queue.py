@@ -5,6 +5,7 @@ code. Tests inject a recording queue through ``create_app(job_queue=...)``."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Protocol
 
 
@@ -14,18 +15,28 @@ class JobQueue(Protocol):
     def close(self) -> None: ...
 
 
+def ensure_broker_dir(broker_url: str) -> None:
+    """The embedded broker is a SQLite file: make sure its folder exists."""
+    prefix = "sqla+sqlite:///"
+    if broker_url.startswith(prefix):
+        Path(broker_url[len(prefix):]).expanduser().parent.mkdir(parents=True, exist_ok=True)
+
+
 class CeleryJobQueue:
     """Sends ``training.run`` with the job id only; the row holds everything else."""
 
     task_name = "training.run"
 
-    def __init__(self, broker_url: str) -> None:
+    def __init__(self, broker_url: str, queue: str = "xmodel") -> None:
         import celery  # imported lazily: building the app should not need a broker
 
+        ensure_broker_dir(broker_url)
+        self.queue = queue
         self._app = celery.Celery("xmodel-api", broker=broker_url)
+        self._app.conf.broker_connection_retry_on_startup = True
 
     def enqueue(self, job_id: int) -> None:
-        self._app.send_task(self.task_name, args=[job_id])
+        self._app.send_task(self.task_name, args=[job_id], queue=self.queue)
 
     def close(self) -> None:
         self._app.close()

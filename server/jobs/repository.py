@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import and_, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from server.db.models import ACTIVE_JOB_STATUSES, Job
@@ -42,3 +44,105 @@ def request_cancel_if_running(session: Session, job_id: int) -> bool:
         .values(cancel_requested=True).execution_options(synchronize_session=False)
     )
     return result.rowcount == 1
+
+
+# ---- the worker's side: claim, heartbeat, progress, finish, requeue -----------------------
+# Every write below is conditional on the row still being ours (``lease_owner``) and
+# ``running``, so a worker that lost its lease (the reaper gave the job to another) can never
+# overwrite the state the new owner writes.
+
+def claim(session: Session, job_id: int, owner: str, now: datetime, lease_expires_at: datetime) -> Job | None:
+    """queued → running, or running with an expired lease → running (a dead worker's job).
+
+    Returns the claimed row (``attempts`` already counts this attempt), or None when the job
+    is not claimable (finished, cancelled, or held by a live worker)."""
+    claimable = or_(Job.status == "queued",
+                    and_(Job.status == "running", Job.lease_expires_at < now))
+    result = session.execute(
+        update(Job).where(Job.id == job_id, Job.cancel_requested.is_(False), claimable)
+        .values(status="running", lease_owner=owner, lease_expires_at=lease_expires_at,
+                heartbeat_at=now, attempts=Job.attempts + 1, phase="loading", error=None,
+                started_at=func.coalesce(Job.started_at, now))
+        .execution_options(synchronize_session=False)
+    )
+    if result.rowcount != 1:
+        return None
+    job = session.get(Job, job_id)
+    if job is not None:
+        session.refresh(job)
+    return job
+
+
+def _owned(job_id: int, owner: str):  # type: ignore[no-untyped-def]
+    return and_(Job.id == job_id, Job.lease_owner == owner, Job.status == "running")
+
+
+def heartbeat(session: Session, job_id: int, owner: str, now: datetime,
+              lease_expires_at: datetime, **progress: Any) -> bool | None:
+    """Extend the lease (and write any ``progress`` columns: phase, progress_step,
+    progress_total, metrics). Returns ``cancel_requested``, or None when the lease was lost."""
+    row = session.execute(
+        update(Job).where(_owned(job_id, owner))
+        .values(heartbeat_at=now, lease_expires_at=lease_expires_at, **progress)
+        .returning(Job.cancel_requested).execution_options(synchronize_session=False)
+    ).first()
+    return None if row is None else bool(row[0])
+
+
+def finish(session: Session, job_id: int, owner: str, status: str, now: datetime, *,
+           error: str | None = None, model_id: int | None = None,
+           metrics: dict[str, Any] | None = None, phase: str | None = None) -> bool:
+    """running → succeeded / failed / cancelled, only while this worker owns the row."""
+    if status not in ("succeeded", "failed", "cancelled"):
+        raise ValueError(f"not a final status: {status!r}")
+    values: dict[str, Any] = {"status": status, "finished_at": now, "error": error,
+                              "lease_expires_at": None, "phase": phase or status}
+    if model_id is not None:
+        values["model_id"] = model_id
+    if metrics is not None:
+        values["metrics"] = metrics
+    result = session.execute(update(Job).where(_owned(job_id, owner)).values(**values)
+                             .execution_options(synchronize_session=False))
+    return result.rowcount == 1
+
+
+def release(session: Session, job_id: int, owner: str, error: str) -> bool:
+    """running → queued (an infrastructure error; the task will be retried)."""
+    result = session.execute(
+        update(Job).where(_owned(job_id, owner))
+        .values(status="queued", lease_owner=None, lease_expires_at=None, error=error, phase="retrying")
+        .execution_options(synchronize_session=False)
+    )
+    return result.rowcount == 1
+
+
+@dataclass
+class ReapResult:
+    requeued: list[int] = field(default_factory=list)
+    failed: list[int] = field(default_factory=list)
+    cancelled: list[int] = field(default_factory=list)
+
+
+def requeue_expired(session: Session, now: datetime, max_attempts: int = 3) -> ReapResult:
+    """Jobs whose worker died (running, lease expired): back to queued while attempts remain,
+    else failed with a clear error; cancelled if a cancel was asked for. Each row moves with a
+    conditional UPDATE, so two reapers never both requeue a job. The caller sends
+    ``training.run`` for ``requeued`` after commit."""
+    expired = and_(Job.status == "running", Job.lease_expires_at < now)
+    out = ReapResult()
+    out.cancelled = [int(i) for i in session.scalars(
+        update(Job).where(expired, Job.cancel_requested.is_(True))
+        .values(status="cancelled", finished_at=now, lease_expires_at=None, phase="cancelled",
+                error="cancelled; its worker stopped answering")
+        .returning(Job.id).execution_options(synchronize_session=False))]
+    out.failed = [int(i) for i in session.scalars(
+        update(Job).where(expired, Job.attempts >= max_attempts)
+        .values(status="failed", finished_at=now, lease_expires_at=None, phase="failed",
+                error=f"worker lost {max_attempts} times (lease expired without a heartbeat); giving up")
+        .returning(Job.id).execution_options(synchronize_session=False))]
+    out.requeued = [int(i) for i in session.scalars(
+        update(Job).where(expired)
+        .values(status="queued", lease_owner=None, lease_expires_at=None, phase="requeued",
+                error="worker stopped answering; requeued")
+        .returning(Job.id).execution_options(synchronize_session=False))]
+    return out

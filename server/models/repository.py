@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from sqlalchemy import func, select, update
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.orm import Session
 
-from server.db.models import ModelVersion
+from server.db.models import ItemScore, ModelVersion
 
 
 def get(session: Session, model_id: int) -> ModelVersion | None:
@@ -38,3 +38,18 @@ def activate(session: Session, model: ModelVersion) -> None:
     session.execute(update(ModelVersion).where(ModelVersion.id == model.id)
                     .values(is_active=True).execution_options(synchronize_session=False))
     session.refresh(model)
+
+
+def for_job(session: Session, job_id: int) -> ModelVersion | None:
+    """The model a training job created (a re-run after a crash reuses it)."""
+    return session.scalar(select(ModelVersion).where(ModelVersion.job_id == job_id))
+
+
+def delete_inactive_for_job(session: Session, job_id: int) -> int:
+    """Remove a cancelled or failed job's unfinished model (its scores go with it)."""
+    ids = list(session.scalars(select(ModelVersion.id).where(
+        ModelVersion.job_id == job_id, ModelVersion.is_active.is_(False))))
+    if ids:
+        session.execute(delete(ItemScore).where(ItemScore.model_id.in_(ids)))
+        session.execute(delete(ModelVersion).where(ModelVersion.id.in_(ids)))
+    return len(ids)

@@ -34,6 +34,12 @@ def write_scores(session: Session, model_id: int, strategy: str,
     return len(payload)
 
 
+def delete_scores(session: Session, model_id: int) -> int:
+    """Drop a model's scores (a re-run rewrites them all: exactly one row per item)."""
+    result = session.execute(delete(ItemScore).where(ItemScore.model_id == model_id))
+    return int(result.rowcount or 0)
+
+
 def has_scores(session: Session, model_id: int, strategy: str) -> bool:
     query = select(exists().where(ItemScore.model_id == model_id, ItemScore.strategy == strategy))
     return bool(session.scalar(query))

@@ -1,0 +1,165 @@
+"""Helpers for the worker tests: a real ``celery worker`` subprocess, an in-process API that
+enqueues through the real broker, tiny images, polling."""
+
+from __future__ import annotations
+
+import io
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from fastapi.testclient import TestClient
+from PIL import Image
+from sqlalchemy import Engine, func, select
+
+from server.db.models import ItemScore, Job, ModelVersion
+
+REPO = Path(__file__).resolve().parents[3]
+ADMIN_TOKEN = "worker-test-admin-token-0123456789"
+
+# Short lease / heartbeat / reap periods so a killed worker's job comes back in seconds.
+FAST_WORKER_ENV = {
+    "XM_JOB_LEASE_SECONDS": "4",
+    "XM_HEARTBEAT_SECONDS": "1",
+    "XM_REAP_SECONDS": "1",
+    "XM_PROGRESS_SECONDS": "0.2",
+    "XM_CHECKPOINT_EVERY": "5",
+    "XM_RETRY_BACKOFF_SECONDS": "1",
+    "OMP_NUM_THREADS": "1",
+}
+
+
+@dataclass
+class WorkerProcess:
+    """``celery -A worker.app worker --pool=solo --concurrency=1`` with the given env."""
+
+    env: dict[str, str]
+    log_dir: Path
+    proc: subprocess.Popen[bytes] | None = None
+    logs: list[Path] = field(default_factory=list)
+
+    def start(self, timeout: float = 60) -> WorkerProcess:
+        log = self.log_dir / f"worker-{len(self.logs)}.log"
+        self.logs.append(log)
+        command = [sys.executable, "-m", "celery", "-A", "worker.app", "worker", "--pool=solo",
+                   "--concurrency=1", "--loglevel=INFO", "--without-mingle", "--without-gossip",
+                   "--without-heartbeat", "-n", f"test{len(self.logs)}-{os.getpid()}@%h"]
+        with open(log, "wb") as out:
+            self.proc = subprocess.Popen(command, cwd=REPO, env={**os.environ, **self.env},
+                                         stdout=out, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"worker exited early:\n{log.read_text()}")
+            if b" ready." in log.read_bytes():
+                return self
+            time.sleep(0.2)
+        raise RuntimeError(f"worker not ready after {timeout}s:\n{log.read_text()}")
+
+    def kill(self) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait(10)
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(20)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+
+    def log_text(self) -> str:
+        return "\n".join(p.read_text(errors="replace") for p in self.logs if p.exists())
+
+
+def worker_env(database_url: str, storage: Path, broker_url: str, queue: str) -> dict[str, str]:
+    return {"XM_DATABASE_URL": database_url, "XM_STORAGE_DIR": str(storage), "XM_BROKER_URL": broker_url,
+            "XM_BROKER_QUEUE": queue, "XM_ADMIN_TOKEN": ADMIN_TOKEN, **FAST_WORKER_ENV}
+
+
+def png(colour: tuple[int, int, int], seed: int, size: int = 20) -> bytes:
+    """A noisy image of one colour (unique bytes per seed)."""
+    rng = random.Random(seed)
+    image = Image.new("RGB", (size, size))
+    image.putdata([tuple(max(0, min(255, c + rng.randint(-40, 40))) for c in colour) for _ in range(size * size)])
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+@dataclass
+class Client:
+    """The API seen over HTTP (an in-process TestClient; the worker is a separate process)."""
+
+    http: TestClient
+    engine: Engine
+
+    @property
+    def admin(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+
+    def project(self, training: dict[str, Any], n_images: int = 24, n_labelled: int = 12) -> tuple[int, dict[str, str], list[int]]:
+        """A two-class colour project with ``n_images`` images, the first ``n_labelled`` labelled."""
+        body = {"name": "colours", "task": {"kind": "classification", "classes": ["red", "blue"]},
+                "image_size": 16, "backbone": "small_cnn", "training": training}
+        response = self.http.post("/projects", json=body, headers=self.admin)
+        assert response.status_code == 201, response.text
+        project_id, owner = response.json()["id"], {"Authorization": f"Bearer {response.json()['owner_token']}"}
+        base = random.randrange(10**6)
+        files = [("files", (f"{i}.png", png((200, 30, 30) if i % 2 == 0 else (30, 30, 200), base + i),
+                            "image/png")) for i in range(n_images)]
+        response = self.http.post(f"/projects/{project_id}/items", headers=owner, files=files)
+        assert response.status_code == 201, response.text
+        ids = [entry["item"]["id"] for entry in response.json()["items"]]
+        for i, item_id in enumerate(ids[:n_labelled]):
+            answer = self.http.put(f"/items/{item_id}/label", headers=owner,
+                                   json={"class": "red" if i % 2 == 0 else "blue"})
+            assert answer.status_code == 200, answer.text
+        return project_id, owner, ids
+
+    def train(self, project_id: int, owner: dict[str, str]) -> int:
+        response = self.http.post(f"/projects/{project_id}/jobs", headers=owner)
+        assert response.status_code in (200, 201), response.text
+        return int(response.json()["id"])
+
+    def job(self, job_id: int, owner: dict[str, str]) -> dict[str, Any]:
+        response = self.http.get(f"/jobs/{job_id}", headers=owner)
+        assert response.status_code == 200, response.text
+        return response.json()
+
+    def wait_job(self, job_id: int, owner: dict[str, str], until: Callable[[dict[str, Any]], bool],
+                 timeout: float, worker: WorkerProcess | None = None) -> dict[str, Any]:
+        deadline = time.monotonic() + timeout
+        job = self.job(job_id, owner)
+        while time.monotonic() < deadline:
+            job = self.job(job_id, owner)
+            if until(job):
+                return job
+            time.sleep(0.2)
+        logs = worker.log_text()[-6000:] if worker else ""
+        raise AssertionError(f"job {job_id} did not get there in {timeout}s: {job}\n{logs}")
+
+    def counts(self, project_id: int) -> dict[str, int]:
+        with self.engine.connect() as c:
+            models = c.scalar(select(func.count()).select_from(ModelVersion).where(ModelVersion.project_id == project_id))
+            active = c.scalar(select(func.count()).select_from(ModelVersion)
+                              .where(ModelVersion.project_id == project_id, ModelVersion.is_active))
+            jobs = c.scalar(select(func.count()).select_from(Job).where(Job.project_id == project_id))
+            scores = c.scalar(select(func.count()).select_from(ItemScore).join(ModelVersion)
+                              .where(ModelVersion.project_id == project_id))
+            distinct = c.scalar(select(func.count(func.distinct(ItemScore.item_id))).join(ModelVersion)
+                                .where(ModelVersion.project_id == project_id))
+        return {"models": models, "active": active, "jobs": jobs, "scores": scores, "scored_items": distinct}
+
+
+def finished(job: dict[str, Any]) -> bool:
+    return job["status"] in ("succeeded", "failed", "cancelled")

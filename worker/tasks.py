@@ -1,0 +1,32 @@
+"""Celery tasks: thin, named, ids only. The work lives in ``worker.training.runner``."""
+
+from __future__ import annotations
+
+import logging
+
+from worker.app import REAP_TASK, TRAINING_TASK, app, send_training
+from worker.settings import worker_settings
+
+log = logging.getLogger(__name__)
+
+
+@app.task(name=TRAINING_TASK, bind=True, max_retries=worker_settings().max_retries)
+def run_training(self, job_id: int) -> str:  # type: ignore[no-untyped-def]
+    """Train, export, score and activate a model for job ``job_id`` (see the runner)."""
+    from worker.training.runner import RetryableJobError, run_training_job  # torch: only here
+
+    final_try = self.request.retries >= self.max_retries
+    try:
+        return run_training_job(int(job_id), final_try=final_try)
+    except RetryableJobError as exc:
+        countdown = worker_settings().retry_backoff_seconds * 2 ** self.request.retries
+        raise self.retry(exc=exc, countdown=countdown) from exc
+
+
+@app.task(name=REAP_TASK)
+def reap() -> dict[str, list[int]]:
+    """Requeue jobs whose worker died; fail those out of attempts."""
+    from worker.reaper import reap_once
+
+    result = reap_once(send_training)
+    return {"requeued": result.requeued, "failed": result.failed, "cancelled": result.cancelled}

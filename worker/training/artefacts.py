@@ -1,0 +1,35 @@
+"""Write a trained model's files under ``<storage>/models/<project>/<job_id>/``: safetensors
++ config.json, ONNX and TorchScript, each atomically (``xmodel_core.export``)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from xmodel_core.export import (
+    CONFIG_FILE,
+    WEIGHTS_FILE,
+    export_onnx,
+    export_torchscript,
+    save_model,
+)
+from xmodel_core.model import XModel
+from xmodel_core.tasks import TaskSpec
+
+ONNX_FILE = "model.onnx"
+TORCHSCRIPT_FILE = "model.torchscript.pt"
+
+
+def model_dir(storage: Path, project_id: int, job_id: int) -> Path:
+    return storage / "models" / str(project_id) / str(job_id)
+
+
+def write_artefacts(model: XModel, task: TaskSpec, out: Path, extra: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """Returns ``{"safetensors"|"config"|"onnx"|"torchscript": {"path", "sha256", ...}}``."""
+    saved = save_model(model, task, out, extra=extra)
+    return {
+        "safetensors": saved[WEIGHTS_FILE],
+        "config": saved[CONFIG_FILE],
+        "onnx": export_onnx(model, task, out / ONNX_FILE),
+        "torchscript": export_torchscript(model, task, out / TORCHSCRIPT_FILE),
+    }

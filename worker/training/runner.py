@@ -1,0 +1,303 @@
+"""``run_training_job(job_id)``: the whole life of one training job in a worker.
+
+claim (conditional UPDATE) → snapshot the labels → load images → train (heartbeats,
+throttled progress, checkpoints under ``<storage>/jobs/<job_id>/``, cancel checked every
+step) → save and export the model → create its (inactive) version row → score the pool →
+in one transaction: job succeeded (only if still ours) + model activated. A crash anywhere
+leaves a row whose lease expires; the reaper requeues it and the next claim resumes from
+the checkpoint, reusing the same snapshot and the same model row, so exactly one model and
+one score per item result."""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import socket
+import time
+import uuid
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import torch
+from sqlalchemy.orm import Session, sessionmaker
+
+from server.db.base import utcnow
+from server.db.models import ModelVersion
+from server.jobs import repository as jobs
+from server.models import repository as models
+from server.projects import repository as projects
+from server.storage import FileImageStore, ImageStore
+from worker.db import session_factory
+from worker.errors import JobCancelled, LeaseLost, is_retryable
+from worker.settings import WorkerSettings, server_settings, worker_settings
+from worker.training import data, scoring
+from worker.training.artefacts import model_dir, write_artefacts
+from worker.training.config import JobConfig, job_config
+from worker.training.lease import JobLease
+from xmodel_core.data import split_train_val
+from xmodel_core.export import load_warm_start
+from xmodel_core.model import XModel
+from xmodel_core.trainer import Progress, Trainer
+
+log = logging.getLogger(__name__)
+
+
+class RetryableJobError(Exception):
+    """An infrastructure error; the job was released (queued) for the Celery retry."""
+
+
+@dataclass
+class Claimed:
+    job_id: int
+    project_id: int
+    params: dict[str, Any]
+    attempts: int
+    task: dict[str, Any]
+    image_size: int
+    backbone: str
+    warm_start: Path | None
+    warm_version: int | None
+
+
+def new_owner() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+
+
+def _claim(factory: sessionmaker[Session], job_id: int, owner: str, lease_s: float, storage: Path) -> Claimed | None:
+    now = utcnow()
+    with factory.begin() as session:
+        job = jobs.claim(session, job_id, owner, now, now + timedelta(seconds=lease_s))
+        if job is None:
+            return None
+        project = projects.get(session, job.project_id)
+        assert project is not None  # jobs cascade with their project
+        active = projects.active_model(session, project.id)
+        return Claimed(job.id, project.id, dict(job.params or {}), job.attempts, dict(project.task),
+                       project.image_size, project.backbone,
+                       (storage / active.config_path).parent if active else None,
+                       active.version if active else None)
+
+
+def run_training_job(job_id: int, *, final_try: bool = True) -> str:
+    """Run job ``job_id`` if it can be claimed. Returns the outcome; raises
+    :class:`RetryableJobError` after releasing the job when a retry may cure the error
+    (unless ``final_try``, where the job fails instead)."""
+    settings, ws = server_settings(), worker_settings()
+    factory = session_factory()
+    owner = new_owner()
+    claimed = _claim(factory, job_id, owner, ws.job_lease_seconds, Path(settings.storage_dir))
+    if claimed is None:
+        log.info("job %s is not claimable (finished, cancelled or held by a live worker)", job_id)
+        return "not-claimable"
+    if claimed.attempts > ws.max_attempts:
+        _end(factory, claimed, owner, "failed", f"gave up after {ws.max_attempts} attempts")
+        return "failed"
+    lease = JobLease(factory, job_id, owner, lease_seconds=ws.job_lease_seconds,
+                     heartbeat_seconds=ws.heartbeat_seconds, progress_seconds=ws.progress_seconds)
+    run = TrainingRun(claimed, lease, factory, FileImageStore(Path(settings.storage_dir)),
+                      Path(settings.storage_dir), ws)
+    try:
+        with lease:
+            run.execute()
+        return "succeeded"
+    except LeaseLost:
+        log.warning("job %s: lease lost; another worker owns it now", job_id)
+        return "lease-lost"
+    except JobCancelled:
+        if _end(factory, claimed, owner, "cancelled", None, run.metrics):
+            run.cleanup(artefacts=True)
+        return "cancelled"
+    except Exception as exc:
+        message = f"{type(exc).__name__}: {exc}"
+        if is_retryable(exc) and not final_try:
+            log.warning("job %s: infrastructure error, will retry: %s", job_id, message)
+            try:
+                with factory.begin() as session:
+                    jobs.release(session, job_id, owner, f"retrying after {message}")
+            except Exception:  # the lease expires and the reaper requeues it
+                log.exception("job %s: could not release the claim", job_id)
+            raise RetryableJobError(message) from exc
+        log.exception("job %s failed", job_id)
+        if _end(factory, claimed, owner, "failed", message, run.metrics):
+            run.cleanup(artefacts=True)
+        return "failed"
+
+
+def _end(factory: sessionmaker[Session], claimed: Claimed, owner: str, status: str,
+         error: str | None, metrics: dict[str, Any] | None = None) -> bool:
+    """Finish as failed / cancelled and drop the job's unfinished model row. False when the
+    row is no longer ours (or the database did not answer): then touch nothing else."""
+    try:
+        with factory.begin() as session:
+            if not jobs.finish(session, claimed.job_id, owner, status, utcnow(), error=error, metrics=metrics):
+                return False
+            models.delete_inactive_for_job(session, claimed.job_id)
+            return True
+    except Exception:
+        log.exception("job %s: could not record %s", claimed.job_id, status)
+        return False
+
+
+class TrainingRun:
+    """The work between claim and finish (see the module docstring)."""
+
+    def __init__(self, claimed: Claimed, lease: JobLease, factory: sessionmaker[Session],
+                 store: ImageStore, storage: Path, ws: WorkerSettings) -> None:
+        self.c = claimed
+        self.lease = lease
+        self.factory = factory
+        self.store = store
+        self.storage = storage
+        self.ws = ws
+        self.job_dir = storage / "jobs" / str(claimed.job_id)
+        self.out_dir = model_dir(storage, claimed.project_id, claimed.job_id)
+        self.metrics: dict[str, Any] = {"attempt": claimed.attempts}
+        self._t0 = time.monotonic()
+        self._first_step: int | None = None
+
+    # ---- phases ------------------------------------------------------------------------------
+    def execute(self) -> None:
+        task = data.core_task(self.c.task)
+        cfg = job_config(self.c.params, backbone=self.c.backbone, image_size=self.c.image_size,
+                         output_dim=task.output_dim, device=self.ws.device,
+                         checkpoint_every=self.ws.checkpoint_every, score_views=self.ws.score_views)
+        self.lease.progress(force=True, phase="loading", progress_step=0, progress_total=cfg.train.steps,
+                            metrics=self.metrics)
+        snapshot = self._snapshot(cfg)
+        labelled = data.labelled_set(self.store, task, snapshot.labelled, self.c.image_size)
+        unlabelled = data.load_images(self.store, [r[1] for r in snapshot.unlabelled], self.c.image_size)
+        self.lease.check()
+        train_idx, val_idx = (split_train_val(len(labelled), cfg.val_fraction, cfg.train.seed)
+                              if len(labelled) >= 10 and cfg.val_fraction > 0
+                              else (torch.arange(len(labelled)), torch.empty(0, dtype=torch.long)))
+        train_set, val_set = labelled.subset(train_idx), labelled.subset(val_idx)
+        task.fit(train_set.targets)
+        model = self._build_model(cfg)
+        trainer = Trainer(model, task, cfg.train)
+        self.steps = cfg.train.steps
+        self.metrics |= {"labelled": len(labelled), "train": len(train_set), "val": len(val_set),
+                         "unlabelled_pool": len(unlabelled), "device": str(trainer.device)}
+        self.lease.progress(force=True, phase="training", metrics=self.metrics)
+        result = trainer.fit(train_set, unlabelled, val_set if len(val_set) else None,
+                             callback=self._on_step, checkpoint_path=self.job_dir / "checkpoint.pt")
+        self.metrics |= {"steps_done": result.steps_done, "best_step": result.best_step,
+                         "val_error": result.best_val_error, "stopped_early": result.stopped_early,
+                         "train_seconds": round(time.monotonic() - self._t0, 2)}
+        if len(val_set):
+            self.metrics["val_error_final"] = trainer.evaluate(val_set)
+        self.lease.progress(force=True, phase="exporting", metrics=self.metrics)
+        model = model.cpu().eval() if trainer.device.type != "cpu" else model.eval()
+        files = write_artefacts(model, task, self.out_dir, extra={
+            "job_id": self.c.job_id, "project_id": self.c.project_id, "metrics": self.metrics})
+        model_id = self._model_row(files, len(labelled))
+        self.lease.progress(force=True, phase="scoring", progress_step=0, progress_total=None,
+                            metrics=self.metrics)
+        model.to(trainer.device)
+        pool = scoring.score_pool(
+            model, task, self.factory, self.store, self.c.project_id, size=self.c.image_size,
+            views=cfg.score_views, batch=self.ws.score_batch, seed=cfg.train.seed,
+            n_clusters=cfg.clusters,
+            check=lambda done, _total: self.lease.progress(progress_step=done))
+        self.lease.progress(force=True, phase="writing scores", progress_step=0,
+                            progress_total=len(pool.item_ids))
+        written = scoring.write_scores(self.factory, model_id, pool, self.ws.score_write_batch,
+                                       check=lambda done, _t: self.lease.progress(progress_step=done))
+        self.metrics |= {"scored": written, "clusters": int(pool.clusters.max()) + 1 if written else 0,
+                         "total_seconds": round(time.monotonic() - self._t0, 2)}
+        self.lease.progress(force=True, phase="activating")
+        self._activate(model_id)
+        self.cleanup(artefacts=False)
+
+    def _snapshot(self, cfg: JobConfig) -> data.Snapshot:
+        path = self.job_dir / "snapshot.json"
+        if path.exists():
+            return data.Snapshot.load(path)
+        snapshot = data.take_snapshot(self.factory, self.c.project_id, self.ws.train_pool_max, cfg.train.seed)
+        snapshot.save(path)
+        return snapshot
+
+    def _build_model(self, cfg: JobConfig) -> XModel:
+        torch.manual_seed(cfg.train.seed)
+        model = XModel(cfg.model)
+        if self.c.warm_start is not None:
+            try:
+                report = load_warm_start(model, self.c.warm_start)
+                self.metrics["warm_start_from_version"] = self.c.warm_version
+                self.metrics["warm_start_strict"] = report.strict
+            except (ValueError, OSError) as exc:  # another architecture: start fresh, say so
+                log.warning("job %s: no warm start (%s)", self.c.job_id, exc)
+                self.metrics["warm_start_error"] = str(exc)
+        return model
+
+    def _on_step(self, progress: Progress) -> None:
+        if self._first_step is None:
+            self._first_step = progress.step
+            self.metrics["resumed_from_step"] = progress.step - 1
+            self._t0_steps = time.monotonic()
+        done = progress.step - self._first_step + 1
+        elapsed = time.monotonic() - self._t0_steps
+        rate = done / elapsed if elapsed > 0 else 0.0
+        self.metrics |= {"loss": round(progress.losses.get("total", float("nan")), 6),
+                         "steps_per_second": round(rate, 3),
+                         "eta_seconds": round((progress.total - progress.step) / rate, 1) if rate > 0 else None}
+        if progress.val_error is not None:
+            self.metrics["last_val_error"] = progress.val_error
+        self.lease.progress(force=progress.step == progress.total, progress_step=progress.step,
+                            progress_total=progress.total, metrics=dict(self.metrics))
+
+    # ---- rows ----------------------------------------------------------------------------------
+    def _rel(self, info: dict[str, Any]) -> str:
+        return str(Path(info["path"]).resolve().relative_to(self.storage.resolve()))
+
+    def _model_row(self, files: dict[str, dict[str, Any]], labelled: int) -> int:
+        """Create the job's model version (inactive), or update the one an earlier attempt made."""
+        columns = {
+            "labelled_count": labelled, "metrics": self.metrics,
+            "config_path": self._rel(files["config"]), "config_sha256": files["config"]["sha256"],
+            "safetensors_path": self._rel(files["safetensors"]),
+            "safetensors_sha256": files["safetensors"]["sha256"],
+            "onnx_path": self._rel(files["onnx"]), "onnx_sha256": files["onnx"]["sha256"],
+            "torchscript_path": self._rel(files["torchscript"]),
+            "torchscript_sha256": files["torchscript"]["sha256"],
+        }
+        with self.factory.begin() as session:
+            row = models.for_job(session, self.c.job_id)
+            if row is None:
+                row = models.add(session, ModelVersion(
+                    project_id=self.c.project_id, job_id=self.c.job_id, is_active=False,
+                    version=models.next_version(session, self.c.project_id), **columns))
+            else:
+                for key, value in columns.items():
+                    setattr(row, key, value)
+            session.flush()
+            return int(row.id)
+
+    def _activate(self, model_id: int) -> None:
+        """One transaction: the job succeeds (only while ours and not cancelled) and its model
+        becomes the project's active one."""
+        now = utcnow()
+        with self.factory.begin() as session:
+            # progress back to the training's figures (the scoring phases counted items)
+            flag = jobs.heartbeat(session, self.c.job_id, self.lease.owner, now,
+                                  now + timedelta(seconds=self.ws.job_lease_seconds),
+                                  progress_step=self.metrics["steps_done"], progress_total=self.steps)
+            if flag is None:
+                raise LeaseLost(f"job {self.c.job_id}: lease lost before activation")
+            if flag:
+                raise JobCancelled(f"job {self.c.job_id}: cancelled")
+            model = models.get(session, model_id)
+            assert model is not None
+            model.metrics = self.metrics
+            if not jobs.finish(session, self.c.job_id, self.lease.owner, "succeeded", now,
+                               model_id=model_id, metrics=self.metrics, phase="done"):
+                raise LeaseLost(f"job {self.c.job_id}: lease lost before activation")
+            models.activate(session, model)
+
+    def cleanup(self, artefacts: bool) -> None:
+        """Remove the job's checkpoint folder (and, for a job that will not succeed, its files)."""
+        shutil.rmtree(self.job_dir, ignore_errors=True)
+        if artefacts:
+            shutil.rmtree(self.out_dir, ignore_errors=True)

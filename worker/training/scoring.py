@@ -1,0 +1,104 @@
+"""Score every unlabelled image of a project with a trained model, in streamed batches.
+
+Per batch: every head on ``views`` views (view 0 plain) → the ``xmodel`` disagreement score
+(``xmodel_core.acquisition.XModelScorer``), and the extractor's features reduced by a seeded
+random projection to ``PROJECTED_DIM`` dims (Johnson–Lindenstrauss keeps the distances
+k-means needs). Memory is O(batch images + N × PROJECTED_DIM floats), not O(N images).
+k-means is fitted on at most ``KMEANS_SAMPLE`` items; every item then goes to its nearest
+centre. Rows are written ``write_batch`` at a time, each batch its own transaction."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from sqlalchemy.orm import Session, sessionmaker
+
+from server.storage import ImageStore
+from server.suggest import repository as scores_repo
+from worker.training.data import iter_items, load_images
+from xmodel_core.acquisition import ScoringInputs, XModelScorer, kmeans
+from xmodel_core.model import XModel
+from xmodel_core.predict import collect_view_predictions
+from xmodel_core.tasks import TaskSpec
+
+STRATEGY = "xmodel"  # the rows /suggest reads (server.suggest.service.SCORE_STRATEGY)
+PROJECTED_DIM = 64
+KMEANS_SAMPLE = 20_000
+
+
+@dataclass
+class PoolScores:
+    item_ids: list[int]
+    scores: torch.Tensor  # [N]
+    clusters: torch.Tensor  # [N] long
+
+
+def default_clusters(n: int) -> int:
+    return max(1, min(50, round(math.sqrt(n / 2))))
+
+
+def score_pool(model: XModel, task: TaskSpec, factory: sessionmaker[Session], store: ImageStore,
+               project_id: int, *, size: int, views: int, batch: int, seed: int,
+               n_clusters: int | None, check: Callable[[int, int], None]) -> PoolScores:
+    """Score the project's current unlabelled items; ``check(done, total_so_far)`` runs after
+    every batch (progress, cancel)."""
+    scorer = XModelScorer()
+    ids: list[int] = []
+    scores: list[torch.Tensor] = []
+    feats: list[torch.Tensor] = []
+    projection: torch.Tensor | None = None
+    for page in iter_items(factory, project_id, "unlabelled"):
+        for start in range(0, len(page), batch):
+            rows = page[start : start + batch]
+            images = load_images(store, [r[1] for r in rows], size)
+            preds, features = collect_view_predictions(model, task, images, views, seed=seed, batch_size=batch)
+            if views * model.config.num_heads >= 2:
+                inputs = ScoringInputs(task=task, num_items=len(rows), view_predictions=preds)
+                scores.append(scorer.score(inputs).float())
+            else:
+                scores.append(torch.zeros(len(rows)))
+            if projection is None:
+                gen = torch.Generator().manual_seed(seed)
+                projection = torch.randn(features.shape[1], PROJECTED_DIM, generator=gen)
+            feats.append(F.normalize(features.float() @ projection, dim=-1))
+            ids.extend(int(r[0]) for r in rows)
+            check(len(ids), len(ids))
+    if not ids:
+        return PoolScores([], torch.empty(0), torch.empty(0, dtype=torch.long))
+    all_feats = torch.cat(feats)
+    k = n_clusters or default_clusters(len(ids))
+    return PoolScores(ids, torch.cat(scores), cluster_ids(all_feats, k, seed))
+
+
+def cluster_ids(features: torch.Tensor, k: int, seed: int) -> torch.Tensor:
+    """k-means on (a sample of) the features, then every item to its nearest centre."""
+    n = len(features)
+    if n <= KMEANS_SAMPLE:
+        return kmeans(features, k, seed=seed)
+    sample = torch.randperm(n, generator=torch.Generator().manual_seed(seed))[:KMEANS_SAMPLE]
+    assign = kmeans(features[sample], k, seed=seed)
+    k = int(assign.max()) + 1
+    sums = torch.zeros(k, features.shape[1]).index_add_(0, assign, features[sample])
+    centres = sums / torch.bincount(assign, minlength=k).clamp_min(1)[:, None]
+    return torch.cat([torch.cdist(features[s : s + 8192], centres).argmin(1) for s in range(0, n, 8192)])
+
+
+def write_scores(factory: sessionmaker[Session], model_id: int, pool: PoolScores, write_batch: int,
+                 check: Callable[[int, int], None]) -> int:
+    """Replace the model's scores: delete any from an earlier attempt, then insert in batches."""
+    with factory.begin() as session:
+        scores_repo.delete_scores(session, model_id)
+    written = 0
+    total = len(pool.item_ids)
+    for start in range(0, total, write_batch):
+        end = min(total, start + write_batch)
+        rows = zip(pool.item_ids[start:end], pool.scores[start:end].tolist(),
+                   pool.clusters[start:end].tolist(), strict=True)
+        with factory.begin() as session:
+            written += scores_repo.write_scores(session, model_id, STRATEGY, rows)
+        check(written, total)
+    return written
