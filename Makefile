@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup test test-unit lint bench bench-quick run worker demo clean
+.PHONY: setup test test-unit lint bench bench-quick bench-al bench-al-quick run worker demo clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -32,6 +32,12 @@ bench: setup
 
 bench-quick: setup
 	$(BIN)/python -m bench.label_efficiency --quick
+
+bench-al: setup
+	$(BIN)/python -m bench.active_learning
+
+bench-al-quick: setup
+	$(BIN)/python -m bench.active_learning --quick
 
 clean:
 	rm -rf $(VENV) var .pytest_cache

@@ -165,7 +165,16 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=None, help="number of seeds (default 3, quick 1)")
     parser.add_argument("--datasets", nargs="*", default=None, help="subset of datasets to run")
     parser.add_argument("--out", type=Path, default=None, help="JSON path (default under bench/results/)")
+    parser.add_argument("--report", nargs="+", type=Path, default=None,
+                        help="only summarise these result files (runs split over processes) into one table")
     args = parser.parse_args()
+    if args.report:
+        rows = [r for path in args.report for r in json.loads(path.read_text())["runs"]]
+        units = {name: s.unit for name, s in settings(False).items()}
+        summary = summarise(rows, units)
+        args.report[0].with_suffix(".md").write_text(summary)
+        print(summary)
+        return
     seeds = args.seeds or (1 if args.quick else 3)
     out = args.out or RESULTS / ("label_efficiency_quick.json" if args.quick else "label_efficiency.json")
     out.parent.mkdir(parents=True, exist_ok=True)

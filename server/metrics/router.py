@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from typing import Annotated
+
+from fastapi import APIRouter, Query, Response
 
 from server.auth.dependencies import PrincipalDep, SessionDep
 from server.auth.service import check_project_access
 from server.errors import ERROR_RESPONSES
+from server.metrics.plot import learning_curve_png
 from server.metrics.schemas import CurvePoint, LearningCurve
 from server.models import repository as models_repository
 from server.projects import repository as projects_repository
@@ -25,3 +28,17 @@ def learning_curve(project_id: int, principal: PrincipalDep, session: SessionDep
               for m in models_repository.list_for_project(session, project_id)]
     return LearningCurve(project_id=project_id, labelled_now=projects_repository.labelled_count(session, project_id),
                          points=points)
+
+
+@router.get("/projects/{project_id}/metrics.png", response_class=Response,
+            responses={200: {"content": {"image/png": {}}, "description": "the learning curve as a PNG"}})
+def learning_curve_picture(project_id: int, principal: PrincipalDep, session: SessionDep,
+                           metric: Annotated[str, Query(min_length=1, max_length=100,
+                                                        description="which metrics key to draw")] = "val_error",
+                           ) -> Response:
+    """The learning curve as a picture: ``metric`` (default the validation error) of every
+    model version against the number of labels it was trained on."""
+    curve = learning_curve(project_id, principal, session)
+    project = get_project(session, project_id)
+    png = learning_curve_png(curve.points, metric, f"{project.name}: learning curve")
+    return Response(png, media_type="image/png", headers={"Cache-Control": "no-store"})

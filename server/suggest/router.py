@@ -23,7 +23,9 @@ def suggest(project_id: int, principal: PrincipalDep, session: SessionDep, reque
             annotator: Annotator = None, strategy: Strategy = "xmodel") -> SuggestRead:
     """The unlabelled items the active model scores highest (head disagreement), spread
     across feature clusters (``xmodel``), by score only (``xmodel_nodiv``) or at random.
-    Without a scored model the answer says ``strategy: cold_start_random``. The items are
+    ``mc_dropout`` (dropout variance) and ``entropy`` (classification) are the baselines
+    active learning is measured against; the worker scores them when the project's
+    ``training.score_strategies`` lists them. Without a scored model the answer says ``strategy: cold_start_random``. The items are
     leased to this annotator (others will not get them) until ``lease_expires_at``; calling
     again renews the batch, labelling an item releases it."""
     check_project_access(principal, project_id)

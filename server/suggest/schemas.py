@@ -7,13 +7,13 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
-Strategy = Literal["xmodel", "xmodel_nodiv", "random"]
-UsedStrategy = Literal["xmodel", "xmodel_nodiv", "random", "cold_start_random"]
+Strategy = Literal["xmodel", "xmodel_nodiv", "random", "mc_dropout", "entropy"]
+UsedStrategy = Literal["xmodel", "xmodel_nodiv", "random", "mc_dropout", "entropy", "cold_start_random"]
 
 
 class SuggestedItem(BaseModel):
     item_id: int
-    score: float | None = Field(description="acquisition score (head disagreement); null for random picks")
+    score: float | None = Field(description="acquisition score of the strategy (head disagreement, dropout variance or entropy); null for random picks")
     cluster: int | None = Field(description="diversity cluster of the item's features; null for random picks")
     image_url: str
 

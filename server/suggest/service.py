@@ -1,7 +1,9 @@
 """Suggest rules: choose candidates by strategy, then lease them race-free to one annotator.
 
 xmodel: top scores walked round-robin across k-means clusters (diversity); xmodel_nodiv:
-pure top score; random / cold start: uniform sample through ``items.random_key``. Each call
+pure top score; mc_dropout / entropy: pure top score of the baseline scores the worker writes
+when the project's ``training.score_strategies`` asks for them (the benchmark's comparisons);
+random / cold start: uniform sample through ``items.random_key``. Each call
 replaces the annotator's batch: items still chosen keep (renew) their lease, others are
 released. A label releases its item's lease; leases also lapse at ``expires_at``."""
 
@@ -20,6 +22,9 @@ from server.projects.repository import active_model
 from server.suggest import repository
 
 SCORE_STRATEGY = "xmodel"  # the score rows both xmodel strategies read
+# requested strategy -> the item_scores rows it reads (worker.training.scoring writes them)
+SCORE_ROWS = {"xmodel": SCORE_STRATEGY, "xmodel_nodiv": SCORE_STRATEGY,
+              "mc_dropout": "mc_dropout", "entropy": "entropy"}
 OVERFETCH = 2
 MAX_ROUNDS = 4
 
@@ -68,12 +73,13 @@ def round_robin(rows: list[tuple[int, float, int]]) -> list[Candidate]:
 def _candidates(session: Session, project: Project, strategy: str, holder: str, k: int,
                 now: datetime) -> tuple[list[Candidate], str, bool, str | None, int | None, int | None]:
     model = active_model(session, project.id)
-    usable = model is not None and repository.has_scores(session, model.id, SCORE_STRATEGY)
-    if strategy != "random" and usable:
+    rows_of = SCORE_ROWS.get(strategy)
+    usable = model is not None and rows_of is not None and repository.has_scores(session, model.id, rows_of)
+    if rows_of is not None and usable:
         assert model is not None
-        clusters = repository.clusters(session, model.id, SCORE_STRATEGY) if strategy == "xmodel" else None
+        clusters = repository.clusters(session, model.id, rows_of) if strategy == "xmodel" else None
         limit = k * OVERFETCH
-        rows = repository.top_scored(session, model.id, SCORE_STRATEGY, holder=holder, now=now,
+        rows = repository.top_scored(session, model.id, rows_of, holder=holder, now=now,
                                      limit=limit, cluster_ids=clusters)
         ordered = round_robin(rows) if strategy == "xmodel" else [
             Candidate(i, s, c) for i, s, c in sorted(rows, key=lambda r: (-r[1], r[0]))]
@@ -84,8 +90,13 @@ def _candidates(session: Session, project: Project, strategy: str, holder: str, 
     picks = [Candidate(item_id=i, score=None, cluster=None) for i in ids]
     if strategy == "random":
         return picks, "random", False, None, model.id if model else None, model.version if model else None
-    note = ("no trained model yet: a uniform random sample of unlabelled items" if model is None
-            else "the active model has no scores yet: a uniform random sample of unlabelled items")
+    if model is None:
+        note = "no trained model yet: a uniform random sample of unlabelled items"
+    elif rows_of != SCORE_STRATEGY and repository.has_scores(session, model.id, SCORE_STRATEGY):
+        note = (f"the active model has no {strategy} scores (add it to the project's "
+                "training.score_strategies and retrain): a uniform random sample of unlabelled items")
+    else:
+        note = "the active model has no scores yet: a uniform random sample of unlabelled items"
     return picks, "cold_start_random", True, note, model.id if model else None, model.version if model else None
 
 

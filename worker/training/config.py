@@ -10,9 +10,10 @@ from worker.errors import JobDataError
 from xmodel_core.model import ModelConfig
 from xmodel_core.trainer import TrainConfig
 
+BASELINE_STRATEGIES = ("mc_dropout", "entropy")  # scored only when a project asks
 MODEL_KEYS = {"num_heads", "head_hidden", "dropout", "freeze_blocks", "pretrained"}
 TRAIN_KEYS = {f.name for f in fields(TrainConfig)} - {"weak", "strong", "device"}
-JOB_KEYS = {"val_fraction", "clusters", "score_views"}
+JOB_KEYS = {"val_fraction", "clusters", "score_views", "score_strategies"}
 
 
 @dataclass
@@ -22,6 +23,8 @@ class JobConfig:
     val_fraction: float = 0.2
     clusters: int | None = None  # k-means clusters for diversity; default grows with the pool
     score_views: int = 4
+    # baseline scores written beside xmodel's (for /suggest?strategy=...; see scoring.py)
+    score_strategies: tuple[str, ...] = ()
 
 
 def job_config(params: dict[str, Any], *, backbone: str, image_size: int, output_dim: int,
@@ -47,6 +50,14 @@ def job_config(params: dict[str, Any], *, backbone: str, image_size: int, output
         views = int(params.get("score_views", score_views))
         if views < 1 or (clusters is not None and int(clusters) < 1):
             raise ValueError("clusters and score_views must be positive")
+        strategies = params.get("score_strategies") or []
+        if not isinstance(strategies, list) or not all(isinstance(s, str) for s in strategies):
+            raise ValueError("score_strategies must be a list of strategy names")
+        unknown_scores = set(strategies) - {"xmodel", *BASELINE_STRATEGIES}
+        if unknown_scores:
+            raise ValueError(f"unknown score_strategies {sorted(unknown_scores)}; known: "
+                             f"{['xmodel', *BASELINE_STRATEGIES]}")
     except (TypeError, ValueError) as exc:
         raise JobDataError(f"bad training settings: {exc}") from exc
-    return JobConfig(model, train, val_fraction, int(clusters) if clusters is not None else None, views)
+    extra = tuple(dict.fromkeys(s for s in strategies if s != "xmodel"))  # xmodel is always scored
+    return JobConfig(model, train, val_fraction, int(clusters) if clusters is not None else None, views, extra)

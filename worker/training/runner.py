@@ -164,6 +164,7 @@ class TrainingRun:
         cfg = job_config(self.c.params, backbone=self.c.backbone, image_size=self.c.image_size,
                          output_dim=task.output_dim, device=self.ws.device,
                          checkpoint_every=self.ws.checkpoint_every, score_views=self.ws.score_views)
+        scoring.check_strategies(cfg.score_strategies, task)  # before training, not after
         self.lease.progress(force=True, phase="loading", progress_step=0, progress_total=cfg.train.steps,
                             metrics=self.metrics)
         snapshot = self._snapshot(cfg)
@@ -199,7 +200,7 @@ class TrainingRun:
         pool = scoring.score_pool(
             model, task, self.factory, self.store, self.c.project_id, size=self.c.image_size,
             views=cfg.score_views, batch=self.ws.score_batch, seed=cfg.train.seed,
-            n_clusters=cfg.clusters,
+            n_clusters=cfg.clusters, extra=cfg.score_strategies,
             check=lambda done, _total: self.lease.progress(progress_step=done))
         self.lease.progress(force=True, phase="writing scores", progress_step=0,
                             progress_total=len(pool.item_ids))

@@ -5,13 +5,20 @@ Per batch: every head on ``views`` views (view 0 plain) → the ``xmodel`` disag
 random projection to ``PROJECTED_DIM`` dims (Johnson–Lindenstrauss keeps the distances
 k-means needs). Memory is O(batch images + N × PROJECTED_DIM floats), not O(N images).
 k-means is fitted on at most ``KMEANS_SAMPLE`` items; every item then goes to its nearest
-centre. Rows are written ``write_batch`` at a time, each batch its own transaction."""
+centre. Rows are written ``write_batch`` at a time, each batch its own transaction.
+
+Baselines, only when the project's ``training.score_strategies`` lists them (the active-learning
+benchmark compares against them; /suggest reads them by name): ``mc_dropout`` — variance over
+``MC_DROPOUT_SAMPLES`` dropout draws of the heads' mean (features once per batch, heads
+sampled; ``xmodel_core.predict.mc_dropout_predictions``); ``entropy`` — classification only,
+entropy of the heads' mean probabilities on the plain image (free: view 0 is already there).
+They share the xmodel rows' cluster ids."""
 
 from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 import torch.nn.functional as F
@@ -19,15 +26,17 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from server.storage import ImageStore
 from server.suggest import repository as scores_repo
+from worker.errors import JobDataError
 from worker.training.data import iter_items, load_images
-from xmodel_core.acquisition import ScoringInputs, XModelScorer, kmeans
+from xmodel_core.acquisition import ScoringInputs, XModelScorer, get_scorer, kmeans
 from xmodel_core.model import XModel
-from xmodel_core.predict import collect_view_predictions
+from xmodel_core.predict import collect_view_predictions, mc_dropout_predictions
 from xmodel_core.tasks import TaskSpec
 
 STRATEGY = "xmodel"  # the rows /suggest reads (server.suggest.service.SCORE_STRATEGY)
 PROJECTED_DIM = 64
 KMEANS_SAMPLE = 20_000
+MC_DROPOUT_SAMPLES = 8  # few draws: the heads are small and the features are shared
 
 
 @dataclass
@@ -35,20 +44,44 @@ class PoolScores:
     item_ids: list[int]
     scores: torch.Tensor  # [N]
     clusters: torch.Tensor  # [N] long
+    extra: dict[str, torch.Tensor] = field(default_factory=dict)  # baseline name -> [N]
 
 
 def default_clusters(n: int) -> int:
     return max(1, min(50, round(math.sqrt(n / 2))))
 
 
+def check_strategies(extra: tuple[str, ...] | list[str], task: TaskSpec) -> None:
+    """Refuse a baseline that does not apply to the task (entropy needs classes)."""
+    for name in extra:
+        try:
+            get_scorer(name).check_task(task)
+        except ValueError as exc:
+            raise JobDataError(f"score_strategies: {exc}") from exc
+
+
+def _baseline_scores(name: str, model: XModel, task: TaskSpec, images: torch.Tensor, preds: torch.Tensor,
+                     seed: int, batch: int) -> torch.Tensor:
+    inputs = ScoringInputs(task=task, num_items=len(images), seed=seed)
+    if name == "mc_dropout":
+        inputs.dropout_predictions = mc_dropout_predictions(model, task, images, MC_DROPOUT_SAMPLES,
+                                                            seed=seed, batch_size=batch)
+    else:
+        inputs.predictions = preds[0]  # the plain view, every head
+    return get_scorer(name).score(inputs).float()
+
+
 def score_pool(model: XModel, task: TaskSpec, factory: sessionmaker[Session], store: ImageStore,
                project_id: int, *, size: int, views: int, batch: int, seed: int,
-               n_clusters: int | None, check: Callable[[int, int], None]) -> PoolScores:
+               n_clusters: int | None, check: Callable[[int, int], None],
+               extra: tuple[str, ...] | list[str] = ()) -> PoolScores:
     """Score the project's current unlabelled items; ``check(done, total_so_far)`` runs after
-    every batch (progress, cancel)."""
+    every batch (progress, cancel). ``extra`` names baselines to score as well."""
+    check_strategies(extra, task)
     scorer = XModelScorer()
     ids: list[int] = []
     scores: list[torch.Tensor] = []
+    extra_scores: dict[str, list[torch.Tensor]] = {name: [] for name in extra}
     feats: list[torch.Tensor] = []
     projection: torch.Tensor | None = None
     for page in iter_items(factory, project_id, "unlabelled"):
@@ -61,6 +94,8 @@ def score_pool(model: XModel, task: TaskSpec, factory: sessionmaker[Session], st
                 scores.append(scorer.score(inputs).float())
             else:
                 scores.append(torch.zeros(len(rows)))
+            for name, parts in extra_scores.items():
+                parts.append(_baseline_scores(name, model, task, images, preds, seed, batch))
             if projection is None:
                 gen = torch.Generator().manual_seed(seed)
                 projection = torch.randn(features.shape[1], PROJECTED_DIM, generator=gen)
@@ -68,10 +103,12 @@ def score_pool(model: XModel, task: TaskSpec, factory: sessionmaker[Session], st
             ids.extend(int(r[0]) for r in rows)
             check(len(ids), len(ids))
     if not ids:
-        return PoolScores([], torch.empty(0), torch.empty(0, dtype=torch.long))
+        return PoolScores([], torch.empty(0), torch.empty(0, dtype=torch.long),
+                          {name: torch.empty(0) for name in extra})
     all_feats = torch.cat(feats)
     k = n_clusters or default_clusters(len(ids))
-    return PoolScores(ids, torch.cat(scores), cluster_ids(all_feats, k, seed))
+    return PoolScores(ids, torch.cat(scores), cluster_ids(all_feats, k, seed),
+                      {name: torch.cat(parts) for name, parts in extra_scores.items()})
 
 
 def cluster_ids(features: torch.Tensor, k: int, seed: int) -> torch.Tensor:
@@ -89,16 +126,20 @@ def cluster_ids(features: torch.Tensor, k: int, seed: int) -> torch.Tensor:
 
 def write_scores(factory: sessionmaker[Session], model_id: int, pool: PoolScores, write_batch: int,
                  check: Callable[[int, int], None]) -> int:
-    """Replace the model's scores: delete any from an earlier attempt, then insert in batches."""
+    """Replace the model's scores: delete any from an earlier attempt, then insert in batches
+    (the xmodel rows, then each baseline's). Returns the number of xmodel rows."""
     with factory.begin() as session:
         scores_repo.delete_scores(session, model_id)
     written = 0
     total = len(pool.item_ids)
-    for start in range(0, total, write_batch):
-        end = min(total, start + write_batch)
-        rows = zip(pool.item_ids[start:end], pool.scores[start:end].tolist(),
-                   pool.clusters[start:end].tolist(), strict=True)
-        with factory.begin() as session:
-            written += scores_repo.write_scores(session, model_id, STRATEGY, rows)
-        check(written, total)
+    for strategy, values in ((STRATEGY, pool.scores), *pool.extra.items()):
+        for start in range(0, total, write_batch):
+            end = min(total, start + write_batch)
+            rows = zip(pool.item_ids[start:end], values[start:end].tolist(),
+                       pool.clusters[start:end].tolist(), strict=True)
+            with factory.begin() as session:
+                count = scores_repo.write_scores(session, model_id, strategy, rows)
+            if strategy == STRATEGY:
+                written += count
+                check(written, total)
     return written

@@ -1,0 +1,560 @@
+"""Does /suggest save labels? The active-learning loop measured through the API, as a client.
+
+A simulated annotator drives a running service over HTTP only (httpx): it creates one project
+per (dataset, strategy, seed), uploads the pool, labels what ``/suggest`` hands it from the
+ground truth, retrains after each round through ``POST /projects/{id}/jobs`` and measures every
+model version on a held-out test set that is never uploaded, by downloading the model
+(``/models/{id}/download?format=onnx|config``) and running it with onnxruntime, preparing the
+images from the preprocessing in ``config.json``.
+
+    python -m bench.active_learning                       # full run, 3 seeds, every dataset
+    python -m bench.active_learning --quick               # 1 seed, small pools, 4 rounds (<30 min, 2 cores)
+    python -m bench.active_learning --smoke --out-dir D   # CI: tiny kites, 2 rounds, a minute
+    python -m bench.active_learning --url URL --token ADMIN   # against a running service
+
+Without ``--url`` it starts its own API + worker (``scripts/run_embedded.py``, as
+``scripts/demo.py`` does) on a fresh data folder and stops them at the end.
+
+Protocol (every strategy on the same seeds, the same X-model, the same settings; only the
+choice of items differs):
+
+- Pools and test sets are ``bench/datasets.py``'s fixed splits: UTKFace age (pool 4,000 faces,
+  1,000 held out), Fashion-MNIST (pool 10,000 of the training side, the first 2,000 of the
+  official test set), synthetic kites (keypoints; pool 2,000, test 500 from another generator
+  seed). Images are uploaded as PNGs already at the project's size (the worker's bilinear
+  resize is then the identity), named by their pool index.
+- Cold start: 50 items from the service's cold-start strategy (``/suggest`` on a project with
+  no model: ``cold_start_random``), asked once per (dataset, seed) on the first strategy's
+  project; every other strategy's project of that seed labels the same 50 pool images, so the
+  curves share their first point.
+- Rounds: ``/suggest?k=50&strategy=S`` → label → retrain (the service warm-starts each job
+  from the active model) → measure, up to 500 labels (10 models per run). The answer's
+  ``strategy`` must equal the requested one after the cold start (no silent fallback).
+- Strategies: ``xmodel`` (the product default: X-model disagreement walked across k-means
+  clusters), ``xmodel_nodiv`` (disagreement only), ``random``, ``mc_dropout`` (dropout
+  variance, scored by the worker when the project's ``training.score_strategies`` asks),
+  ``entropy`` (classification only).
+- Errors: UTKFace MAE in years, overall and balanced (the mean of the per-decade MAE, PAPER.md);
+  Fashion-MNIST top-1 error in %; kites mean point distance in pixels. The prediction is the
+  mean over the heads.
+
+Chosen settings (full run; ``settings()`` holds them) and time on 2 CPU cores:
+
+- UTKFace: MobileNetV2 (ImageNet) at 48 px, first 14 blocks frozen, 60 steps per round
+  (batch 32 labelled + 32 unlabelled), lr 3e-3 (extractor x0.3), xmodel score with 2 views
+  (plain + one weak warp) x 2 heads.
+- Fashion-MNIST: small_cnn from scratch at 28 px, 100 steps per round, 2 score views.
+- Kites: small_cnn at 48 px, 100 steps per round, 2 score views.
+- Warm start: always (the service's behaviour); the step count per round stays fixed.
+
+Measured (quick run, UTKFace, 1 worker thread, while another benchmark held both cores):
+a MobileNetV2 job of 30 steps on a 1,000-face pool took ~45 s end to end (~16 s loading and
+training, the rest ONNX + TorchScript export and scoring). Estimate for the full run on 2 idle
+cores: UTKFace ~30-40 s per job x 120 jobs (4 strategies x 3 seeds x 10 rounds) ~ 1.1-1.3 h;
+Fashion-MNIST and kites (small_cnn) ~10-15 s per job x 270 jobs ~ 0.8-1.1 h; uploads (1,000
+small PNGs took 8.5 s) ~25 min over the 39 projects; total ~2.2-2.8 h. The datasets run in
+order UTKFace, Fashion-MNIST, kites, so the two the bar is about finish first; split with
+``--datasets`` if needed (finished runs are kept and the rest resumes).
+On a GPU worker the same run takes minutes.
+
+Results:
+``bench/results/active_learning[_quick].json`` (every round of every run, including the pool
+indices picked), ``.png`` (test error against labels, one line per strategy, mean ± std band)
+and ``.md`` (the tables for docs/RESULTS.md). An interrupted run resumes: finished
+(dataset, strategy, seed) runs in the JSON are kept.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import io
+import json
+import os
+import socket
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image
+
+from .datasets import FASHION_CLASSES, Benchmark, fashion_mnist, kites, utkface
+
+REPO = Path(__file__).resolve().parents[1]
+RESULTS = Path(__file__).resolve().parent / "results"
+ANNOTATOR = "simulated-annotator"
+BASELINE_SCORES = {"mc_dropout", "entropy"}  # strategies whose scores the worker writes on request
+
+
+def _demo() -> Any:
+    """``scripts/demo.py`` (not a package): its ``Api`` client and ``start_local`` launcher."""
+    spec = importlib.util.spec_from_file_location("xmodel_demo", REPO / "scripts" / "demo.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+# ---- settings ----------------------------------------------------------------------------------
+@dataclass
+class Spec:
+    """One dataset's project (task, backbone, training) and how its test error is measured."""
+
+    build: Callable[[], Benchmark]
+    task: dict[str, Any]
+    image_size: int
+    backbone: str
+    training: dict[str, Any]
+    strategies: list[str]
+    unit: str
+    balanced: bool = False  # also report the balanced error (UTKFace: mean per-decade MAE)
+    cold_start: int = 50
+    round_size: int = 50
+    budget: int = 500
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def budgets(self) -> list[int]:
+        return list(range(self.cold_start, self.budget + 1, self.round_size))
+
+
+REGRESSION = ["xmodel", "xmodel_nodiv", "random", "mc_dropout"]
+CLASSIFICATION = [*REGRESSION, "entropy"]
+
+
+def settings(mode: str) -> dict[str, Spec]:
+    """``mode``: ``full``, ``quick`` or ``smoke``."""
+    quick, smoke = mode == "quick", mode == "smoke"
+    steps = {"utkface_age": 60, "fashion_mnist": 100, "kites_keypoints": 100}
+    if quick:
+        steps = {"utkface_age": 30, "fashion_mnist": 40, "kites_keypoints": 40}
+    base = {"batch_size": 32, "unlabelled_batch_size": 32, "lr": 3e-3, "score_views": 2}
+    budget = {"budget": 200} if quick else {}
+    if smoke:
+        return {"kites_keypoints": Spec(
+            build=lambda: kites(24, n_pool=80, n_val=1, n_test=40),
+            task={"kind": "keypoints", "points": ["left", "right", "top", "bottom"], "flip_pairs": [["left", "right"]]},
+            image_size=24, backbone="small_cnn",
+            training={**base, "steps": 4, "eval_every": 2, "batch_size": 8, "unlabelled_batch_size": 8,
+                      "pretrained": False, "checkpoint_every": 0},
+            strategies=["xmodel", "random", "mc_dropout"], unit="mean point error (px at 24 px)",
+            cold_start=10, round_size=10, budget=20)}
+    return {
+        "utkface_age": Spec(
+            build=lambda: utkface(48, n_test=500 if quick else 1000, pool_limit=1000 if quick else 4000),
+            task={"kind": "regression", "targets": ["age"], "ranges": {"age": [1, 116]}},
+            image_size=48, backbone="mobilenet_v2",
+            training={**base, "steps": steps["utkface_age"], "eval_every": 20, "freeze_blocks": 14,
+                      "extractor_lr_scale": 0.3},
+            strategies=REGRESSION, unit="MAE (years)", balanced=True, **budget),
+        "fashion_mnist": Spec(
+            build=lambda: fashion_mnist(pool_limit=2000 if quick else 10_000, test_limit=1000 if quick else 2000),
+            task={"kind": "classification", "classes": list(FASHION_CLASSES)},
+            image_size=28, backbone="small_cnn",
+            training={**base, "steps": steps["fashion_mnist"], "eval_every": 25, "pretrained": False},
+            strategies=CLASSIFICATION, unit="error (%)", **budget),
+        "kites_keypoints": Spec(
+            build=lambda: kites(48, n_pool=500 if quick else 2000, n_test=250 if quick else 500),
+            task={"kind": "keypoints", "points": ["left", "right", "top", "bottom"], "flip_pairs": [["left", "right"]]},
+            image_size=48, backbone="small_cnn",
+            training={**base, "steps": steps["kites_keypoints"], "eval_every": 25, "pretrained": False},
+            strategies=REGRESSION, unit="mean point error (px at 48 px)", **budget),
+    }
+
+
+# ---- the simulated annotator ------------------------------------------------------------------
+def png(image: torch.Tensor) -> bytes:
+    """uint8 ``[3, H, W]`` -> PNG bytes."""
+    buffer = io.BytesIO()
+    Image.fromarray(image.permute(1, 2, 0).numpy()).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def label_json(spec: Spec, target: torch.Tensor) -> dict[str, Any]:
+    """Ground truth -> the service's label body."""
+    kind = spec.task["kind"]
+    if kind == "regression":
+        return {"values": {spec.task["targets"][0]: float(target.reshape(-1)[0])}}
+    if kind == "classification":
+        return {"class": spec.task["classes"][int(target)]}
+    side = spec.image_size
+    return {"points": [[float(x) * side, float(y) * side] for x, y in target.reshape(-1, 2).tolist()]}
+
+
+class Annotator:
+    """One project seen from outside: uploads, suggestions, labels, training, evaluation."""
+
+    def __init__(self, api: Any, spec: Spec, bench: Benchmark, name: str, seed: int, strategy: str) -> None:
+        self.api, self.spec, self.bench, self.strategy = api, spec, bench, strategy
+        training = {**spec.training, "seed": seed}
+        if strategy in BASELINE_SCORES:
+            training["score_strategies"] = [strategy]
+        project = api.call("POST", "/projects", json={
+            "name": name, "task": spec.task, "image_size": spec.image_size, "backbone": spec.backbone,
+            "training": training})
+        self.project = project["id"]
+        self.owner = {"Authorization": f"Bearer {project['owner_token']}"}
+        self.item_of: dict[int, int] = {}  # pool index -> item id
+        self.index_of: dict[int, int] = {}  # item id -> first pool index with that image
+
+    def upload(self, batch: int = 250) -> float:
+        started = time.perf_counter()
+        images = self.bench.pool.images
+        for start in range(0, len(images), batch):
+            files = [("files", (f"{i:06d}.png", png(images[i]), "image/png"))
+                     for i in range(start, min(len(images), start + batch))]
+            result = self.api.call("POST", f"/projects/{self.project}/items", headers=self.owner, files=files)
+            for entry in result["items"]:
+                index, item_id = int(entry["name"].split(".")[0]), int(entry["item"]["id"])
+                self.item_of[index] = item_id
+                self.index_of.setdefault(item_id, index)
+        return time.perf_counter() - started
+
+    def suggest(self, k: int) -> tuple[list[int], dict[str, Any]]:
+        """Pool indices of ``k`` suggestions and the answer's header (strategy, cold start)."""
+        answer = self.api.call("GET", f"/projects/{self.project}/suggest", headers=self.owner,
+                               params={"k": k, "strategy": self.strategy, "annotator": ANNOTATOR})
+        picks = [self.index_of[item["item_id"]] for item in answer["items"]]
+        return picks, {key: answer[key] for key in ("strategy", "cold_start", "model_version", "note")}
+
+    def label(self, indices: list[int]) -> None:
+        for index in indices:
+            self.api.call("PUT", f"/items/{self.item_of[index]}/label", headers=self.owner,
+                          json=label_json(self.spec, self.bench.pool.targets[index]))
+
+    def train(self, timeout: float = 3600) -> dict[str, Any]:
+        job = self.api.call("POST", f"/projects/{self.project}/jobs", headers=self.owner)
+        deadline = time.monotonic() + timeout
+        while job["status"] in ("queued", "running"):
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"job {job['id']} still {job['status']} after {timeout:.0f}s")
+            time.sleep(0.5)
+            job = self.api.call("GET", f"/jobs/{job['id']}", headers=self.owner)
+        if job["status"] != "succeeded":
+            raise RuntimeError(f"training job {job['id']} ended {job['status']}: {job.get('error')}")
+        return job
+
+    def download(self, model_id: int, folder: Path) -> Path:
+        folder.mkdir(parents=True, exist_ok=True)
+        for fmt, name in (("onnx", "model.onnx"), ("config", "config.json")):
+            response = self.api.http.get(f"/models/{model_id}/download", headers=self.owner, params={"format": fmt})
+            response.raise_for_status()
+            (folder / name).write_bytes(response.content)
+        return folder
+
+
+# ---- measuring a downloaded model ---------------------------------------------------------------
+def prepare(images: torch.Tensor, preprocess: dict[str, Any]) -> np.ndarray:
+    """uint8 ``[N, 3, S, S]`` -> the model's float input, as ``config.json`` says."""
+    if preprocess.get("channels", "RGB") != "RGB" or preprocess.get("layout", "NCHW") != "NCHW":
+        raise ValueError(f"unexpected preprocessing {preprocess}")
+    height, width = preprocess["size"]
+    if tuple(images.shape[-2:]) != (height, width):
+        images = torch.stack([torch.from_numpy(np.asarray(
+            Image.fromarray(im.permute(1, 2, 0).numpy()).resize((width, height), Image.Resampling.BILINEAR)
+        ).copy()).permute(2, 0, 1) for im in images])
+    x = images.numpy().astype(np.float32) * float(preprocess.get("scale", 1 / 255))
+    if not preprocess.get("normalize_inside_model", True):
+        mean = np.asarray(preprocess["mean"], np.float32).reshape(1, -1, 1, 1)
+        std = np.asarray(preprocess["std"], np.float32).reshape(1, -1, 1, 1)
+        x = (x - mean) / std
+    return x
+
+
+def onnx_predict(folder: Path, images: torch.Tensor, threads: int, batch: int = 256) -> np.ndarray:
+    """Mean over heads of the exported model's decoded output -> ``[N, D]``."""
+    import onnxruntime as ort
+
+    config = json.loads((folder / "config.json").read_text())
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    session = ort.InferenceSession(str(folder / "model.onnx"), options, providers=["CPUExecutionProvider"])
+    out = []
+    for start in range(0, len(images), batch):
+        x = prepare(images[start : start + batch], config["preprocess"])
+        out.append(session.run([config["onnx"]["output"]], {config["onnx"]["input"]: x})[0].mean(0))
+    return np.concatenate(out)
+
+
+def test_errors(spec: Spec, prediction: np.ndarray, targets: torch.Tensor) -> dict[str, float]:
+    """``test_error`` (and ``balanced_error`` where the spec asks) in the dataset's unit."""
+    kind = spec.task["kind"]
+    if kind == "regression":
+        truth = targets.numpy().reshape(len(targets), -1)
+        per_item = np.abs(prediction.reshape(len(truth), -1) - truth).mean(-1)
+        decades = np.minimum(truth[:, 0] // 10, 9)  # 90+ is one group (few faces)
+        balanced = float(np.mean([per_item[decades == d].mean() for d in np.unique(decades)]))
+        return {"test_error": float(per_item.mean()), "balanced_error": balanced}
+    if kind == "classification":
+        truth = targets.numpy()
+        wrong = (prediction.argmax(-1) != truth).astype(np.float64) * 100
+        balanced = float(np.mean([wrong[truth == c].mean() for c in np.unique(truth)]))
+        return {"test_error": float(wrong.mean()), "balanced_error": balanced}
+    truth = targets.numpy().reshape(len(targets), -1, 2)
+    distance = np.linalg.norm(prediction.reshape(truth.shape) - truth, axis=-1).mean(-1) * spec.image_size
+    return {"test_error": float(distance.mean())}
+
+
+# ---- one run -----------------------------------------------------------------------------------
+def run_one(api: Any, spec: Spec, bench: Benchmark, dataset: str, strategy: str, seed: int,
+            cold: list[int] | None, work: Path, threads: int, log: Callable[[str], None]) -> tuple[dict[str, Any], list[int]]:
+    """One strategy on one seed, cold start to budget. ``cold``: the seed's cold-start pool
+    indices, or None to ask the service (then returned for the other strategies)."""
+    started = time.perf_counter()
+    who = Annotator(api, spec, bench, f"al-{dataset}-{strategy}-s{seed}-{int(time.time())}", seed, strategy)
+    upload_seconds = who.upload()
+    distinct = len(who.index_of)
+    if cold is None:
+        cold, header = who.suggest(spec.cold_start)
+        if not header["cold_start"]:
+            raise RuntimeError(f"expected a cold start, got {header}")
+        cold_source = header["strategy"]
+    else:
+        cold_source = "shared"
+    labelled: list[int] = []
+    rounds: list[dict[str, Any]] = []
+    picks, header = list(cold), {"strategy": cold_source, "cold_start": True}
+    while True:
+        fresh = [i for i in picks if i not in set(labelled)]
+        who.label(fresh)
+        labelled += fresh
+        job = who.train()
+        folder = who.download(job["model_id"], work / f"{dataset}-{strategy}-s{seed}" / f"m{job['model_id']}")
+        errors = test_errors(spec, onnx_predict(folder, bench.test.images, threads), bench.test.targets)
+        metrics = job.get("metrics") or {}
+        rounds.append({"labels": len(labelled), **errors, "val_error": metrics.get("val_error"),
+                       "train_seconds": metrics.get("train_seconds"), "job_seconds": metrics.get("total_seconds"),
+                       "suggested_by": header["strategy"], "picked": fresh})
+        extra = f" balanced {errors['balanced_error']:.3f}" if spec.balanced else ""
+        log(f"{dataset} {strategy:12s} seed {seed} {len(labelled):4d} labels: test {errors['test_error']:.3f}{extra} "
+            f"(job {metrics.get('total_seconds', float('nan')):.0f}s)")
+        if len(labelled) >= spec.budget:
+            break
+        picks, header = who.suggest(min(spec.round_size, spec.budget - len(labelled)))
+        if header["strategy"] != strategy:
+            raise RuntimeError(f"/suggest fell back to {header['strategy']!r} for {strategy!r}: {header.get('note')}")
+        if not picks:
+            break
+    run = {"dataset": dataset, "strategy": strategy, "seed": seed, "project_id": who.project,
+           "pool": len(bench.pool), "distinct_items": distinct, "test": len(bench.test),
+           "upload_seconds": round(upload_seconds, 2), "wall_seconds": round(time.perf_counter() - started, 2),
+           "cold_start_source": cold_source, "rounds": rounds}
+    return run, cold
+
+
+# ---- summaries -----------------------------------------------------------------------------------
+def curves(runs: list[dict[str, Any]], dataset: str, key: str) -> dict[str, dict[int, list[float]]]:
+    """strategy -> labels -> the seeds' errors."""
+    out: dict[str, dict[int, list[float]]] = {}
+    for run in runs:
+        if run["dataset"] != dataset:
+            continue
+        for r in run["rounds"]:
+            if r.get(key) is not None:
+                out.setdefault(run["strategy"], {}).setdefault(r["labels"], []).append(r[key])
+    return out
+
+
+def labels_to_reach(mean_curve: list[tuple[int, float]], target: float) -> float | None:
+    """First label count where the mean curve reaches ``target`` (linear interpolation between
+    measured budgets); None when it never does."""
+    for i, (b, e) in enumerate(mean_curve):
+        if e <= target:
+            if i == 0:
+                return float(b)
+            b0, e0 = mean_curve[i - 1]
+            return b0 + (e0 - target) / (e0 - e) * (b - b0)
+    return None
+
+
+def _std(values: list[float]) -> float:
+    return statistics.stdev(values) if len(values) > 1 else 0.0
+
+
+def table(runs: list[dict[str, Any]], dataset: str, key: str, title: str) -> list[str]:
+    data = curves(runs, dataset, key)
+    if not data:
+        return []
+    budgets = sorted({b for c in data.values() for b in c})
+    lines = [f"#### {title}", "", "| strategy | " + " | ".join(str(b) for b in budgets)
+             + " | labels to reach random@max | within 1 std of random |",
+             "|---|" + "---|" * (len(budgets) + 2)]
+    ref = data.get("random", {})
+    top = budgets[-1]
+    target = statistics.fmean(ref[top]) if top in ref else None
+    for strategy, curve in data.items():
+        cells = [f"{statistics.fmean(curve[b]):.2f} ± {_std(curve[b]):.2f}" if b in curve else "–" for b in budgets]
+        mean_curve = [(b, statistics.fmean(curve[b])) for b in budgets if b in curve]
+        if target is None:
+            reach = "–"
+        else:
+            needed = labels_to_reach(mean_curve, target)
+            reach = f"{needed:.0f} ({needed / top:.0%})" if needed is not None else f"not reached (> {top})"
+        seeds = min((len(v) for v in curve.values()), default=0)
+        if strategy == "random" or not ref:
+            within = "–"
+        elif seeds < 2 or min(len(v) for v in ref.values()) < 2:
+            within = "n/a (1 seed)"
+        else:
+            gaps = [(statistics.fmean(curve[b]) - statistics.fmean(ref[b])) / max(_std(ref[b]), 1e-12)
+                    for b in budgets[1:] if b in curve and b in ref]
+            within = f"{'yes' if max(gaps, default=0) <= 1 else 'no'} (worst {max(gaps, default=0):+.1f} std)"
+        lines.append(f"| {strategy} | " + " | ".join(cells) + f" | {reach} | {within} |")
+    lines.append("")
+    return lines
+
+
+def summarise(runs: list[dict[str, Any]], specs: dict[str, Spec]) -> str:
+    lines = ["Test error (mean ± std over seeds) against labels; the cold start (first column) is "
+             "shared. \"labels to reach random@max\": labels each strategy's mean curve needs to reach "
+             "the error random sampling reaches with the most labels (linear interpolation; share of "
+             "that budget). \"within 1 std\": mean never above random's mean by more than random's "
+             "std at any budget after the cold start.", ""]
+    for dataset in dict.fromkeys(r["dataset"] for r in runs):
+        spec = specs.get(dataset)
+        unit = spec.unit if spec else ""
+        seeds = len({r["seed"] for r in runs if r["dataset"] == dataset})
+        lines += [f"### {dataset} — {unit}, {seeds} seed(s)", ""]
+        lines += table(runs, dataset, "test_error", "overall")
+        if spec is not None and spec.balanced:
+            lines += table(runs, dataset, "balanced_error", "balanced (mean of per-decade MAE)")
+    return "\n".join(lines)
+
+
+def plot(runs: list[dict[str, Any]], specs: dict[str, Spec], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib.figure import Figure
+
+    panels = []
+    for dataset in dict.fromkeys(r["dataset"] for r in runs):
+        spec = specs.get(dataset)
+        panels.append((dataset, "test_error", spec.unit if spec else ""))
+        if spec is not None and spec.balanced:
+            panels.append((dataset, "balanced_error", f"balanced {spec.unit}"))
+    figure = Figure(figsize=(5 * max(1, len(panels)), 4), dpi=100)
+    for n, (dataset, key, unit) in enumerate(panels):
+        axes = figure.add_subplot(1, len(panels), n + 1)
+        for strategy, curve in curves(runs, dataset, key).items():
+            budgets = sorted(curve)
+            mean = np.array([statistics.fmean(curve[b]) for b in budgets])
+            std = np.array([_std(curve[b]) for b in budgets])
+            line = axes.plot(budgets, mean, marker="o", markersize=3, label=strategy,
+                             linewidth=2.2 if strategy == "xmodel" else 1.2,
+                             linestyle="--" if strategy == "random" else "-")[0]
+            axes.fill_between(budgets, mean - std, mean + std, color=line.get_color(), alpha=0.12)
+        axes.set_title(dataset if key == "test_error" else f"{dataset} (balanced)")
+        axes.set_xlabel("labels")
+        axes.set_ylabel(f"test {unit}")
+        axes.grid(alpha=0.3)
+        axes.legend(fontsize=8)
+    figure.tight_layout()
+    figure.savefig(path)
+
+
+# ---- main ------------------------------------------------------------------------------------
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def save(path: Path, document: dict[str, Any]) -> None:
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(document, indent=1))
+    tmp.replace(path)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    mode = parser.add_mutually_exclusive_group()
+    mode.add_argument("--quick", action="store_true", help="1 seed, small pools, rounds up to 200 labels")
+    mode.add_argument("--smoke", action="store_true", help="CI: tiny kites, two rounds, a few steps")
+    parser.add_argument("--seeds", type=int, default=None, help="number of seeds (default 3; quick/smoke 1)")
+    parser.add_argument("--datasets", nargs="*", default=None)
+    parser.add_argument("--strategies", nargs="*", default=None, help="subset of each dataset's strategies")
+    parser.add_argument("--url", help="a running service (default: start one here)")
+    parser.add_argument("--token", default=os.environ.get("XM_ADMIN_TOKEN"), help="admin token (with --url)")
+    parser.add_argument("--out-dir", type=Path, default=RESULTS)
+    parser.add_argument("--data-dir", type=Path, default=None, help="the local service's data (default: a temp dir)")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="torch/onnxruntime threads here and in the local worker (default: all cores)")
+    args = parser.parse_args(argv)
+
+    mode_name = "smoke" if args.smoke else "quick" if args.quick else "full"
+    threads = args.threads or os.cpu_count() or 1
+    torch.set_num_threads(threads)
+    seeds = args.seeds or (3 if mode_name == "full" else 1)
+    specs = {n: s for n, s in settings(mode_name).items() if not args.datasets or n in args.datasets}
+    if not specs:
+        raise SystemExit(f"no dataset among {args.datasets}; known: {sorted(settings(mode_name))}")
+    suffix = {"full": "", "quick": "_quick", "smoke": "_smoke"}[mode_name]
+    args.out_dir.mkdir(parents=True, exist_ok=True)
+    out = args.out_dir / f"active_learning{suffix}.json"
+    previous = json.loads(out.read_text()) if out.exists() else {}
+    runs: list[dict[str, Any]] = previous.get("runs", [])
+    cold_starts: dict[str, list[int]] = previous.get("cold_starts", {})
+    finished = {(r["dataset"], r["strategy"], r["seed"]) for r in runs}
+    meta = {"mode": mode_name, "seeds": seeds, "threads": threads, "settings": {
+        n: {"task": s.task, "image_size": s.image_size, "backbone": s.backbone, "training": s.training,
+            "strategies": s.strategies, "budgets": s.budgets, "unit": s.unit} for n, s in specs.items()}}
+    t0 = time.perf_counter()
+
+    def log(message: str) -> None:
+        print(f"[{time.perf_counter() - t0:7.0f}s] {message}", flush=True)
+
+    demo = _demo()
+    child = None
+    scratch = tempfile.TemporaryDirectory(prefix="xm-al-")
+    try:
+        if args.url:
+            if not args.token:
+                raise SystemExit("--url needs --token (or XM_ADMIN_TOKEN)")
+            url, token = args.url, args.token
+        else:
+            data_dir = (args.data_dir or Path(scratch.name) / "service").resolve()
+            data_dir.mkdir(parents=True, exist_ok=True)
+            os.environ.setdefault("OMP_NUM_THREADS", str(threads))  # the worker inherits it
+            os.environ.setdefault("MKL_NUM_THREADS", str(threads))
+            log(f"starting a local API + worker in {data_dir}")
+            child, url, token = demo.start_local(free_port(), data_dir)
+        api = demo.Api(url, token)
+        for dataset, spec in specs.items():
+            bench = spec.build()
+            log(f"{dataset}: pool {len(bench.pool)}, test {len(bench.test)}")
+            strategies = [s for s in spec.strategies if not args.strategies or s in args.strategies]
+            for seed in range(seeds):
+                cold_key = f"{dataset}/{seed}"
+                for strategy in strategies:
+                    if (dataset, strategy, seed) in finished:
+                        continue
+                    run, cold = run_one(api, spec, bench, dataset, strategy, seed, cold_starts.get(cold_key),
+                                        Path(scratch.name) / "models", threads, log)
+                    cold_starts[cold_key] = cold
+                    runs.append(run)
+                    save(out, {"meta": meta, "cold_starts": cold_starts, "runs": runs})
+    finally:
+        if child is not None:
+            child.send_signal(2)  # SIGINT: the launcher stops the API and the worker
+            child.wait(90)
+        scratch.cleanup()
+    save(out, {"meta": meta, "cold_starts": cold_starts, "runs": runs})
+    plot(runs, specs, out.with_suffix(".png"))
+    summary = summarise(runs, specs)
+    out.with_suffix(".md").write_text(summary + "\n")
+    print(summary)
+    log(f"wrote {out}, {out.with_suffix('.png')} and {out.with_suffix('.md')}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
