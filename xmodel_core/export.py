@@ -282,14 +282,24 @@ def verify_onnx(
     import onnxruntime as ort  # imported here: only export checks need it
 
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+
+    def run(batch: torch.Tensor) -> torch.Tensor:
+        return torch.from_numpy(session.run([ONNX_OUTPUT], {ONNX_INPUT: batch.numpy()})[0])
+
+    return _verify_against_eager(run, model, task, images, atol, "ONNX")
+
+
+def _verify_against_eager(
+    run: Any, model: XModel, task: TaskSpec, images: torch.Tensor | None, atol: float, what: str
+) -> float:
+    """Compare ``run(batch)`` with the eager :class:`DecodedModel` on two batch sizes (or ``images``)."""
     wrapper = _cpu_decoded(model, task)
     batches = [images] if images is not None else [_example_images(model, 3, seed=1), _example_images(model, 1, seed=2)]
     worst = 0.0
-    for batch in batches:
-        (got,) = session.run([ONNX_OUTPUT], {ONNX_INPUT: batch.float().cpu().numpy()})
-        with torch.no_grad():
-            want = wrapper(batch.float().cpu())
-        worst = max(worst, _compare(torch.from_numpy(got), want, atol, "ONNX"))
+    with torch.no_grad():
+        for batch in batches:
+            batch = batch.float().cpu()
+            worst = max(worst, _compare(run(batch), wrapper(batch), atol, what))
     return worst
 
 
@@ -343,13 +353,7 @@ def verify_torchscript(
     """Load the TorchScript file and compare it with the eager :class:`DecodedModel` (see ``verify_onnx``)."""
     with _torchscript_deprecation_silenced():
         loaded = torch.jit.load(str(path), map_location="cpu")
-    wrapper = _cpu_decoded(model, task)
-    batches = [images] if images is not None else [_example_images(model, 3, seed=1), _example_images(model, 1, seed=2)]
-    worst = 0.0
-    with torch.no_grad():
-        for batch in batches:
-            worst = max(worst, _compare(loaded(batch.float().cpu()), wrapper(batch.float().cpu()), atol, "TorchScript"))
-    return worst
+    return _verify_against_eager(loaded, model, task, images, atol, "TorchScript")
 
 
 # ---- warm start ----------------------------------------------------------------------------

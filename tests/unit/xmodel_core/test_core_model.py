@@ -54,3 +54,19 @@ def test_task_specs_survive_json_round_trip(task):
     assert type(rebuilt) is type(task)
     assert rebuilt == task
     assert rebuilt.to_json() == task.to_json()
+
+
+def test_bn_eval_keeps_running_statistics_while_training(make_images):
+    """With ``bn_eval`` a training forward must not move the batch-norm running statistics."""
+
+    def running_means(model: XModel) -> list[torch.Tensor]:
+        return [m.running_mean.clone() for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+
+    for bn_eval, should_change in ((True, False), (False, True)):
+        torch.manual_seed(0)
+        model = XModel(ModelConfig(backbone="small_cnn", output_dim=2, image_size=16, pretrained=False, bn_eval=bn_eval))
+        model.train()
+        before = running_means(model)
+        model(make_images(4).float() / 255)
+        changed = any(not torch.equal(a, b) for a, b in zip(before, running_means(model), strict=True))
+        assert changed is should_change
