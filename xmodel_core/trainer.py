@@ -18,7 +18,7 @@ import math
 import os
 import tempfile
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -362,7 +362,3 @@ class Trainer:
         self.bad_evals += 1
         return self.config.patience is not None and self.bad_evals >= self.config.patience
 
-
-def with_overrides(config: TrainConfig, **overrides: Any) -> TrainConfig:
-    """A copy of ``config`` with some fields replaced (used by benchmarks and the worker)."""
-    return replace(config, **overrides)
