@@ -164,12 +164,18 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="smoke of every cell: 1 seed, few steps, small pools")
     parser.add_argument("--seeds", type=int, default=None, help="number of seeds (default 3, quick 1)")
     parser.add_argument("--datasets", nargs="*", default=None, help="subset of datasets to run")
+    parser.add_argument("--budgets", nargs="*", type=int, default=None, help="subset of budgets to run")
+    parser.add_argument("--seed-ids", nargs="*", type=int, default=None, help="run only these seeds (split a run)")
     parser.add_argument("--out", type=Path, default=None, help="JSON path (default under bench/results/)")
     parser.add_argument("--report", nargs="+", type=Path, default=None,
                         help="only summarise these result files (runs split over processes) into one table")
     args = parser.parse_args()
     if args.report:
-        rows = [r for path in args.report for r in json.loads(path.read_text())["runs"]]
+        unique: dict[tuple, dict[str, Any]] = {}
+        for path in args.report:  # a cell run by two processes counts once (the first file wins)
+            for r in json.loads(path.read_text())["runs"]:
+                unique.setdefault((r["dataset"], r["budget"], r["method"], r["seed"]), r)
+        rows = list(unique.values())
         units = {name: s.unit for name, s in settings(False).items()}
         summary = summarise(rows, units)
         args.report[0].with_suffix(".md").write_text(summary)
@@ -195,7 +201,9 @@ def main() -> None:
     for name, rank in order:
         bench, setting = benches[name], chosen[name]
         budget = setting.budgets[rank]
-        for seed in range(seeds):
+        if args.budgets and budget not in args.budgets:
+            continue
+        for seed in args.seed_ids if args.seed_ids is not None else range(seeds):
             for method in METHODS:
                 if (name, budget, method, seed) in finished:
                     continue
