@@ -6,6 +6,7 @@ import hashlib
 import logging
 import secrets
 from dataclasses import dataclass
+from typing import TypeVar
 
 from sqlalchemy.orm import Session
 
@@ -16,6 +17,7 @@ from server.errors import Forbidden, NotFound, Unauthorized
 
 log = logging.getLogger(__name__)
 TOKEN_PREFIX = "xm_"
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -59,6 +61,20 @@ def check_project_access(principal: Principal, project_id: int, *, owner: bool =
         raise NotFound("project not found")
     if owner and principal.role != "owner":
         raise Forbidden("this action needs an owner token of the project")
+
+
+def accessible(principal: Principal, resource: T | None, what: str, *, owner: bool = False) -> T:
+    """``resource`` (anything with a ``project_id``) if the caller may reach its project.
+
+    Missing resources and other projects' resources both answer ``404 <what> not found``, so a
+    token cannot probe which ids exist elsewhere; ``owner=True`` as in ``check_project_access``."""
+    if resource is None:
+        raise NotFound(f"{what} not found")
+    try:
+        check_project_access(principal, resource.project_id, owner=owner)  # type: ignore[attr-defined]
+    except NotFound:
+        raise NotFound(f"{what} not found") from None
+    return resource
 
 
 def require_admin(principal: Principal) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Annotated
 
 from fastapi import APIRouter, Query, Request, Response, status
@@ -11,9 +12,9 @@ from sqlalchemy.orm import Session
 from starlette.datastructures import UploadFile
 
 from server.auth.dependencies import PrincipalDep, SessionDep
-from server.auth.service import Principal, check_project_access
+from server.auth.service import Principal, accessible, check_project_access
 from server.db.base import utcnow
-from server.db.models import Item
+from server.db.models import Item, Project
 from server.errors import (
     ERROR_RESPONSES,
     BadRequest,
@@ -45,14 +46,25 @@ UPLOAD_ERRORS = {
 
 def load_item(session: Session, principal: Principal, item_id: int, *, owner: bool = False) -> Item:
     """The item, if the caller's token belongs to its project; otherwise 404."""
-    item = repository.get(session, item_id)
-    if item is None:
-        raise NotFound("item not found")
-    try:
-        check_project_access(principal, item.project_id, owner=owner)
-    except NotFound:
-        raise NotFound("item not found") from None
-    return item
+    return accessible(principal, repository.get(session, item_id), "item", owner=owner)
+
+
+async def _store_images(request: Request, response: Response, session: Session, principal: Principal,
+                        project_id: int, incoming_for: Callable[[Project], list[service.IncomingImage]]
+                        ) -> UploadResult:
+    """Store validated uploads in one transaction (off the event loop); 200 when all were duplicates."""
+
+    def work() -> UploadResult:
+        project = get_project(session, project_id)
+        outcome = service.add_images(session, request.app.state.image_store, request.app.state.job_queue,
+                                     project, incoming_for(project), request.app.state.settings,
+                                     principal.token_id)
+        return _result(outcome)
+
+    result = await run_in_threadpool(work)
+    if result.created == 0:
+        response.status_code = status.HTTP_200_OK
+    return result
 
 
 async def _read_form(request: Request, settings: Settings):  # type: ignore[no-untyped-def]
@@ -110,16 +122,7 @@ async def upload_items(project_id: int, request: Request, response: Response,
     finally:
         await form.close()
 
-    def work() -> UploadResult:
-        project = get_project(session, project_id)
-        outcome = service.add_images(session, request.app.state.image_store, request.app.state.job_queue,
-                                     project, incoming, settings, principal.token_id)
-        return _result(outcome)
-
-    result = await run_in_threadpool(work)
-    if result.created == 0:
-        response.status_code = status.HTTP_200_OK
-    return result
+    return await _store_images(request, response, session, principal, project_id, lambda _project: incoming)
 
 
 @router.post("/projects/{project_id}/items/import", response_model=UploadResult, status_code=201,
@@ -144,17 +147,8 @@ async def import_zip(project_id: int, request: Request, response: Response,
     finally:
         await form.close()
 
-    def work() -> UploadResult:
-        project = get_project(session, project_id)
-        incoming = service.incoming_from_archive(project, entries)
-        outcome = service.add_images(session, request.app.state.image_store, request.app.state.job_queue,
-                                     project, incoming, settings, principal.token_id)
-        return _result(outcome)
-
-    result = await run_in_threadpool(work)
-    if result.created == 0:
-        response.status_code = status.HTTP_200_OK
-    return result
+    return await _store_images(request, response, session, principal, project_id,
+                               lambda project: service.incoming_from_archive(project, entries))
 
 
 @router.get("/projects/{project_id}/items", response_model=ItemPage)

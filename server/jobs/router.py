@@ -7,8 +7,8 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Request, Response, status
 
 from server.auth.dependencies import PrincipalDep, SessionDep
-from server.auth.service import check_project_access
-from server.errors import ERROR_RESPONSES, NotFound
+from server.auth.service import accessible, check_project_access
+from server.errors import ERROR_RESPONSES
 from server.jobs import repository, service
 from server.jobs.schemas import JobCreate, JobRead
 from server.projects.service import get_project
@@ -43,14 +43,7 @@ def list_jobs(project_id: int, principal: PrincipalDep, session: SessionDep,
 
 
 def _load_job(session: SessionDep, principal: PrincipalDep, job_id: int, *, owner: bool = False):  # type: ignore[no-untyped-def]
-    job = repository.get(session, job_id)
-    if job is None:
-        raise NotFound("job not found")
-    try:
-        check_project_access(principal, job.project_id, owner=owner)
-    except NotFound:
-        raise NotFound("job not found") from None
-    return job
+    return accessible(principal, repository.get(session, job_id), "job", owner=owner)
 
 
 @router.get("/jobs/{job_id}", response_model=JobRead)

@@ -18,26 +18,26 @@ from server.projects import repository as projects_repository
 def apply_label(session: Session, project: Project, item: Item, label: Any, token_id: int) -> Item:
     """Set a validated label; the old value stays in ``label_revisions``."""
     canonical = validate_label(project.task, label, width=item.width, height=item.height)
-    now = utcnow()
-    item.label = canonical
-    item.labelled_at = now
-    item.labelled_by_token_id = token_id
-    items_repository.add_revision(session, LabelRevision(item_id=item.id, value=canonical,
-                                                         token_id=token_id, created_at=now))
+    _record(session, item, canonical, token_id)
     items_repository.release_lease(session, item.id)
     session.flush()
     return item
 
 
 def clear_label(session: Session, item: Item, token_id: int) -> Item:
-    now = utcnow()
-    item.label = None
-    item.labelled_at = None
-    item.labelled_by_token_id = token_id
-    items_repository.add_revision(session, LabelRevision(item_id=item.id, value=None,
-                                                         token_id=token_id, created_at=now))
+    _record(session, item, None, token_id)
     session.flush()
     return item
+
+
+def _record(session: Session, item: Item, value: Any, token_id: int) -> None:
+    """Make ``value`` (None = cleared) the item's label, by whom and when, and keep a revision."""
+    now = utcnow()
+    item.label = value
+    item.labelled_at = now if value is not None else None
+    item.labelled_by_token_id = token_id
+    items_repository.add_revision(session, LabelRevision(item_id=item.id, value=value,
+                                                         token_id=token_id, created_at=now))
 
 
 def maybe_retrain(session: Session, queue: JobQueue, project: Project, token_id: int) -> Job | None:

@@ -8,7 +8,7 @@ from fastapi.responses import FileResponse
 from starlette.datastructures import UploadFile
 
 from server.auth.dependencies import PrincipalDep, SessionDep
-from server.auth.service import Principal, check_project_access
+from server.auth.service import Principal, accessible, check_project_access
 from server.db.models import ModelVersion
 from server.errors import (
     ERROR_RESPONSES,
@@ -30,14 +30,7 @@ PREDICT_OPENAPI = {"requestBody": {"required": True, "content": {"multipart/form
 
 
 def _load_model(session: SessionDep, principal: Principal, model_id: int) -> ModelVersion:
-    model = repository.get(session, model_id)
-    if model is None:
-        raise NotFound("model not found")
-    try:
-        check_project_access(principal, model.project_id)
-    except NotFound:
-        raise NotFound("model not found") from None
-    return model
+    return accessible(principal, repository.get(session, model_id), "model")
 
 
 @router.get("/projects/{project_id}/models", response_model=list[ModelRead])
