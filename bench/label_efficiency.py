@@ -198,6 +198,8 @@ def main() -> None:
         ((name, rank) for name in benches for rank in range(len(chosen[name].budgets))),
         key=lambda nr: (nr[1] >= 2 or nr[0] == "kites_keypoints", nr[1], nr[0] == "kites_keypoints"),
     )
+    meta = {"quick": args.quick, "seeds": seeds, "tuning": tuning, "settings": {  # tuning fills in as we go
+        n: {"model": s.model, "train": s.train, "budgets": s.budgets, "lr_grid": s.lr_grid} for n, s in chosen.items()}}
     for name, rank in order:
         bench, setting = benches[name], chosen[name]
         budget = setting.budgets[rank]
@@ -216,9 +218,6 @@ def main() -> None:
                 done.append(row)
                 print(f"[{time.perf_counter() - started:7.0f}s] {name} {budget:5d} {method:18s} seed {seed}: "
                       f"test {row['test_error']:.3f} val {row['val_error']:.4f} ({row['seconds']:.0f}s)", flush=True)
-                meta = {"quick": args.quick, "seeds": seeds, "tuning": tuning, "settings": {
-                    n: {"model": s.model, "train": s.train, "budgets": s.budgets, "lr_grid": s.lr_grid}
-                    for n, s in chosen.items()}}
                 tmp = out.with_suffix(".json.tmp")
                 tmp.write_text(json.dumps({"meta": meta, "runs": done}, indent=1))
                 tmp.replace(out)
