@@ -2,10 +2,12 @@
 
 For each dataset x budget x seed, every method trains the same backbone for the same number of
 steps with the same weak augmentation and the same validation-based checkpoint selection. Every
-method gets the same care for its learning rate: a tuning phase trains each method at the
-smallest budget with a tuning seed (not one of the evaluation seeds) for each factor of a small
-grid and keeps the one with the lowest *validation* error. Test sets are fixed and only produce
-the final figures.
+method gets the same care for its hyper-parameters: a tuning phase trains each method at the
+smallest budget with a tuning seed (not one of the evaluation seeds) over a grid and keeps the
+point with the lowest *validation* error. Supervised training has one knob (the learning rate,
+five factors); each semi-supervised method has two, tuned jointly (three learning-rate factors x
+three consistency weights). The ablation ``xmodel_no_minimax`` keeps the X-model's choices and
+only drops the minimax term. Test sets are fixed and only produce the final figures.
 
     python -m bench.label_efficiency            # full run (see docs/RESULTS.md)
     python -m bench.label_efficiency --quick    # smoke of every cell, ~15 min on 2 CPU cores
@@ -37,6 +39,8 @@ METHODS: dict[str, dict[str, Any]] = {
     "xmodel_no_minimax": {"method": "xmodel", "minimax_weight": 0.0},
     "xmodel": {"method": "xmodel"},
 }
+MINIMAX_PER_CONSISTENCY = 0.3  # the X-model's λ moves with its η: λ = 0.3 η (the defaults' ratio)
+TUNED_LIKE = {"xmodel_no_minimax": "xmodel"}  # an ablation keeps the full method's choices
 
 
 @dataclass
@@ -49,40 +53,61 @@ class Setting:
     train: dict[str, Any]
     error_scale: float = 1.0  # test error shown in these units (years, %, pixels)
     unit: str = ""
-    lr_grid: list[float] = field(default_factory=lambda: [1.0])
+    lr_grid: list[float] = field(default_factory=lambda: [1.0])  # semi-supervised methods
+    supervised_lr_grid: list[float] = field(default_factory=lambda: [1.0])  # its only knob: a wider grid
+    weight_grid: list[float] = field(default_factory=lambda: [1.0])  # consistency weight η (MT: its weight)
+
+
+def method_overrides(method: str, weight: float) -> dict[str, Any]:
+    """TrainConfig fields of ``method`` at consistency weight ``weight`` (ignored by supervised)."""
+    overrides = dict(METHODS[method])
+    if overrides["method"] != "supervised":
+        overrides["consistency_weight"] = weight
+    if overrides["method"] == "xmodel" and "minimax_weight" not in overrides:
+        overrides["minimax_weight"] = MINIMAX_PER_CONSISTENCY * weight
+    return overrides
+
+
+def candidates(setting: Setting, method: str) -> list[tuple[float, float]]:
+    """The (learning-rate factor, consistency weight) points the tuning phase tries for ``method``."""
+    if METHODS[method]["method"] == "supervised":
+        return [(f, 0.0) for f in setting.supervised_lr_grid]
+    return [(f, w) for f in setting.lr_grid for w in setting.weight_grid]
 
 
 def settings(quick: bool) -> dict[str, Setting]:
     steps = {"utkface_age": 30, "fashion_mnist": 40, "kites_keypoints": 40} if quick else {
         "utkface_age": 150, "fashion_mnist": 300, "kites_keypoints": 300}
-    grid = [1.0] if quick else [0.3, 1.0, 3.0]
+    grid = {"lr_grid": [1.0], "supervised_lr_grid": [1.0], "weight_grid": [1.0]} if quick else {
+        "lr_grid": [0.3, 1.0, 3.0], "supervised_lr_grid": [0.1, 0.3, 1.0, 3.0, 10.0],
+        "weight_grid": [0.1, 0.3, 1.0]}
     return {
         "utkface_age": Setting(
             build=lambda: utkface(48, pool_limit=2000 if quick else None),
             budgets=[50, 250, 1000],
             model={"backbone": "mobilenet_v2", "image_size": 48, "freeze_blocks": 14, "pretrained": True},
             train={"steps": steps["utkface_age"], "lr": 3e-3, "extractor_lr_scale": 0.3, "eval_every": 50},
-            unit="MAE (years)", lr_grid=grid,
+            unit="MAE (years)", **grid,
         ),
         "fashion_mnist": Setting(
             build=lambda: fashion_mnist(pool_limit=5000 if quick else 20000, test_limit=2000 if quick else None),
             budgets=[40, 250, 1000],
             model={"backbone": "small_cnn", "image_size": 28, "pretrained": False},
             train={"steps": steps["fashion_mnist"], "lr": 3e-3, "extractor_lr_scale": 1.0, "eval_every": 50},
-            error_scale=100.0, unit="error (%)", lr_grid=grid,
+            error_scale=100.0, unit="error (%)", **grid,
         ),
         "kites_keypoints": Setting(
             build=lambda: kites(48, n_pool=1000 if quick else 5000),
             budgets=[50, 250],
             model={"backbone": "small_cnn", "image_size": 48, "pretrained": False},
             train={"steps": steps["kites_keypoints"], "lr": 3e-3, "extractor_lr_scale": 1.0, "eval_every": 50},
-            error_scale=48.0, unit="mean point error (px at 48 px)", lr_grid=grid,
+            error_scale=48.0, unit="mean point error (px at 48 px)", **grid,
         ),
     }
 
 
 def train_once(bench: Benchmark, labelled_idx: torch.Tensor, setting: Setting, method: str, seed: int,
-               lr_factor: float = 1.0) -> dict[str, Any]:
+               lr_factor: float = 1.0, weight: float = 1.0) -> dict[str, Any]:
     """Train one method on one labelled subset; return validation and test errors."""
     torch.manual_seed(seed)
     labelled = bench.pool.subset(labelled_idx)
@@ -91,7 +116,7 @@ def train_once(bench: Benchmark, labelled_idx: torch.Tensor, setting: Setting, m
     unlabelled = bench.pool.images[mask]
     bench.task.fit(labelled.targets)
     model = XModel(ModelConfig(output_dim=bench.task.output_dim, **setting.model))
-    overrides = {**setting.train, **METHODS[method], "seed": seed}
+    overrides = {**method_overrides(method, weight), **setting.train, "seed": seed}  # a probe's train wins
     overrides["lr"] = overrides["lr"] * lr_factor
     trainer = Trainer(model, bench.task, TrainConfig(**overrides))
     start = time.perf_counter()
@@ -102,23 +127,28 @@ def train_once(bench: Benchmark, labelled_idx: torch.Tensor, setting: Setting, m
         "best_step": result.best_step,
         "seconds": time.perf_counter() - start,
         "lr": overrides["lr"],
+        "consistency_weight": overrides.get("consistency_weight", 0.0),
+        "minimax_weight": overrides.get("minimax_weight", 0.0),
     }
 
 
 TUNING_SEED = 100  # never one of the evaluation seeds
 
 
-def tune_lr(bench: Benchmark, setting: Setting, method: str) -> dict[str, Any]:
-    """Pick ``method``'s learning-rate factor on the validation split at the smallest budget."""
+def tune(bench: Benchmark, setting: Setting, method: str) -> dict[str, Any]:
+    """Pick ``method``'s (learning-rate factor, consistency weight) on validation at the smallest budget."""
     idx = draw_labelled(bench, setting.budgets[0], TUNING_SEED)
-    tried = {f: train_once(bench, idx, setting, method, TUNING_SEED, f) for f in setting.lr_grid}
-    best = min(tried, key=lambda f: tried[f]["val_error"])
-    return {"factor": best, "val_error": {str(tried[f]["lr"]): tried[f]["val_error"] for f in tried}}
+    tried = {c: train_once(bench, idx, setting, method, TUNING_SEED, *c) for c in candidates(setting, method)}
+    best = min(tried, key=lambda c: tried[c]["val_error"])
+    return {"factor": best[0], "weight": best[1],
+            "val_error": {f"lr={tried[c]['lr']:.4g} w={c[1]:g}": tried[c]["val_error"] for c in tried}}
 
 
-def run_cell(bench: Benchmark, setting: Setting, budget: int, method: str, seed: int, lr_factor: float) -> dict[str, Any]:
-    """One (budget, method, seed) at the method's tuned learning rate."""
-    return train_once(bench, draw_labelled(bench, budget, seed), setting, method, seed, lr_factor)
+def run_cell(bench: Benchmark, setting: Setting, budget: int, method: str, seed: int,
+             choice: dict[str, Any]) -> dict[str, Any]:
+    """One (budget, method, seed) at the method's tuned point."""
+    return train_once(bench, draw_labelled(bench, budget, seed), setting, method, seed,
+                      choice["factor"], choice.get("weight", 1.0))
 
 
 def summarise(rows: list[dict[str, Any]], units: dict[str, str]) -> str:
@@ -167,6 +197,8 @@ def main() -> None:
     parser.add_argument("--budgets", nargs="*", type=int, default=None, help="subset of budgets to run")
     parser.add_argument("--seed-ids", nargs="*", type=int, default=None, help="run only these seeds (split a run)")
     parser.add_argument("--out", type=Path, default=None, help="JSON path (default under bench/results/)")
+    parser.add_argument("--tuning-from", nargs="*", type=Path, default=[],
+                        help="reuse the tuning choices stored in these result files (a run split over processes)")
     parser.add_argument("--report", nargs="+", type=Path, default=None,
                         help="only summarise these result files (runs split over processes) into one table")
     args = parser.parse_args()
@@ -187,6 +219,9 @@ def main() -> None:
     previous = json.loads(out.read_text()) if out.exists() else {}
     done: list[dict[str, Any]] = previous.get("runs", [])
     tuning: dict[str, dict[str, Any]] = previous.get("meta", {}).get("tuning", {})
+    for path in args.tuning_from:
+        for k, v in json.loads(path.read_text())["meta"]["tuning"].items():
+            tuning.setdefault(k, v)
     key = lambda r: (r["dataset"], r["budget"], r["method"], r["seed"])  # noqa: E731
     finished = {key(r) for r in done}
     chosen = settings(args.quick)
@@ -199,7 +234,10 @@ def main() -> None:
         key=lambda nr: (nr[1] >= 2 or nr[0] == "kites_keypoints", nr[1], nr[0] == "kites_keypoints"),
     )
     meta = {"quick": args.quick, "seeds": seeds, "tuning": tuning, "settings": {  # tuning fills in as we go
-        n: {"model": s.model, "train": s.train, "budgets": s.budgets, "lr_grid": s.lr_grid} for n, s in chosen.items()}}
+        n: {"model": s.model, "train": s.train, "budgets": s.budgets, "lr_grid": s.lr_grid,
+            "supervised_lr_grid": s.supervised_lr_grid, "weight_grid": s.weight_grid,
+            "minimax_per_consistency": MINIMAX_PER_CONSISTENCY, "tuned_like": TUNED_LIKE}
+        for n, s in chosen.items()}}
     for name, rank in order:
         bench, setting = benches[name], chosen[name]
         budget = setting.budgets[rank]
@@ -209,12 +247,12 @@ def main() -> None:
             for method in METHODS:
                 if (name, budget, method, seed) in finished:
                     continue
-                tune_key = f"{name}/{method}"
+                tune_key = f"{name}/{TUNED_LIKE.get(method, method)}"
                 if tune_key not in tuning:
-                    tuning[tune_key] = tune_lr(bench, setting, method)
-                    print(f"tuned {tune_key}: validation error by lr {tuning[tune_key]['val_error']}", flush=True)
+                    tuning[tune_key] = tune(bench, setting, TUNED_LIKE.get(method, method))
+                    print(f"tuned {tune_key}: validation error {tuning[tune_key]['val_error']}", flush=True)
                 row = {"dataset": name, "budget": budget, "method": method, "seed": seed,
-                       **run_cell(bench, setting, budget, method, seed, tuning[tune_key]["factor"])}
+                       **run_cell(bench, setting, budget, method, seed, tuning[tune_key])}
                 done.append(row)
                 print(f"[{time.perf_counter() - started:7.0f}s] {name} {budget:5d} {method:18s} seed {seed}: "
                       f"test {row['test_error']:.3f} val {row['val_error']:.4f} ({row['seconds']:.0f}s)", flush=True)

@@ -27,6 +27,7 @@ MILDER_STRONG = AugmentConfig(hflip=True, max_rotate=10.0, max_translate=0.08, s
 VARIANTS: dict[str, tuple[str, dict[str, Any], dict[str, Any]]] = {
     # name: (method, train overrides, model overrides)
     "supervised": ("supervised", {}, {}),
+    "mean_teacher": ("mean_teacher", {}, {}),
     "default": ("xmodel", {}, {}),
     "bn_eval": ("xmodel", {}, {"bn_eval": True}),
     "supervised_bn_eval": ("supervised", {}, {"bn_eval": True}),
@@ -44,16 +45,23 @@ def main() -> None:
     parser.add_argument("dataset", choices=["utkface_age", "fashion_mnist", "kites_keypoints"])
     parser.add_argument("variant", choices=sorted(VARIANTS))
     parser.add_argument("lr_factor", type=float, help="factor on the dataset's base learning rate")
+    parser.add_argument("--weight", type=float, default=1.0,
+                        help="consistency weight (X-model: η, with λ = 0.3 η) unless the variant sets one")
+    parser.add_argument("--bn-split", action="store_true",
+                        help="batch-norm running statistics from the labelled batch only (bn_stats_from_labelled)")
     args = parser.parse_args()
     torch.set_num_threads(1)
     setting = settings(quick=False)[args.dataset]
     method, train_overrides, model_overrides = VARIANTS[args.variant]
     setting.train = {**setting.train, **train_overrides}
+    if args.bn_split:
+        setting.train["bn_stats_from_labelled"] = True
     setting.model = {**setting.model, **model_overrides}
     bench = setting.build()
     idx = draw_labelled(bench, setting.budgets[0], TUNING_SEED)
-    result = train_once(bench, idx, setting, method, TUNING_SEED, args.lr_factor)
+    result = train_once(bench, idx, setting, method, TUNING_SEED, args.lr_factor, args.weight)
     print(json.dumps({"dataset": args.dataset, "variant": args.variant, "lr": result["lr"],
+                      "consistency_weight": result["consistency_weight"], "bn_split": args.bn_split,
                       "val_error": result["val_error"], "best_step": result["best_step"]}))
 
 

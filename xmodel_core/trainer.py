@@ -17,7 +17,8 @@ import json
 import math
 import os
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -57,6 +58,11 @@ class TrainConfig:
     minimax_weight: float = 0.3
     rampup_fraction: float = 0.2  # consistency weight ramps up over this share of the steps
     ema_decay: float = 0.99
+    # True: batch-norm running statistics come from the labelled (weak) batch only; strongly
+    # augmented consistency views are normalised by their own batch but do not shift the
+    # statistics used on clean test images. Off by default: on UTKFace validation it did not
+    # help (docs/RESULTS.md §1), and every benchmark figure was measured without it.
+    bn_stats_from_labelled: bool = False
     weak: AugmentConfig = field(default_factory=lambda: WEAK)
     strong: AugmentConfig = field(default_factory=lambda: STRONG)
     seed: int = 0
@@ -140,6 +146,20 @@ def predictions_in_original_frame(task: TaskSpec, raw: torch.Tensor, views: View
     return back.reshape(h, b, d)
 
 
+@contextmanager
+def running_stats_frozen(model: torch.nn.Module, frozen: bool = True) -> Iterator[None]:
+    """Batch norms keep normalising by the batch but leave their running statistics alone."""
+    norms = [m for m in model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)] if frozen else []
+    saved = [m.momentum for m in norms]
+    for m in norms:
+        m.momentum = 0.0  # running = (1 - 0) * running + 0 * batch
+    try:
+        yield
+    finally:
+        for m, momentum in zip(norms, saved, strict=True):
+            m.momentum = momentum
+
+
 class Trainer:
     """Trains ``model`` on ``task``; see the module docstring for the methods."""
 
@@ -204,17 +224,30 @@ class Trainer:
         ramp = math.exp(-5 * (1 - min(1.0, progress / max(cfg.rampup_fraction, 1e-8))) ** 2)
         if cfg.method == "mean_teacher":
             assert self.teacher is not None
-            student_raw = self.model(torch.cat([views.images, view_a.images]))
+            split = cfg.bn_stats_from_labelled
             n = views.images.shape[0]
-            losses["supervised"] = self.supervised(student_raw[:, :n], target, visible)
-            student = predictions_in_original_frame(self.task, student_raw[:, n:], view_a)
-            with torch.no_grad():
+            if split:
+                student_l = self.model(views.images)
+                with running_stats_frozen(self.model):
+                    student_u = self.model(view_a.images)
+            else:
+                student_raw = self.model(torch.cat([views.images, view_a.images]))
+                student_l, student_u = student_raw[:, :n], student_raw[:, n:]
+            losses["supervised"] = self.supervised(student_l, target, visible)
+            student = predictions_in_original_frame(self.task, student_u, view_a)
+            with torch.no_grad(), running_stats_frozen(self.teacher, split):
                 teacher = predictions_in_original_frame(self.task, self.teacher(view_b.images), view_b)
             losses["mean_teacher"] = cfg.consistency_weight * ramp * self.mean_teacher(student, teacher)
             return losses
-        feats = self.model.features(torch.cat([views.images, view_a.images, view_b.images]))
         n, u = views.images.shape[0], view_a.images.shape[0]
-        f_l, f_a, f_b = feats[:n], feats[n : n + u], feats[n + u :]
+        if cfg.bn_stats_from_labelled:
+            f_l = self.model.features(views.images)
+            with running_stats_frozen(self.model):
+                f_u = self.model.features(torch.cat([view_a.images, view_b.images]))
+            f_a, f_b = f_u[:u], f_u[u:]
+        else:
+            feats = self.model.features(torch.cat([views.images, view_a.images, view_b.images]))
+            f_l, f_a, f_b = feats[:n], feats[n : n + u], feats[n + u :]
         losses["supervised"] = self.supervised(self.model.heads_forward(f_l), target, visible)
         pa = predictions_in_original_frame(self.task, self.model.heads_forward(f_a), view_a)
         pb = predictions_in_original_frame(self.task, self.model.heads_forward(f_b), view_b)

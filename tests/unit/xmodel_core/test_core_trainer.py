@@ -85,3 +85,27 @@ def test_a_few_supervised_steps_lower_the_loss(make_task, make_model):
     assert len(losses) == 25 and all(torch.isfinite(torch.tensor(losses)))
     assert after < 0.6 * before, (before, after)
     assert sum(losses[-5:]) < sum(losses[:5])
+
+
+@pytest.mark.parametrize("method", ["xmodel", "mean_teacher"])
+def test_bn_stats_from_labelled_keeps_strong_views_out_of_the_running_statistics(method, make_task, make_model,
+                                                                                make_images):
+    """With ``bn_stats_from_labelled`` a pool of saturated images does not move the running
+    statistics (test-time normalisation comes from the labelled batch); without it, it does."""
+    task = make_task("classification")
+    labelled, _, _ = _classification_data(make_images)
+    dark = torch.zeros(8, 3, 16, 16, dtype=torch.uint8)
+    bright = torch.full((8, 3, 16, 16), 255, dtype=torch.uint8)
+
+    def running_means(pool: torch.Tensor, split: bool) -> torch.Tensor:
+        config = TrainConfig(method=method, steps=1, batch_size=4, unlabelled_batch_size=4, device="cpu",
+                             seed=3, rampup_fraction=0.0, bn_stats_from_labelled=split)
+        trainer = Trainer(make_model(task, seed=0), task, config)
+        torch.manual_seed(5)
+        trainer.fit(LabelledSet(labelled.images, labelled.targets), pool)
+        norms = [m for m in trainer.model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+        assert norms and all(m.momentum != 0.0 for m in norms)  # the momentum is restored
+        return torch.cat([m.running_mean for m in norms])
+
+    assert torch.equal(running_means(dark, True), running_means(bright, True))
+    assert not torch.allclose(running_means(dark, False), running_means(bright, False))
