@@ -39,6 +39,7 @@ WEIGHTS_FILE = "model.safetensors"
 CONFIG_FILE = "config.json"
 ONNX_INPUT = "images"
 ONNX_OUTPUT = "predictions"
+ONNX_EXPORTERS = ("classic", "dynamo")  # the first is the default
 DEFAULT_ATOL = 1e-4  # absolute, in output units (probabilities, fractions, target units)
 DEFAULT_RTOL = 1e-5  # relative, for regression targets in large units (float32 has ~7 digits)
 
@@ -229,35 +230,50 @@ def export_onnx(
     opset: int = 18,
     verify: bool = True,
     atol: float = DEFAULT_ATOL,
+    exporter: str = "classic",
 ) -> dict[str, Any]:
     """Export :class:`DecodedModel` to ONNX with a dynamic batch dimension, atomically.
 
-    Uses the dynamo exporter (``torch.export`` + onnxscript). If it fails for this model we
-    fall back to the classic TorchScript-based exporter (``dynamo=False``), which covers
-    older operator patterns, and record which one ran. Returns ``file_info`` plus
-    ``"exporter"`` and, with ``verify``, ``"max_abs_diff"`` against the eager model.
+    ``exporter="classic"`` (default) traces with the TorchScript-based exporter: for these
+    models it is ~40x faster than the dynamo exporter (0.6 s against 23 s for MobileNetV2 at
+    48 px on one CPU thread, ``bench/export_speed.py``), which matters because every training job exports.
+    ``"dynamo"`` uses ``torch.export`` + onnxscript. If the chosen exporter fails, the other one
+    runs; the result records which did. Returns ``file_info`` plus ``"exporter"`` and, with
+    ``verify``, ``"max_abs_diff"`` against the eager model.
     """
+    if exporter not in ONNX_EXPORTERS:
+        raise ValueError(f"unknown ONNX exporter {exporter!r}; choose one of {ONNX_EXPORTERS}")
     path = Path(path)
     wrapper = _cpu_decoded(model, task)
     example = (_example_images(model, 2),)
     used: list[str] = []
 
-    def write(tmp: Path) -> None:
-        try:
+    def run(name: str, tmp: Path) -> None:
+        if name == "dynamo":
             torch.onnx.export(
                 wrapper, example, str(tmp), input_names=[ONNX_INPUT], output_names=[ONNX_OUTPUT],
                 opset_version=opset, dynamo=True, external_data=False, verbose=False,
                 dynamic_shapes={ONNX_INPUT: {0: torch.export.Dim("batch", min=1)}},
             )
-            used.append("dynamo")
-        except Exception as error:  # noqa: BLE001 - any dynamo failure means "try the classic path"
-            log.warning("dynamo ONNX export failed (%s); falling back to the classic exporter", error)
-            torch.onnx.export(
-                wrapper, example, str(tmp), input_names=[ONNX_INPUT], output_names=[ONNX_OUTPUT],
-                opset_version=opset, dynamo=False,
-                dynamic_axes={ONNX_INPUT: {0: "batch"}, ONNX_OUTPUT: {1: "batch"}},
-            )
-            used.append("classic")
+        else:
+            with warnings.catch_warnings():  # the classic exporter announces its deprecation
+                warnings.filterwarnings("ignore", message="You are using the legacy TorchScript-based ONNX export")
+                warnings.filterwarnings("ignore", message="The feature will be removed")
+                warnings.simplefilter("ignore", category=DeprecationWarning)
+                torch.onnx.export(
+                    wrapper, example, str(tmp), input_names=[ONNX_INPUT], output_names=[ONNX_OUTPUT],
+                    opset_version=opset, dynamo=False,
+                    dynamic_axes={ONNX_INPUT: {0: "batch"}, ONNX_OUTPUT: {1: "batch"}},
+                )
+        used.append(name)
+
+    def write(tmp: Path) -> None:
+        try:
+            run(exporter, tmp)
+        except Exception as error:  # noqa: BLE001 - any exporter failure means "try the other one"
+            other = next(e for e in ONNX_EXPORTERS if e != exporter)
+            log.warning("%s ONNX export failed (%s); falling back to the %s exporter", exporter, error, other)
+            run(other, tmp)
 
     atomic_write(path, write)
     info = file_info(path) | {"exporter": used[-1], "opset": opset}

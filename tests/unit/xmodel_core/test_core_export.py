@@ -96,10 +96,11 @@ def test_decoded_model_outputs_label_units_per_head(make_task, make_model):
     assert decoded[..., 0].min() >= 30.0 and decoded[..., 0].max() <= 31.0
 
 
-def test_onnx_export_matches_eager_with_a_dynamic_batch(task, make_model, tmp_path: Path):
+@pytest.mark.parametrize("exporter", ["classic", "dynamo"])
+def test_onnx_export_matches_eager_with_a_dynamic_batch(task, exporter, make_model, tmp_path: Path):
     model = _trained_looking(make_model(task))
-    info = export_onnx(model, task, tmp_path / "model.onnx")
-    assert info["exporter"] == "dynamo"
+    info = export_onnx(model, task, tmp_path / "model.onnx", exporter=exporter)
+    assert info["exporter"] == exporter
     assert info["max_abs_diff"] <= ATOL
     assert [p.name for p in tmp_path.iterdir()] == ["model.onnx"], "one self-contained file, no temp left"
     session = ort.InferenceSession(str(tmp_path / "model.onnx"), providers=["CPUExecutionProvider"])
@@ -172,21 +173,27 @@ def test_warm_start_handles_more_heads_and_refuses_another_extractor(make_task, 
         load_warm_start(make_model(task), tmp_path / "other.safetensors")
 
 
-@pytest.mark.filterwarnings("ignore:You are using the legacy TorchScript-based ONNX export")
-@pytest.mark.filterwarnings("ignore:The feature will be removed")  # both from the legacy exporter
-def test_onnx_falls_back_to_the_classic_exporter_when_dynamo_fails(make_task, make_model, tmp_path, monkeypatch):
+@pytest.mark.parametrize(("preferred", "fallback"), [("classic", "dynamo"), ("dynamo", "classic")])
+def test_onnx_falls_back_to_the_other_exporter_when_one_fails(preferred, fallback, make_task, make_model, tmp_path,
+                                                              monkeypatch):
     task = make_task("regression")
     model = _trained_looking(make_model(task))
     real_export = torch.onnx.export
 
-    def dynamo_breaks(*args, **kwargs):
-        if kwargs.get("dynamo"):
-            raise RuntimeError("simulated dynamo failure")
+    def preferred_breaks(*args, **kwargs):
+        if kwargs.get("dynamo") == (preferred == "dynamo"):
+            raise RuntimeError(f"simulated {preferred} failure")
         return real_export(*args, **kwargs)
 
-    monkeypatch.setattr(torch.onnx, "export", dynamo_breaks)
-    info = export_onnx(model, task, tmp_path / "model.onnx")
-    assert info["exporter"] == "classic" and info["max_abs_diff"] <= ATOL
+    monkeypatch.setattr(torch.onnx, "export", preferred_breaks)
+    info = export_onnx(model, task, tmp_path / "model.onnx", exporter=preferred)
+    assert info["exporter"] == fallback and info["max_abs_diff"] <= ATOL
+
+
+def test_an_unknown_onnx_exporter_is_refused(make_task, make_model, tmp_path):
+    task = make_task("regression")
+    with pytest.raises(ValueError, match="unknown ONNX exporter"):
+        export_onnx(make_model(task), task, tmp_path / "model.onnx", exporter="tflite")
 
 
 def test_a_failed_export_leaves_neither_file_nor_temp_file(make_task, make_model, tmp_path, monkeypatch):
