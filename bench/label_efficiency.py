@@ -189,6 +189,20 @@ def summarise(rows: list[dict[str, Any]], units: dict[str, str]) -> str:
     return "\n".join(lines)
 
 
+def tuning_table(tuning: dict[str, dict[str, Any]]) -> str:
+    """Markdown: what each method's tuning phase chose, with its validation error and the grid's spread."""
+    lines = ["### Hyper-parameters chosen on the validation split (tuning seed, smallest budget)", "",
+             "| dataset / method | points tried | chosen lr | chosen weight | validation error (best / worst) |",
+             "|---|---|---|---|---|"]
+    for key, choice in sorted(tuning.items()):
+        errors = choice["val_error"]
+        best = min(errors, key=errors.get)
+        lr = best.split()[0].removeprefix("lr=") if best.startswith("lr=") else best
+        weight = "–" if key.endswith("/supervised") else f"{choice.get('weight', 1.0):g}"
+        lines.append(f"| {key} | {len(errors)} | {lr} | {weight} | {errors[best]:.4g} / {max(errors.values()):.4g} |")
+    return "\n".join(lines) + "\n"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="smoke of every cell: 1 seed, few steps, small pools")
@@ -204,12 +218,16 @@ def main() -> None:
     args = parser.parse_args()
     if args.report:
         unique: dict[tuple, dict[str, Any]] = {}
+        tunings: dict[str, dict[str, Any]] = {}
         for path in args.report:  # a cell run by two processes counts once (the first file wins)
-            for r in json.loads(path.read_text())["runs"]:
+            document = json.loads(path.read_text())
+            for r in document["runs"]:
                 unique.setdefault((r["dataset"], r["budget"], r["method"], r["seed"]), r)
+            for k, v in document["meta"].get("tuning", {}).items():
+                tunings.setdefault(k, v)
         rows = list(unique.values())
         units = {name: s.unit for name, s in settings(False).items()}
-        summary = summarise(rows, units)
+        summary = summarise(rows, units) + "\n" + tuning_table(tunings)
         args.report[0].with_suffix(".md").write_text(summary)
         print(summary)
         return
