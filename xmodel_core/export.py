@@ -235,8 +235,9 @@ def export_onnx(
     """Export :class:`DecodedModel` to ONNX with a dynamic batch dimension, atomically.
 
     ``exporter="classic"`` (default) traces with the TorchScript-based exporter: for these
-    models it is ~40x faster than the dynamo exporter (0.6 s against 23 s for MobileNetV2 at
-    48 px on one CPU thread, ``bench/export_speed.py``), which matters because every training job exports.
+    models it is ~20x faster than the dynamo exporter (0.7 s against 15.5 s for MobileNetV2 at
+    48 px on one CPU thread, verification included; ``bench/export_speed.py``), which matters
+    because every training job exports.
     ``"dynamo"`` uses ``torch.export`` + onnxscript. If the chosen exporter fails, the other one
     runs; the result records which did. Returns ``file_info`` plus ``"exporter"`` and, with
     ``verify``, ``"max_abs_diff"`` against the eager model.
