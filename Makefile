@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup test test-unit lint bench bench-quick bench-al bench-al-quick run worker demo clean
+.PHONY: setup test test-unit lint bench bench-quick bench-al bench-al-quick bench-export run worker demo clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -38,6 +38,9 @@ bench-al: setup
 
 bench-al-quick: setup
 	$(BIN)/python -m bench.active_learning --quick
+
+bench-export: setup
+	$(BIN)/python -m bench.export_speed
 
 clean:
 	rm -rf $(VENV) var .pytest_cache
