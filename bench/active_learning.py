@@ -474,6 +474,35 @@ def save(path: Path, document: dict[str, Any]) -> None:
     tmp.replace(path)
 
 
+def write_outputs(out: Path, document: dict[str, Any], specs: dict[str, Spec]) -> str:
+    """The JSON, the PNG (one line per strategy) and the Markdown tables of one result document."""
+    save(out, document)
+    plot(document["runs"], specs, out.with_suffix(".png"))
+    summary = summarise(document["runs"], specs)
+    out.with_suffix(".md").write_text(summary + "\n")
+    return summary
+
+
+def merge(paths: list[Path], out: Path) -> str:
+    """One result document from runs split over processes (a run found twice counts once)."""
+    documents = [json.loads(path.read_text()) for path in paths]
+    mode = documents[0]["meta"]["mode"]
+    if any(d["meta"]["mode"] != mode for d in documents):
+        raise SystemExit("cannot merge results of different modes")
+    runs: dict[tuple[str, str, int], dict[str, Any]] = {}
+    cold_starts: dict[str, list[int]] = {}
+    meta = {**documents[0]["meta"], "settings": {}, "merged_from": [str(p) for p in paths]}
+    for document in documents:
+        for run in document["runs"]:
+            runs.setdefault((run["dataset"], run["strategy"], run["seed"]), run)
+        for key, cold in document["cold_starts"].items():
+            if cold_starts.setdefault(key, cold) != cold:
+                raise SystemExit(f"the files disagree on the cold start {key}")
+        meta["settings"] |= document["meta"]["settings"]
+    specs = {n: s for n, s in settings(mode).items() if n in meta["settings"]}
+    return write_outputs(out, {"meta": meta, "cold_starts": cold_starts, "runs": list(runs.values())}, specs)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     mode = parser.add_mutually_exclusive_group()
@@ -486,19 +515,24 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--token", default=os.environ.get("XM_ADMIN_TOKEN"), help="admin token (with --url)")
     parser.add_argument("--out-dir", type=Path, default=RESULTS)
     parser.add_argument("--data-dir", type=Path, default=None, help="the local service's data (default: a temp dir)")
+    parser.add_argument("--merge", nargs="+", type=Path, default=None,
+                        help="only merge these result files (a run split over processes) into --out-dir's files")
     parser.add_argument("--threads", type=int, default=None,
                         help="torch/onnxruntime threads here and in the local worker (default: all cores)")
     args = parser.parse_args(argv)
 
     mode_name = "smoke" if args.smoke else "quick" if args.quick else "full"
+    suffix = {"full": "", "quick": "_quick", "smoke": "_smoke"}[mode_name]
+    args.out_dir.mkdir(parents=True, exist_ok=True)
+    if args.merge:
+        print(merge(args.merge, args.out_dir / f"active_learning{suffix}.json"))
+        return 0
     threads = args.threads or os.cpu_count() or 1
     torch.set_num_threads(threads)
     seeds = args.seeds or (3 if mode_name == "full" else 1)
     specs = {n: s for n, s in settings(mode_name).items() if not args.datasets or n in args.datasets}
     if not specs:
         raise SystemExit(f"no dataset among {args.datasets}; known: {sorted(settings(mode_name))}")
-    suffix = {"full": "", "quick": "_quick", "smoke": "_smoke"}[mode_name]
-    args.out_dir.mkdir(parents=True, exist_ok=True)
     out = args.out_dir / f"active_learning{suffix}.json"
     previous = json.loads(out.read_text()) if out.exists() else {}
     runs: list[dict[str, Any]] = previous.get("runs", [])
@@ -547,11 +581,7 @@ def main(argv: list[str] | None = None) -> int:
             child.send_signal(2)  # SIGINT: the launcher stops the API and the worker
             child.wait(90)
         scratch.cleanup()
-    save(out, {"meta": meta, "cold_starts": cold_starts, "runs": runs})
-    plot(runs, specs, out.with_suffix(".png"))
-    summary = summarise(runs, specs)
-    out.with_suffix(".md").write_text(summary + "\n")
-    print(summary)
+    print(write_outputs(out, {"meta": meta, "cold_starts": cold_starts, "runs": runs}, specs))
     log(f"wrote {out}, {out.with_suffix('.png')} and {out.with_suffix('.md')}")
     return 0
 

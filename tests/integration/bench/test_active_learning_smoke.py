@@ -49,3 +49,15 @@ def test_active_learning_smoke(tmp_path: Path) -> None:
     table = (out / "active_learning_smoke.md").read_text()
     assert "| strategy | 10 | 20 | labels to reach random@max |" in table
     assert all(f"| {s} |" in table for s in strategies)
+
+    # a run split over processes merges into one document; a run found twice counts once
+    merged_dir = tmp_path / "merged"
+    done = subprocess.run(
+        [sys.executable, "-m", "bench.active_learning", "--smoke", "--out-dir", str(merged_dir), "--merge",
+         str(out / "active_learning_smoke.json"), str(out / "active_learning_smoke.json")],
+        cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    merged = json.loads((merged_dir / "active_learning_smoke.json").read_text())
+    assert merged["runs"] == runs and merged["cold_starts"] == document["cold_starts"]
+    assert (merged_dir / "active_learning_smoke.md").read_text() == table
+    assert (merged_dir / "active_learning_smoke.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
