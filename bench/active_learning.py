@@ -47,14 +47,14 @@ Chosen settings (full run; ``settings()`` holds them) and time on 2 CPU cores:
 - Kites: small_cnn at 48 px, 100 steps per round, 2 score views.
 - Warm start: always (the service's behaviour); the step count per round stays fixed.
 
-Measured (quick run, UTKFace, 1 worker thread, while another benchmark held both cores):
-a MobileNetV2 job of 30 steps on a 1,000-face pool took ~45 s end to end (~16 s loading and
-training, the rest ONNX + TorchScript export and scoring). Estimate for the full run on 2 idle
-cores: UTKFace ~30-40 s per job x 120 jobs (4 strategies x 3 seeds x 10 rounds) ~ 1.1-1.3 h;
-Fashion-MNIST and kites (small_cnn) ~10-15 s per job x 270 jobs ~ 0.8-1.1 h; uploads (1,000
-small PNGs took 8.5 s) ~25 min over the 39 projects; total ~2.2-2.8 h. The datasets run in
-order UTKFace, Fashion-MNIST, kites, so the two the bar is about finish first; split with
-``--datasets`` if needed (finished runs are kept and the rest resumes).
+Measured (session of 2026-11-29, after the worker switched to the classic ONNX exporter):
+a UTKFace job (60 steps, 4,000-face pool: train, export, score every unlabelled face) took
+33-41 s with 2 threads alone on the machine, ~70 s with 1 thread while a second run shared it;
+a run of 10 rounds including the upload took ~9 min. A Fashion-MNIST job (100 steps, 10,000
+images) took ~30-45 s with 1 thread beside the UTKFace run. The whole protocol (every strategy,
+3 seeds, three datasets: ~390 jobs) therefore needs ~3.5-4 h here, more than the 2.5 h the issue
+allows. So far the bar's comparison (``--strategies xmodel random``) ran on UTKFace and
+Fashion-MNIST, split over processes (``--data-dir``/``--out-dir`` per process, then ``--merge``).
 On a GPU worker the same run takes minutes.
 
 Results:
