@@ -323,7 +323,8 @@ def run_one(api: Any, spec: Spec, bench: Benchmark, dataset: str, strategy: str,
     rounds: list[dict[str, Any]] = []
     picks, header = list(cold), {"strategy": cold_source, "cold_start": True}
     while True:
-        fresh = [i for i in picks if i not in set(labelled)]
+        already = set(labelled)
+        fresh = [i for i in picks if i not in already]
         who.label(fresh)
         labelled += fresh
         job = who.train()

@@ -203,6 +203,14 @@ def tuning_table(tuning: dict[str, dict[str, Any]]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def stored_tunings(paths: list[Path], into: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """``into`` plus the tuning choices stored in result files (the first file to hold a key wins)."""
+    for path in paths:
+        for key, choice in json.loads(path.read_text())["meta"].get("tuning", {}).items():
+            into.setdefault(key, choice)
+    return into
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="smoke of every cell: 1 seed, few steps, small pools")
@@ -218,16 +226,12 @@ def main() -> None:
     args = parser.parse_args()
     if args.report:
         unique: dict[tuple, dict[str, Any]] = {}
-        tunings: dict[str, dict[str, Any]] = {}
         for path in args.report:  # a cell run by two processes counts once (the first file wins)
-            document = json.loads(path.read_text())
-            for r in document["runs"]:
+            for r in json.loads(path.read_text())["runs"]:
                 unique.setdefault((r["dataset"], r["budget"], r["method"], r["seed"]), r)
-            for k, v in document["meta"].get("tuning", {}).items():
-                tunings.setdefault(k, v)
         rows = list(unique.values())
         units = {name: s.unit for name, s in settings(False).items()}
-        summary = summarise(rows, units) + "\n" + tuning_table(tunings)
+        summary = summarise(rows, units) + "\n" + tuning_table(stored_tunings(args.report, {}))
         args.report[0].with_suffix(".md").write_text(summary)
         print(summary)
         return
@@ -236,10 +240,7 @@ def main() -> None:
     out.parent.mkdir(parents=True, exist_ok=True)
     previous = json.loads(out.read_text()) if out.exists() else {}
     done: list[dict[str, Any]] = previous.get("runs", [])
-    tuning: dict[str, dict[str, Any]] = previous.get("meta", {}).get("tuning", {})
-    for path in args.tuning_from:
-        for k, v in json.loads(path.read_text())["meta"]["tuning"].items():
-            tuning.setdefault(k, v)
+    tuning = stored_tunings(args.tuning_from, previous.get("meta", {}).get("tuning", {}))
     key = lambda r: (r["dataset"], r["budget"], r["method"], r["seed"])  # noqa: E731
     finished = {key(r) for r in done}
     chosen = settings(args.quick)

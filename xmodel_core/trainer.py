@@ -224,30 +224,16 @@ class Trainer:
         ramp = math.exp(-5 * (1 - min(1.0, progress / max(cfg.rampup_fraction, 1e-8))) ** 2)
         if cfg.method == "mean_teacher":
             assert self.teacher is not None
-            split = cfg.bn_stats_from_labelled
-            n = views.images.shape[0]
-            if split:
-                student_l = self.model(views.images)
-                with running_stats_frozen(self.model):
-                    student_u = self.model(view_a.images)
-            else:
-                student_raw = self.model(torch.cat([views.images, view_a.images]))
-                student_l, student_u = student_raw[:, :n], student_raw[:, n:]
+            student_l, student_u = self._labelled_and_consistency(self.model, views.images, view_a.images, dim=1)
             losses["supervised"] = self.supervised(student_l, target, visible)
             student = predictions_in_original_frame(self.task, student_u, view_a)
-            with torch.no_grad(), running_stats_frozen(self.teacher, split):
+            with torch.no_grad(), running_stats_frozen(self.teacher, cfg.bn_stats_from_labelled):
                 teacher = predictions_in_original_frame(self.task, self.teacher(view_b.images), view_b)
             losses["mean_teacher"] = cfg.consistency_weight * ramp * self.mean_teacher(student, teacher)
             return losses
-        n, u = views.images.shape[0], view_a.images.shape[0]
-        if cfg.bn_stats_from_labelled:
-            f_l = self.model.features(views.images)
-            with running_stats_frozen(self.model):
-                f_u = self.model.features(torch.cat([view_a.images, view_b.images]))
-            f_a, f_b = f_u[:u], f_u[u:]
-        else:
-            feats = self.model.features(torch.cat([views.images, view_a.images, view_b.images]))
-            f_l, f_a, f_b = feats[:n], feats[n : n + u], feats[n + u :]
+        f_l, f_u = self._labelled_and_consistency(
+            self.model.features, views.images, torch.cat([view_a.images, view_b.images]), dim=0)
+        f_a, f_b = f_u.chunk(2)
         losses["supervised"] = self.supervised(self.model.heads_forward(f_l), target, visible)
         pa = predictions_in_original_frame(self.task, self.model.heads_forward(f_a), view_a)
         pb = predictions_in_original_frame(self.task, self.model.heads_forward(f_b), view_b)
@@ -258,6 +244,18 @@ class Trainer:
             rb = predictions_in_original_frame(self.task, self.model.heads_forward(f_b, reverse=True), view_b)
             losses["minimax"] = cfg.minimax_weight * ramp * self.minimax(ra, rb)
         return losses
+
+    def _labelled_and_consistency(self, forward: Callable[[torch.Tensor], torch.Tensor], labelled: torch.Tensor,
+                                  consistency: torch.Tensor, dim: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """``forward`` on the labelled batch and on the consistency views; ``dim`` is the outputs'
+        batch dimension. One concatenated pass, or with ``bn_stats_from_labelled`` two, the second
+        leaving the batch-norm running statistics alone."""
+        if self.config.bn_stats_from_labelled:
+            out_l = forward(labelled)
+            with running_stats_frozen(self.model):
+                return out_l, forward(consistency)
+        out_l, out_u = forward(torch.cat([labelled, consistency])).split([len(labelled), len(consistency)], dim=dim)
+        return out_l, out_u
 
     def _update_teacher(self) -> None:
         assert self.teacher is not None

@@ -75,8 +75,8 @@ def _candidates(session: Session, project: Project, strategy: str, holder: str, 
     model = active_model(session, project.id)
     rows_of = SCORE_ROWS.get(strategy)
     usable = model is not None and rows_of is not None and repository.has_scores(session, model.id, rows_of)
-    if rows_of is not None and usable:
-        assert model is not None
+    if usable:
+        assert model is not None and rows_of is not None
         clusters = repository.clusters(session, model.id, rows_of) if strategy == "xmodel" else None
         limit = k * OVERFETCH
         rows = repository.top_scored(session, model.id, rows_of, holder=holder, now=now,
