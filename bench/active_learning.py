@@ -30,8 +30,8 @@ choice of items differs):
 - Rounds: ``/suggest?k=50&strategy=S`` → label → retrain (the service warm-starts each job
   from the active model) → measure, up to 500 labels (10 models per run). The answer's
   ``strategy`` must equal the requested one after the cold start (no silent fallback).
-- Strategies: ``xmodel`` (the product default: X-model disagreement walked across k-means
-  clusters), ``xmodel_nodiv`` (disagreement only), ``random``, ``mc_dropout`` (dropout
+- Strategies: ``xmodel`` (the product default: X-model disagreement within a size-proportional
+  sample of k-means clusters, typical items first while labels are few), ``xmodel_nodiv`` (disagreement only), ``random``, ``mc_dropout`` (dropout
   variance, scored by the worker when the project's ``training.score_strategies`` asks),
   ``entropy`` (classification only).
 - Errors: UTKFace MAE in years, overall and balanced (the mean of the per-decade MAE, PAPER.md);

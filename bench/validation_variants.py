@@ -47,6 +47,9 @@ def main() -> None:
     parser.add_argument("lr_factor", type=float, help="factor on the dataset's base learning rate")
     parser.add_argument("--weight", type=float, default=1.0,
                         help="consistency weight (X-model: η, with λ = 0.3 η) unless the variant sets one")
+    parser.add_argument("--seed", type=int, default=TUNING_SEED,
+                        help="labelled draw and training seed (default: the tuning seed; never an evaluation seed)")
+    parser.add_argument("--steps", type=int, default=None, help="training steps instead of the dataset's")
     parser.add_argument("--bn-split", action="store_true",
                         help="batch-norm running statistics from the labelled batch only (bn_stats_from_labelled)")
     args = parser.parse_args()
@@ -54,14 +57,17 @@ def main() -> None:
     setting = settings(quick=False)[args.dataset]
     method, train_overrides, model_overrides = VARIANTS[args.variant]
     setting.train = {**setting.train, **train_overrides}
+    if args.steps is not None:
+        setting.train["steps"] = args.steps
     if args.bn_split:
         setting.train["bn_stats_from_labelled"] = True
     setting.model = {**setting.model, **model_overrides}
     bench = setting.build()
-    idx = draw_labelled(bench, setting.budgets[0], TUNING_SEED)
-    result = train_once(bench, idx, setting, method, TUNING_SEED, args.lr_factor, args.weight)
+    idx = draw_labelled(bench, setting.budgets[0], args.seed)
+    result = train_once(bench, idx, setting, method, args.seed, args.lr_factor, args.weight)
     print(json.dumps({"dataset": args.dataset, "variant": args.variant, "lr": result["lr"],
                       "consistency_weight": result["consistency_weight"], "bn_split": args.bn_split,
+                      "seed": args.seed, "steps": setting.train["steps"],
                       "val_error": result["val_error"], "best_step": result["best_step"]}))
 
 
