@@ -11,9 +11,10 @@ Two rules, both from the active-learning evidence in ../shared/PAPER.md and docs
   cluster of outliers as many picks as a large cluster of common images.
 - **Typicality while labels are few.** Within a cluster, items are ranked by
   ``(1 - α)·rank(disagreement) + α·rank(typicality)`` (ranks scaled to [0, 1] among the
-  cluster's candidates), with ``α = min(1, clusters / labelled items)``: while the project holds
-  about one label per cluster or fewer, the most typical image of a cluster teaches the model
-  most (TypiClust, Hacohen et al., ICML 2022); as labels accumulate, disagreement takes over.
+  cluster's candidates), with ``α = min(1, clusters / labelled items)``, counting the labels
+  the scoring model learnt from: while the project holds about one label per cluster or fewer,
+  the most typical image of a cluster teaches the model most (TypiClust, Hacohen et al., ICML
+  2022); as labels accumulate, disagreement takes over.
 
 Pure functions over plain rows: no database, no torch.
 """

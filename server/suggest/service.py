@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session
 from server.auth.service import Principal
 from server.db.base import utcnow
 from server.db.models import Project
-from server.projects.repository import active_model, labelled_count
+from server.projects.repository import active_model
 from server.suggest import repository
 from server.suggest.ordering import stratified_order, typicality_weight
 
@@ -69,7 +69,7 @@ def _candidates(session: Session, project: Project, strategy: str, holder: str, 
         rows = repository.top_scored(session, model.id, rows_of, holder=holder, now=now,
                                      limit=k * OVERFETCH, cluster_ids=sorted(sizes) if sizes else None)
         if sizes:
-            alpha = typicality_weight(len(sizes), labelled_count(session, project.id))
+            alpha = typicality_weight(len(sizes), model.labelled_count)  # the labels it learnt from
             # one offset per model: every annotator walks the same order (claims then lock rows in
             # a consistent order across concurrent requests), and a repeated call gives the same batch
             start = random.Random(model.id).random()

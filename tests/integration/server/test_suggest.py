@@ -65,16 +65,15 @@ def test_xmodel_samples_clusters_in_proportion_to_size(api) -> None:
 
 def test_xmodel_prefers_typical_items_while_labels_are_few(api) -> None:
     project_id, owner = api.create_project()
-    ids = _items(api, project_id, owner, 12)
+    ids = _items(api, project_id, owner, 4)
     # one cluster: ids[0] is the most disagreed-on and the least typical, ids[1] the most typical
-    register_model(api, project_id, scores=[(ids[0], 9.0, 0, 0.1), (ids[1], 8.0, 0, 0.9),
-                                            (ids[2], 7.0, 0, 0.5), (ids[3], 6.0, 0, 0.4)])
+    scores = [(ids[0], 9.0, 0, 0.1), (ids[1], 8.0, 0, 0.9), (ids[2], 7.0, 0, 0.5), (ids[3], 6.0, 0, 0.4)]
+    register_model(api, project_id, scores=scores, labelled_count=1)
     first = _suggest(api, project_id, owner, k=1, annotator="ann")
-    assert [i["item_id"] for i in first["items"]] == [ids[1]]  # no labels yet: typical first
-    for item_id in ids[4:]:  # eight labels for one cluster: disagreement leads
-        assert api.client.put(f"/items/{item_id}/label", headers=owner, json={"class": "cat"}).status_code == 200
+    assert [i["item_id"] for i in first["items"]] == [ids[1]]  # one label per cluster: typical first
+    register_model(api, project_id, scores=scores, labelled_count=8)  # a model that learnt from 8 labels
     later = _suggest(api, project_id, owner, k=1, annotator="ann")
-    assert [i["item_id"] for i in later["items"]] == [ids[0]]
+    assert later["model_version"] == 2 and [i["item_id"] for i in later["items"]] == [ids[0]]
 
 
 def test_leases_disjoint_renewed_and_released(api) -> None:
