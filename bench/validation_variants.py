@@ -1,11 +1,13 @@
 """Validation-only probes of X-model settings (never the test set), as reported in docs/RESULTS.md.
 
 Each probe trains one method at the smallest budget with the tuning seed of
-``bench.label_efficiency`` and prints the *validation* error, so settings can be compared
-without touching the test split.
+``bench.label_efficiency`` (or ``--seed``, never an evaluation seed) and prints the
+*validation* error, so settings can be compared without touching the test split.
 
     python -m bench.validation_variants kites_keypoints eta0.1_mm 0.3
     python -m bench.validation_variants utkface_age eta0.3 1.0
+    python -m bench.validation_variants utkface_age default 3.0 --weight 0.1 --seed 101 --steps 300
+    python -m bench.validation_variants utkface_age supervised 3.0 --train-seed 7   # same labels, another stream
 """
 
 from __future__ import annotations
@@ -49,6 +51,8 @@ def main() -> None:
                         help="consistency weight (X-model: η, with λ = 0.3 η) unless the variant sets one")
     parser.add_argument("--seed", type=int, default=TUNING_SEED,
                         help="labelled draw and training seed (default: the tuning seed; never an evaluation seed)")
+    parser.add_argument("--train-seed", type=int, default=None,
+                        help="training seed when it should differ from --seed (same labels, another random stream)")
     parser.add_argument("--steps", type=int, default=None, help="training steps instead of the dataset's")
     parser.add_argument("--bn-split", action="store_true",
                         help="batch-norm running statistics from the labelled batch only (bn_stats_from_labelled)")
@@ -64,10 +68,11 @@ def main() -> None:
     setting.model = {**setting.model, **model_overrides}
     bench = setting.build()
     idx = draw_labelled(bench, setting.budgets[0], args.seed)
-    result = train_once(bench, idx, setting, method, args.seed, args.lr_factor, args.weight)
+    train_seed = args.seed if args.train_seed is None else args.train_seed
+    result = train_once(bench, idx, setting, method, train_seed, args.lr_factor, args.weight)
     print(json.dumps({"dataset": args.dataset, "variant": args.variant, "lr": result["lr"],
                       "consistency_weight": result["consistency_weight"], "bn_split": args.bn_split,
-                      "seed": args.seed, "steps": setting.train["steps"],
+                      "seed": args.seed, "train_seed": train_seed, "steps": setting.train["steps"],
                       "val_error": result["val_error"], "best_step": result["best_step"]}))
 
 
