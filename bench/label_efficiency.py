@@ -218,6 +218,8 @@ def main() -> None:
     parser.add_argument("--datasets", nargs="*", default=None, help="subset of datasets to run")
     parser.add_argument("--budgets", nargs="*", type=int, default=None, help="subset of budgets to run")
     parser.add_argument("--seed-ids", nargs="*", type=int, default=None, help="run only these seeds (split a run)")
+    parser.add_argument("--methods", nargs="*", choices=list(METHODS), default=None,
+                        help="run only these methods (split a run; an ablation needs its parent's tuning)")
     parser.add_argument("--out", type=Path, default=None, help="JSON path (default under bench/results/)")
     parser.add_argument("--tuning-from", nargs="*", type=Path, default=[],
                         help="reuse the tuning choices stored in these result files (a run split over processes)")
@@ -263,7 +265,7 @@ def main() -> None:
         if args.budgets and budget not in args.budgets:
             continue
         for seed in args.seed_ids if args.seed_ids is not None else range(seeds):
-            for method in METHODS:
+            for method in args.methods or METHODS:
                 if (name, budget, method, seed) in finished:
                     continue
                 tune_key = f"{name}/{TUNED_LIKE.get(method, method)}"

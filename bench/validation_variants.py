@@ -54,6 +54,8 @@ def main() -> None:
     parser.add_argument("--train-seed", type=int, default=None,
                         help="training seed when it should differ from --seed (same labels, another random stream)")
     parser.add_argument("--steps", type=int, default=None, help="training steps instead of the dataset's")
+    parser.add_argument("--freeze", type=int, default=None,
+                        help="leading backbone stages to freeze instead of the dataset's (pretrained backbones)")
     parser.add_argument("--bn-split", action="store_true",
                         help="batch-norm running statistics from the labelled batch only (bn_stats_from_labelled)")
     args = parser.parse_args()
@@ -66,6 +68,8 @@ def main() -> None:
     if args.bn_split:
         setting.train["bn_stats_from_labelled"] = True
     setting.model = {**setting.model, **model_overrides}
+    if args.freeze is not None:
+        setting.model["freeze_blocks"] = args.freeze
     bench = setting.build()
     idx = draw_labelled(bench, setting.budgets[0], args.seed)
     train_seed = args.seed if args.train_seed is None else args.train_seed
@@ -73,6 +77,7 @@ def main() -> None:
     print(json.dumps({"dataset": args.dataset, "variant": args.variant, "lr": result["lr"],
                       "consistency_weight": result["consistency_weight"], "bn_split": args.bn_split,
                       "seed": args.seed, "train_seed": train_seed, "steps": setting.train["steps"],
+                      "freeze_blocks": setting.model.get("freeze_blocks"),
                       "val_error": result["val_error"], "best_step": result["best_step"]}))
 
 
