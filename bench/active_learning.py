@@ -30,8 +30,8 @@ choice of items differs):
 - Rounds: ``/suggest?k=50&strategy=S`` → label → retrain (the service warm-starts each job
   from the active model) → measure, up to 500 labels (10 models per run). The answer's
   ``strategy`` must equal the requested one after the cold start (no silent fallback).
-- Strategies: ``xmodel`` (the product default: X-model disagreement within a size-proportional
-  sample of k-means clusters, typical items first while labels are few), ``xmodel_nodiv`` (disagreement only), ``random``, ``mc_dropout`` (dropout
+- Strategies: ``xmodel`` (the product default: X-model disagreement walked across k-means
+  clusters), ``xmodel_nodiv`` (disagreement only), ``random``, ``mc_dropout`` (dropout
   variance, scored by the worker when the project's ``training.score_strategies`` asks),
   ``entropy`` (classification only).
 - Errors: UTKFace MAE in years, overall and balanced (the mean of the per-decade MAE, PAPER.md);
@@ -53,9 +53,10 @@ a UTKFace job (60 steps, 4,000-face pool: train, export, score every unlabelled 
 a run of 10 rounds including the upload took ~9 min. A Fashion-MNIST job (100 steps, 10,000
 images) took ~30-45 s with 1 thread beside the UTKFace run. The whole protocol (every strategy,
 3 seeds, three datasets: ~390 jobs) therefore needs ~3.5-4 h here, more than the 2.5 h the issue
-allows. So far the bar's comparison (``--strategies xmodel random``) ran on UTKFace and
-Fashion-MNIST, split over processes (``--data-dir``/``--out-dir`` per process, then ``--merge``).
-On a GPU worker the same run takes minutes.
+allows. So far ``xmodel``, ``xmodel_nodiv`` and ``random`` ran on UTKFace and Fashion-MNIST
+(a later session, 1 thread per process: ~55-60 s per UTKFace job and ~40 s per Fashion-MNIST
+job with two processes side by side), split over processes (``--data-dir``/``--out-dir`` per
+process, then ``--merge``). On a GPU worker the same run takes minutes.
 
 Results:
 ``bench/results/active_learning[_quick].json`` (every round of every run, including the pool

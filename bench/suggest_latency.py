@@ -1,8 +1,7 @@
 """Latency of ``GET /projects/{id}/suggest`` on PostgreSQL with large unlabelled pools.
 
 For each pool size: a fresh database built by the migrations, items and scores bulk-loaded
-with COPY (as the worker would store them: a score, a k-means cluster and a typicality per item,
-and the cluster sizes on the model row), then
+with COPY (as the worker would store them: a score and a k-means cluster per item), then
 timed requests through the full ASGI app (TestClient: routing, auth, leasing, JSON).
 Prints p50/p99 and writes bench/results/suggest_latency.json.
 
@@ -66,14 +65,10 @@ def _bulk_load(url: str, project_id: int, n_items: int, n_clusters: int, seed: i
             model_id = cur.fetchone()[0]
             cur.execute("SELECT id FROM items WHERE project_id = %s", (project_id,))
             ids = [r[0] for r in cur.fetchall()]
-            sizes = [0] * n_clusters
-            with cur.copy("COPY item_scores (model_id, strategy, item_id, score, cluster, typicality) FROM STDIN") as copy:
+            with cur.copy("COPY item_scores (model_id, strategy, item_id, score, cluster) FROM STDIN") as copy:
                 for item_id in ids:
-                    cluster = rng.randrange(n_clusters)
-                    sizes[cluster] += 1
-                    copy.write_row((model_id, "xmodel", item_id, rng.random(), cluster, rng.random()))
-            cur.execute("UPDATE model_versions SET is_active = true, cluster_sizes = %s WHERE id = %s",
-                        (json.dumps({str(c): n for c, n in enumerate(sizes) if n}), model_id))
+                    copy.write_row((model_id, "xmodel", item_id, rng.random(), rng.randrange(n_clusters)))
+            cur.execute("UPDATE model_versions SET is_active = true WHERE id = %s", (model_id,))
         conn.commit()
     with psycopg.connect(url, autocommit=True) as conn:
         conn.execute("VACUUM ANALYZE items")

@@ -245,7 +245,7 @@ def kmeans(
 
     Plain torch, distances computed ``chunk`` rows at a time so a large pool fits in memory.
     An emptied cluster is re-seeded at the point farthest from its centre. The worker stores
-    the id beside each item's score so suggestions can sample clusters in proportion to size.
+    the id beside each item's score so suggestions can round-robin across clusters.
     """
     x = features.float()
     n = len(x)

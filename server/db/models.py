@@ -176,8 +176,6 @@ class ModelVersion(Base):
     )
     labelled_count: Mapped[int] = mapped_column(Integer)
     metrics: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
-    # items scored per diversity cluster ({"cluster id": count}), written with the scores
-    cluster_sizes: Mapped[dict[str, int] | None] = mapped_column(JSON, nullable=True)
     is_active: Mapped[bool] = mapped_column(Boolean, default=False)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     config_path: Mapped[str] = mapped_column(String(500))
@@ -210,5 +208,3 @@ class ItemScore(Base):
     )
     score: Mapped[float] = mapped_column(Float)
     cluster: Mapped[int] = mapped_column(Integer, default=0)
-    # cosine similarity of the item's features to its cluster's centre (None: not computed)
-    typicality: Mapped[float | None] = mapped_column(Float, nullable=True)

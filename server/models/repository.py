@@ -53,9 +53,3 @@ def delete_inactive_for_job(session: Session, job_id: int) -> int:
         session.execute(delete(ItemScore).where(ItemScore.model_id.in_(ids)))
         session.execute(delete(ModelVersion).where(ModelVersion.id.in_(ids)))
     return len(ids)
-
-
-def set_cluster_sizes(session: Session, model_id: int, sizes: dict[int, int]) -> None:
-    """Record how many items were scored per cluster (``/suggest`` samples clusters by size)."""
-    session.execute(update(ModelVersion).where(ModelVersion.id == model_id)
-                    .values(cluster_sizes={str(c): int(n) for c, n in sizes.items()}))

@@ -5,23 +5,30 @@ from __future__ import annotations
 from collections.abc import Iterable
 from datetime import datetime
 
-from sqlalchemy import and_, delete, exists, func, or_, select, union_all, update
+from sqlalchemy import and_, delete, exists, or_, select, text, union_all, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from server.db.models import Item, ItemLease, ItemScore
 
-ScoredRow = tuple[int, float, int, float | None]  # item_id, score, cluster, typicality
+_CLUSTERS_SQL = text("""
+WITH RECURSIVE c(cluster) AS (
+    SELECT MIN(cluster) FROM item_scores WHERE model_id = :model_id AND strategy = :strategy
+    UNION ALL
+    SELECT (SELECT MIN(s.cluster) FROM item_scores s
+            WHERE s.model_id = :model_id AND s.strategy = :strategy AND s.cluster > c.cluster)
+    FROM c WHERE c.cluster IS NOT NULL
+)
+SELECT cluster FROM c WHERE cluster IS NOT NULL
+""")
+
 
 def write_scores(session: Session, model_id: int, strategy: str,
-                 rows: Iterable[tuple[int, float, int] | tuple[int, float, int, float | None]]) -> int:
-    """Insert ``(item_id, score, cluster[, typicality])`` rows for one model and strategy (the
-    worker's call; batch it, one transaction per batch). Returns the number of rows written."""
-    payload = []
-    for item_id, score, cluster, *rest in rows:
-        typicality = rest[0] if rest else None
-        payload.append({"model_id": model_id, "strategy": strategy, "item_id": item_id, "score": float(score),
-                        "cluster": int(cluster), "typicality": None if typicality is None else float(typicality)})
+                 rows: Iterable[tuple[int, float, int]]) -> int:
+    """Insert ``(item_id, score, cluster)`` rows for one model and strategy (the worker's
+    call; batch it, one transaction per batch). Returns the number of rows written."""
+    payload = [{"model_id": model_id, "strategy": strategy, "item_id": item_id,
+                "score": float(score), "cluster": int(cluster)} for item_id, score, cluster in rows]
     if payload:
         session.execute(ItemScore.__table__.insert(), payload)
     return len(payload)
@@ -38,13 +45,10 @@ def has_scores(session: Session, model_id: int, strategy: str) -> bool:
     return bool(session.scalar(query))
 
 
-def cluster_sizes(session: Session, model_id: int, strategy: str) -> dict[int, int]:
-    """Items scored per cluster (the unlabelled pool when the model was scored): an index-only
-    count over ``(model_id, strategy, cluster, score)``."""
-    query = (select(ItemScore.cluster, func.count()).where(ItemScore.model_id == model_id,
-                                                          ItemScore.strategy == strategy)
-             .group_by(ItemScore.cluster))
-    return {int(c): int(n) for c, n in session.execute(query)}
+def clusters(session: Session, model_id: int, strategy: str) -> list[int]:
+    """Distinct clusters by a loose index scan (a few index probes, not a full scan)."""
+    rows = session.execute(_CLUSTERS_SQL, {"model_id": model_id, "strategy": strategy})
+    return [int(r[0]) for r in rows]
 
 
 def _free_for(holder: str, now: datetime):  # type: ignore[no-untyped-def]
@@ -55,12 +59,11 @@ def _free_for(holder: str, now: datetime):  # type: ignore[no-untyped-def]
 
 
 def top_scored(session: Session, model_id: int, strategy: str, *, holder: str, now: datetime,
-               limit: int, cluster_ids: list[int] | None) -> list[ScoredRow]:
-    """Highest-scored unlabelled items free for ``holder``: overall, or ``limit`` per cluster.
-    Rows are ``(item_id, score, cluster, typicality)``."""
+               limit: int, cluster_ids: list[int] | None) -> list[tuple[int, float, int]]:
+    """Highest-scored unlabelled items free for ``holder``: overall, or ``limit`` per cluster."""
 
     def one(cluster: int | None):  # type: ignore[no-untyped-def]
-        query = (select(ItemScore.item_id, ItemScore.score, ItemScore.cluster, ItemScore.typicality)
+        query = (select(ItemScore.item_id, ItemScore.score, ItemScore.cluster)
                  .join(Item, Item.id == ItemScore.item_id)
                  .where(ItemScore.model_id == model_id, ItemScore.strategy == strategy,
                         Item.labelled_at.is_(None), _free_for(holder, now)))
@@ -69,11 +72,10 @@ def top_scored(session: Session, model_id: int, strategy: str, *, holder: str, n
         return query.order_by(ItemScore.score.desc(), ItemScore.item_id).limit(limit)
 
     if not cluster_ids:
-        statement = one(None)
-    else:
-        parts = [select(one(c).subquery()) for c in cluster_ids]
-        statement = parts[0] if len(parts) == 1 else union_all(*parts)
-    return [(int(a), float(b), int(c), None if t is None else float(t)) for a, b, c, t in session.execute(statement)]
+        return [(int(a), float(b), int(c)) for a, b, c in session.execute(one(None))]
+    parts = [select(one(c).subquery()) for c in cluster_ids]
+    statement = parts[0] if len(parts) == 1 else union_all(*parts)
+    return [(int(a), float(b), int(c)) for a, b, c in session.execute(statement)]
 
 
 def random_unlabelled(session: Session, project_id: int, *, holder: str, now: datetime,

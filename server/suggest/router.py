@@ -21,10 +21,8 @@ Annotator = Annotated[str | None, Query(max_length=200, description="who will la
 def suggest(project_id: int, principal: PrincipalDep, session: SessionDep, request: Request,
             k: Annotated[int, Query(ge=1, description="how many items")] = 10,
             annotator: Annotator = None, strategy: Strategy = "xmodel") -> SuggestRead:
-    """The unlabelled items to label next: for ``xmodel`` (the default) a size-proportional
-    sample of feature clusters, within each the items the heads disagree on most (the most
-    typical ones first while the project has about one label per cluster or fewer); by
-    disagreement only (``xmodel_nodiv``); or at random.
+    """The unlabelled items the active model scores highest (head disagreement), spread
+    across feature clusters (``xmodel``), by score only (``xmodel_nodiv``) or at random.
     ``mc_dropout`` (dropout variance) and ``entropy`` (classification) are the baselines
     active learning is measured against; the worker scores them when the project's
     ``training.score_strategies`` lists them. Without a scored model the answer says ``strategy: cold_start_random``. The items are

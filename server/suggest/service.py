@@ -1,7 +1,6 @@
 """Suggest rules: choose candidates by strategy, then lease them race-free to one annotator.
 
-xmodel: candidates of every k-means cluster, a size-proportional sample of clusters per batch,
-typical-first within a cluster while labels are few (``ordering``); xmodel_nodiv:
+xmodel: top scores walked round-robin across k-means clusters (diversity); xmodel_nodiv:
 pure top score; mc_dropout / entropy: pure top score of the baseline scores the worker writes
 when the project's ``training.score_strategies`` asks for them (the benchmark's comparisons);
 random / cold start: uniform sample through ``items.random_key``. Each call
@@ -21,7 +20,6 @@ from server.db.base import utcnow
 from server.db.models import Project
 from server.projects.repository import active_model
 from server.suggest import repository
-from server.suggest.ordering import stratified_order, typicality_weight
 
 SCORE_STRATEGY = "xmodel"  # the score rows both xmodel strategies read
 # requested strategy -> the item_scores rows it reads (worker.training.scoring writes them)
@@ -55,6 +53,23 @@ def holder_key(principal: Principal, annotator: str | None) -> str:
     return f"{principal.token_id}:{annotator or ''}"
 
 
+def round_robin(rows: list[tuple[int, float, int]]) -> list[Candidate]:
+    """Interleave clusters: each cluster's best, then each one's second best, ...; within a
+    round the clusters go by score, so the best items still come first."""
+    by_cluster: dict[int, list[tuple[int, float, int]]] = {}
+    for row in sorted(rows, key=lambda r: (-r[1], r[0])):
+        by_cluster.setdefault(row[2], []).append(row)
+    ordered: list[Candidate] = []
+    depth = 0
+    while True:
+        layer = [rows_[depth] for rows_ in by_cluster.values() if depth < len(rows_)]
+        if not layer:
+            return ordered
+        layer.sort(key=lambda r: (-r[1], r[0]))
+        ordered.extend(Candidate(item_id=i, score=s, cluster=c) for i, s, c in layer)
+        depth += 1
+
+
 def _candidates(session: Session, project: Project, strategy: str, holder: str, k: int,
                 now: datetime) -> tuple[list[Candidate], str, bool, str | None, int | None, int | None]:
     model = active_model(session, project.id)
@@ -62,21 +77,12 @@ def _candidates(session: Session, project: Project, strategy: str, holder: str, 
     usable = model is not None and rows_of is not None and repository.has_scores(session, model.id, rows_of)
     if usable:
         assert model is not None and rows_of is not None
-        sizes = None
-        if strategy == "xmodel":  # stored by the worker; counted for models scored before it did
-            sizes = ({int(c): int(n) for c, n in model.cluster_sizes.items()} if model.cluster_sizes
-                     else repository.cluster_sizes(session, model.id, rows_of))
+        clusters = repository.clusters(session, model.id, rows_of) if strategy == "xmodel" else None
+        limit = k * OVERFETCH
         rows = repository.top_scored(session, model.id, rows_of, holder=holder, now=now,
-                                     limit=k * OVERFETCH, cluster_ids=sorted(sizes) if sizes else None)
-        if sizes:
-            alpha = typicality_weight(len(sizes), model.labelled_count)  # the labels it learnt from
-            # one offset per model: every annotator walks the same order (claims then lock rows in
-            # a consistent order across concurrent requests), and a repeated call gives the same batch
-            start = random.Random(model.id).random()
-            rows = stratified_order(rows, sizes, k, alpha, start)
-        else:
-            rows = sorted(rows, key=lambda r: (-r[1], r[0]))
-        ordered = [Candidate(item_id=i, score=s, cluster=c) for i, s, c, _ in rows]
+                                     limit=limit, cluster_ids=clusters)
+        ordered = round_robin(rows) if strategy == "xmodel" else [
+            Candidate(i, s, c) for i, s, c in sorted(rows, key=lambda r: (-r[1], r[0]))]
         return ordered, strategy, False, None, model.id, model.version
     ids = repository.random_unlabelled(session, project.id, holder=holder, now=now,
                                        start=random.random(), limit=k * OVERFETCH)

@@ -12,13 +12,11 @@ benchmark compares against them; /suggest reads them by name): ``mc_dropout`` â€
 ``MC_DROPOUT_SAMPLES`` dropout draws of the heads' mean (features once per batch, heads
 sampled; ``xmodel_core.predict.mc_dropout_predictions``); ``entropy`` â€” classification only,
 entropy of the heads' mean probabilities on the plain image (free: view 0 is already there).
-They share the xmodel rows' cluster ids. Every row also carries the item's typicality (cosine
-similarity to its cluster's centre), which ``/suggest`` weighs while a project has few labels."""
+They share the xmodel rows' cluster ids."""
 
 from __future__ import annotations
 
 import math
-from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -26,7 +24,6 @@ import torch
 import torch.nn.functional as F
 from sqlalchemy.orm import Session, sessionmaker
 
-from server.models import repository as models_repo
 from server.storage import ImageStore
 from server.suggest import repository as scores_repo
 from worker.errors import JobDataError
@@ -47,7 +44,6 @@ class PoolScores:
     item_ids: list[int]
     scores: torch.Tensor  # [N]
     clusters: torch.Tensor  # [N] long
-    typicality: torch.Tensor  # [N] cosine similarity to the own cluster's centre
     extra: dict[str, torch.Tensor] = field(default_factory=dict)  # baseline name -> [N]
 
 
@@ -107,12 +103,11 @@ def score_pool(model: XModel, task: TaskSpec, factory: sessionmaker[Session], st
             ids.extend(int(r[0]) for r in rows)
             check(len(ids), len(ids))
     if not ids:
-        return PoolScores([], torch.empty(0), torch.empty(0, dtype=torch.long), torch.empty(0),
+        return PoolScores([], torch.empty(0), torch.empty(0, dtype=torch.long),
                           {name: torch.empty(0) for name in extra})
     all_feats = torch.cat(feats)
     k = n_clusters or default_clusters(len(ids))
-    clusters = cluster_ids(all_feats, k, seed)
-    return PoolScores(ids, torch.cat(scores), clusters, typicality(all_feats, clusters),
+    return PoolScores(ids, torch.cat(scores), cluster_ids(all_feats, k, seed),
                       {name: torch.cat(parts) for name, parts in extra_scores.items()})
 
 
@@ -123,32 +118,16 @@ def cluster_ids(features: torch.Tensor, k: int, seed: int) -> torch.Tensor:
         return kmeans(features, k, seed=seed)
     sample = torch.randperm(n, generator=torch.Generator().manual_seed(seed))[:KMEANS_SAMPLE]
     assign = kmeans(features[sample], k, seed=seed)
-    centres = cluster_centres(features[sample], assign)
-    return torch.cat([torch.cdist(features[s : s + 8192], centres).argmin(1) for s in range(0, n, 8192)])
-
-
-def cluster_centres(features: torch.Tensor, assign: torch.Tensor) -> torch.Tensor:
-    """Mean feature of every cluster id ``0..max(assign)`` -> ``[K, F]`` (an empty id: zeros)."""
     k = int(assign.max()) + 1
-    sums = torch.zeros(k, features.shape[1]).index_add_(0, assign, features.float())
-    return sums / torch.bincount(assign, minlength=k).clamp_min(1)[:, None]
-
-
-def typicality(features: torch.Tensor, assign: torch.Tensor) -> torch.Tensor:
-    """How typical each item is of its cluster: cosine similarity of its features ``[N, F]`` to
-    its cluster's centre -> ``[N]`` in [-1, 1]. ``/suggest`` favours typical items while a
-    project has few labels (``server.suggest.ordering``)."""
-    if len(features) == 0:
-        return torch.empty(0)
-    centres = F.normalize(cluster_centres(features, assign), dim=-1)
-    return (F.normalize(features.float(), dim=-1) * centres[assign]).sum(-1)
+    sums = torch.zeros(k, features.shape[1]).index_add_(0, assign, features[sample])
+    centres = sums / torch.bincount(assign, minlength=k).clamp_min(1)[:, None]
+    return torch.cat([torch.cdist(features[s : s + 8192], centres).argmin(1) for s in range(0, n, 8192)])
 
 
 def write_scores(factory: sessionmaker[Session], model_id: int, pool: PoolScores, write_batch: int,
                  check: Callable[[int, int], None]) -> int:
     """Replace the model's scores: delete any from an earlier attempt, then insert in batches
-    (the xmodel rows, then each baseline's), then record the cluster sizes on the model row.
-    Returns the number of xmodel rows."""
+    (the xmodel rows, then each baseline's). Returns the number of xmodel rows."""
     with factory.begin() as session:
         scores_repo.delete_scores(session, model_id)
     written = 0
@@ -156,13 +135,11 @@ def write_scores(factory: sessionmaker[Session], model_id: int, pool: PoolScores
     for strategy, values in ((STRATEGY, pool.scores), *pool.extra.items()):
         for start in range(0, total, write_batch):
             end = min(total, start + write_batch)
-            rows = zip(pool.item_ids[start:end], values[start:end].tolist(), pool.clusters[start:end].tolist(),
-                       pool.typicality[start:end].tolist(), strict=True)
+            rows = zip(pool.item_ids[start:end], values[start:end].tolist(),
+                       pool.clusters[start:end].tolist(), strict=True)
             with factory.begin() as session:
                 count = scores_repo.write_scores(session, model_id, strategy, rows)
             if strategy == STRATEGY:
                 written += count
                 check(written, total)
-    with factory.begin() as session:
-        models_repo.set_cluster_sizes(session, model_id, dict(Counter(pool.clusters.tolist())))
     return written

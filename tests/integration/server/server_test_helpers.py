@@ -93,7 +93,7 @@ def dumps(value: Any) -> str:
 
 def register_model(api: Any, project_id: int, *, classes: list[str] | None = None, labelled_count: int = 0,
                    metrics: dict[str, Any] | None = None, activate: bool = True,
-                   scores: list[tuple[int, float, int]] | list[tuple[int, float, int, float]] | None = None) -> int:
+                   scores: list[tuple[int, float, int]] | None = None) -> int:
     """Do what the worker does: write artefacts, insert the model row, write scores, activate."""
     import hashlib
 

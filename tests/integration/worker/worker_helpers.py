@@ -160,14 +160,6 @@ class Client:
                                 .where(ModelVersion.project_id == project_id))
         return {"models": models, "active": active, "jobs": jobs, "scores": scores, "scored_items": distinct}
 
-    def diversity(self, model_id: int) -> tuple[dict[str, int] | None, list[float | None]]:
-        """The model's stored cluster sizes and its xmodel rows' typicality values."""
-        with self.engine.connect() as c:
-            sizes = c.scalar(select(ModelVersion.cluster_sizes).where(ModelVersion.id == model_id))
-            typicality = list(c.scalars(select(ItemScore.typicality).where(
-                ItemScore.model_id == model_id, ItemScore.strategy == "xmodel")))
-        return sizes, typicality
-
 
 def finished(job: dict[str, Any]) -> bool:
     return job["status"] in ("succeeded", "failed", "cancelled")

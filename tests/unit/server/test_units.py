@@ -11,7 +11,7 @@ from PIL import Image
 from server.errors import InvalidArchive, InvalidImage, InvalidLabel, PayloadTooLarge
 from server.labels.validation import parse_label_text, validate_label
 from server.settings import Settings, UnsafeSettingsError
-from server.suggest.ordering import stratified_order, typicality_weight, within_cluster_order
+from server.suggest.service import round_robin
 from server.uploads.archives import ArchiveLimits, check_entry_name, read_archive
 from server.uploads.images import check_image
 
@@ -107,50 +107,6 @@ def test_label_rules() -> None:
     assert parse_label_text({"kind": "keypoints", "points": ["p"]}, "[[1, 2]]") == {"points": [[1, 2]]}
 
 
-def test_typicality_weight_falls_with_labels_per_cluster() -> None:
-    assert typicality_weight(50, 0) == 1.0 and typicality_weight(50, 50) == 1.0
-    assert typicality_weight(50, 100) == 0.5 and typicality_weight(50, 500) == 0.1
-    assert typicality_weight(0, 10) == 0.0
-
-
-def test_within_cluster_order_moves_from_typical_to_disagreed_on() -> None:
-    # item 1: most disagreed-on, least typical; item 2: the reverse; item 3 in between
-    rows = [(1, 0.9, 0, 0.1), (2, 0.2, 0, 0.95), (3, 0.5, 0, 0.5)]
-    assert [r[0] for r in within_cluster_order(rows, alpha=0.0)] == [1, 3, 2]
-    assert [r[0] for r in within_cluster_order(rows, alpha=1.0)] == [2, 3, 1]
-    assert [r[0] for r in within_cluster_order(rows, alpha=0.1)] == [1, 3, 2]
-    no_typicality = [(1, 0.9, 0, None), (2, 0.2, 0, 0.95)]
-    assert [r[0] for r in within_cluster_order(no_typicality, alpha=1.0)] == [1, 2]
-
-
-def _rows(per_cluster: dict[int, int]) -> list[tuple[int, float, int, float | None]]:
-    rows = []
-    for cluster, n in per_cluster.items():
-        rows += [(cluster * 1000 + i, float(n - i), cluster, None) for i in range(n)]
-    return rows
-
-
-def test_stratified_order_gives_clusters_picks_in_proportion_to_their_size() -> None:
-    rows = _rows({0: 20, 1: 20, 2: 20})
-    for start in (0.0, 0.37, 0.99):
-        ordered = stratified_order(rows, {0: 600, 1: 300, 2: 100}, k=10, alpha=0.0, start=start)
-        assert sorted(ordered) == sorted(rows)  # every row exactly once
-        first = [r[2] for r in ordered[:10]]
-        assert (first.count(0), first.count(1), first.count(2)) == (6, 3, 1)
-        # within a cluster the best score comes first
-        assert [r[0] for r in ordered if r[2] == 2][:2] == [2000, 2001]
-    # fractional quotas (2, 1.2, 0.8 of k = 4) are met on average over the random offset
-    sizes = {0: 5, 1: 3, 2: 2}
-    counts = [0, 0, 0]
-    starts = [i / 100 for i in range(100)]
-    for start in starts:
-        for r in stratified_order(_rows({0: 9, 1: 9, 2: 9}), sizes, k=4, alpha=0.0, start=start)[:4]:
-            counts[r[2]] += 1
-    assert [c / len(starts) for c in counts] == pytest.approx([2.0, 1.2, 0.8], abs=0.02)
-
-
-def test_stratified_order_when_clusters_run_out() -> None:
-    rows = _rows({0: 1, 1: 6})
-    ordered = stratified_order(rows, {0: 50, 1: 50}, k=4, alpha=0.0, start=0.0)
-    assert sorted(ordered) == sorted(rows) and ordered[0][2] == 0 and len(ordered) == 7
-    assert stratified_order([], {}, k=4, alpha=0.5, start=0.3) == []
+def test_round_robin_interleaves_clusters_best_first() -> None:
+    rows = [(1, 0.9, 0), (2, 0.8, 0), (3, 0.7, 0), (4, 0.5, 1), (5, 0.95, 2), (6, 0.1, 1)]
+    assert [c.item_id for c in round_robin(rows)] == [5, 1, 4, 2, 6, 3]

@@ -97,16 +97,6 @@ def test_cluster_ids_on_a_sample_match_separated_groups(monkeypatch: pytest.Monk
     assert scoring.default_clusters(1) == 1 and scoring.default_clusters(10**7) == 50
 
 
-def test_typicality_is_similarity_to_the_own_cluster_centre() -> None:
-    features = torch.tensor([[1.0, 0.0], [0.8, 0.6], [0.6, 0.8], [0.0, 1.0], [0.0, 2.0]])
-    assign = torch.tensor([0, 0, 0, 1, 1])
-    typ = scoring.typicality(features, assign)
-    assert typ.shape == (5,)
-    assert float(typ[1]) > float(typ[0]) and float(typ[1]) > float(typ[2])  # the middle of cluster 0
-    assert typ[3:].tolist() == pytest.approx([1.0, 1.0])  # same direction as their centre
-    assert scoring.typicality(torch.empty(0, 2), torch.empty(0, dtype=torch.long)).shape == (0,)
-
-
 def test_retryable_errors() -> None:
     assert is_retryable(OperationalError("SELECT 1", {}, Exception("server closed the connection")))
     assert is_retryable(OSError("disk full"))
