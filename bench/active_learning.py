@@ -53,7 +53,7 @@ a UTKFace job (60 steps, 4,000-face pool: train, export, score every unlabelled 
 a run of 10 rounds including the upload took ~9 min. A Fashion-MNIST job (100 steps, 10,000
 images) took ~30-45 s with 1 thread beside the UTKFace run. The whole protocol (every strategy,
 3 seeds, three datasets: ~390 jobs) therefore needs ~3.5-4 h here, more than the 2.5 h the issue
-allows. So far ``xmodel``, ``xmodel_nodiv`` and ``random`` ran on UTKFace and Fashion-MNIST
+allows. So far every strategy but the kites' ran on UTKFace and Fashion-MNIST
 (a later session, 1 thread per process: ~55-60 s per UTKFace job and ~40 s per Fashion-MNIST
 job with two processes side by side), split over processes (``--data-dir``/``--out-dir`` per
 process, then ``--merge``). On a GPU worker the same run takes minutes.
