@@ -86,6 +86,8 @@ import numpy as np
 import torch
 from PIL import Image
 
+from xmodel_core.export import atomic_write_bytes
+
 from .datasets import FASHION_CLASSES, Benchmark, fashion_mnist, kites, utkface
 
 REPO = Path(__file__).resolve().parents[1]
@@ -471,9 +473,8 @@ def free_port() -> int:
 
 
 def save(path: Path, document: dict[str, Any]) -> None:
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(document, indent=1))
-    tmp.replace(path)
+    """Write the result document atomically (an interrupted run keeps its finished runs)."""
+    atomic_write_bytes(path, json.dumps(document, indent=1).encode())
 
 
 def write_outputs(out: Path, document: dict[str, Any], specs: dict[str, Spec]) -> str:

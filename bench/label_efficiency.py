@@ -27,6 +27,7 @@ from typing import Any
 
 import torch
 
+from xmodel_core.export import atomic_write_bytes
 from xmodel_core.model import ModelConfig, XModel
 from xmodel_core.trainer import TrainConfig, Trainer
 
@@ -219,7 +220,8 @@ def main() -> None:
     parser.add_argument("--budgets", nargs="*", type=int, default=None, help="subset of budgets to run")
     parser.add_argument("--seed-ids", nargs="*", type=int, default=None, help="run only these seeds (split a run)")
     parser.add_argument("--methods", nargs="*", choices=list(METHODS), default=None,
-                        help="run only these methods (split a run; an ablation needs its parent's tuning)")
+                        help="run only these methods (split a run; an ablation uses its parent's tuning, "
+                             "from --tuning-from or tuned here)")
     parser.add_argument("--out", type=Path, default=None, help="JSON path (default under bench/results/)")
     parser.add_argument("--tuning-from", nargs="*", type=Path, default=[],
                         help="reuse the tuning choices stored in these result files (a run split over processes)")
@@ -277,9 +279,7 @@ def main() -> None:
                 done.append(row)
                 print(f"[{time.perf_counter() - started:7.0f}s] {name} {budget:5d} {method:18s} seed {seed}: "
                       f"test {row['test_error']:.3f} val {row['val_error']:.4f} ({row['seconds']:.0f}s)", flush=True)
-                tmp = out.with_suffix(".json.tmp")
-                tmp.write_text(json.dumps({"meta": meta, "runs": done}, indent=1))
-                tmp.replace(out)
+                atomic_write_bytes(out, json.dumps({"meta": meta, "runs": done}, indent=1).encode())
     summary = summarise(done, units)
     out.with_suffix(".md").write_text(summary)
     print(summary)

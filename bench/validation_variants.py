@@ -1,7 +1,7 @@
 """Validation-only probes of X-model settings (never the test set), as reported in docs/RESULTS.md.
 
 Each probe trains one method at the smallest budget with the tuning seed of
-``bench.label_efficiency`` (or ``--seed``, never an evaluation seed) and prints the
+``bench.label_efficiency`` (or ``--seed``; keep clear of the evaluation seeds 0-2) and prints the
 *validation* error, so settings can be compared without touching the test split.
 
     python -m bench.validation_variants kites_keypoints eta0.1_mm 0.3
@@ -50,7 +50,7 @@ def main() -> None:
     parser.add_argument("--weight", type=float, default=1.0,
                         help="consistency weight (X-model: η, with λ = 0.3 η) unless the variant sets one")
     parser.add_argument("--seed", type=int, default=TUNING_SEED,
-                        help="labelled draw and training seed (default: the tuning seed; never an evaluation seed)")
+                        help="labelled draw and training seed (default: the tuning seed; keep clear of the evaluation seeds 0-2)")
     parser.add_argument("--train-seed", type=int, default=None,
                         help="training seed when it should differ from --seed (same labels, another random stream)")
     parser.add_argument("--steps", type=int, default=None, help="training steps instead of the dataset's")
