@@ -47,16 +47,15 @@ Chosen settings (full run; ``settings()`` holds them) and time on 2 CPU cores:
 - Kites: small_cnn at 48 px, 100 steps per round, 2 score views.
 - Warm start: always (the service's behaviour); the step count per round stays fixed.
 
-Measured (session of 2026-11-29, after the worker switched to the classic ONNX exporter):
-a UTKFace job (60 steps, 4,000-face pool: train, export, score every unlabelled face) took
-33-41 s with 2 threads alone on the machine, ~70 s with 1 thread while a second run shared it;
-a run of 10 rounds including the upload took ~9 min. A Fashion-MNIST job (100 steps, 10,000
-images) took ~30-45 s with 1 thread beside the UTKFace run. The whole protocol (every strategy,
-3 seeds, three datasets: ~390 jobs) therefore needs ~3.5-4 h here, more than the 2.5 h the issue
-allows. So far every strategy but the kites' ran on UTKFace and Fashion-MNIST
-(a later session, 1 thread per process: ~55-60 s per UTKFace job and ~40 s per Fashion-MNIST
-job with two processes side by side), split over processes (``--data-dir``/``--out-dir`` per
-process, then ``--merge``). On a GPU worker the same run takes minutes.
+Measured on 2 CPU cores, 1 thread per process, two processes side by side (session of
+2026-11-29, fourth stop): one run of 10 rounds (train, export, score the pool, measure) took
+~6.9 min on UTKFace (~41 s a round), ~4.4 min on Fashion-MNIST and ~5-6 min on the kites. The
+whole protocol (every strategy, 3 seeds, three datasets: 39 runs) is ~3.5 h of process time,
+~1 h 45 min of wall time split over two processes (``--data-dir``/``--out-dir`` per process,
+then ``--merge``), inside the issue's 2.5 h; earlier sessions' machines were slower (~55-70 s a
+UTKFace round). On a GPU worker the same run takes minutes. Runs from different machines
+differ in floating-point detail (the same 50-label Fashion-MNIST model: 33.00 % on one, 33.95 %
+on another), so keep every strategy of one seed on one machine.
 
 Results:
 ``bench/results/active_learning[_quick].json`` (every round of every run, including the pool
@@ -367,6 +366,18 @@ def curves(runs: list[dict[str, Any]], dataset: str, key: str) -> dict[str, dict
     return out
 
 
+def paired_differences(runs: list[dict[str, Any]], dataset: str, key: str, strategy: str) -> list[float]:
+    """``strategy`` minus ``random`` on the same seed and budget, for every (seed, budget) both
+    measured after the shared cold start: a paired view that the seeds' spread does not swamp."""
+    by_seed: dict[str, dict[int, dict[int, float]]] = {}
+    for run in runs:
+        if run["dataset"] == dataset and run["strategy"] in (strategy, "random"):
+            by_seed.setdefault(run["strategy"], {})[run["seed"]] = {
+                r["labels"]: r[key] for r in run["rounds"][1:] if r.get(key) is not None}
+    ours, ref = by_seed.get(strategy, {}), by_seed.get("random", {})
+    return [ours[s][b] - ref[s][b] for s in sorted(set(ours) & set(ref)) for b in sorted(ours[s]) if b in ref[s]]
+
+
 def labels_to_reach(mean_curve: list[tuple[int, float]], target: float) -> float | None:
     """First label count where the mean curve reaches ``target`` (linear interpolation between
     measured budgets); None when it never does."""
@@ -384,17 +395,24 @@ def _std(values: list[float]) -> float:
 
 
 def table(runs: list[dict[str, Any]], dataset: str, key: str, title: str) -> list[str]:
+    """One Markdown table; every strategy is compared with ``random`` on the seeds it ran
+    itself, so a strategy with fewer seeds is not held against other seeds' random runs."""
     data = curves(runs, dataset, key)
     if not data:
         return []
     budgets = sorted({b for c in data.values() for b in c})
     lines = [f"#### {title}", "", "| strategy | " + " | ".join(str(b) for b in budgets)
-             + " | labels to reach random@max | within 1 std of random |",
-             "|---|" + "---|" * (len(budgets) + 2)]
-    ref = data.get("random", {})
+             + " | labels to reach random@max | within 1 std of random | seeds | paired with random |",
+             "|---|" + "---|" * (len(budgets) + 4)]
     top = budgets[-1]
-    target = statistics.fmean(ref[top]) if top in ref else None
+    seeds_of: dict[str, set[int]] = {}
+    for run in runs:
+        if run["dataset"] == dataset:
+            seeds_of.setdefault(run["strategy"], set()).add(run["seed"])
     for strategy, curve in data.items():
+        same_seeds = [r for r in runs if r["strategy"] == "random" and r["seed"] in seeds_of[strategy]]
+        ref = curves(same_seeds, dataset, key).get("random", {})
+        target = statistics.fmean(ref[top]) if top in ref else None
         cells = [f"{statistics.fmean(curve[b]):.2f} ± {_std(curve[b]):.2f}" if b in curve else "–" for b in budgets]
         mean_curve = [(b, statistics.fmean(curve[b])) for b in budgets if b in curve]
         if target is None:
@@ -411,7 +429,10 @@ def table(runs: list[dict[str, Any]], dataset: str, key: str, title: str) -> lis
             gaps = [(statistics.fmean(curve[b]) - statistics.fmean(ref[b])) / max(_std(ref[b]), 1e-12)
                     for b in budgets[1:] if b in curve and b in ref]
             within = f"{'yes' if max(gaps, default=0) <= 1 else 'no'} (worst {max(gaps, default=0):+.1f} std)"
-        lines.append(f"| {strategy} | " + " | ".join(cells) + f" | {reach} | {within} |")
+        diffs = paired_differences(runs, dataset, key, strategy) if strategy != "random" else []
+        paired = (f"better in {sum(d < 0 for d in diffs)}/{len(diffs)}, mean {statistics.fmean(diffs):+.2f}"
+                  if diffs else "–")
+        lines.append(f"| {strategy} | " + " | ".join(cells) + f" | {reach} | {within} | {seeds} | {paired} |")
     lines.append("")
     return lines
 
@@ -419,9 +440,11 @@ def table(runs: list[dict[str, Any]], dataset: str, key: str, title: str) -> lis
 def summarise(runs: list[dict[str, Any]], specs: dict[str, Spec]) -> str:
     lines = ["Test error (mean ± std over seeds) against labels; the cold start (first column) is "
              "shared. \"labels to reach random@max\": labels each strategy's mean curve needs to reach "
-             "the error random sampling reaches with the most labels (linear interpolation; share of "
+             "the error random sampling reaches with the most labels on the same seeds (linear interpolation; share of "
              "that budget). \"within 1 std\": mean never above random's mean by more than random's "
-             "std at any budget after the cold start.", ""]
+             "std at any budget after the cold start. \"paired with random\": over every (seed, budget) "
+             "after the cold start that both ran, how often the strategy's error is lower than "
+             "random's on the same seed, and the mean difference.", ""]
     for dataset in dict.fromkeys(r["dataset"] for r in runs):
         spec = specs.get(dataset)
         unit = spec.unit if spec else ""
@@ -466,6 +489,24 @@ def plot(runs: list[dict[str, Any]], specs: dict[str, Spec], path: Path) -> None
 
 
 # ---- main ------------------------------------------------------------------------------------
+def wait_for_cold_start(path: Path, key: str, log: Callable[[str], None], poll: float = 15.0,
+                        timeout: float = 6 * 3600) -> list[int]:
+    """The cold start ``key`` ("dataset/seed") from another process's result file, waiting until
+    that process has written it: one dataset's strategies split over processes must share it."""
+    deadline = time.monotonic() + timeout
+    logged = False
+    while True:
+        cold = json.loads(path.read_text()).get("cold_starts", {}).get(key) if path.exists() else None
+        if cold:
+            return [int(i) for i in cold]
+        if time.monotonic() > deadline:
+            raise SystemExit(f"no cold start {key} in {path} after {timeout:.0f} s")
+        if not logged:
+            log(f"waiting for the cold start {key} in {path}")
+            logged = True
+        time.sleep(poll)
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -486,8 +527,9 @@ def write_outputs(out: Path, document: dict[str, Any], specs: dict[str, Spec]) -
     return summary
 
 
-def merge(paths: list[Path], out: Path) -> str:
-    """One result document from runs split over processes (a run found twice counts once)."""
+def merge(paths: list[Path], out: Path, seed_ids: list[int] | None = None) -> str:
+    """One result document from runs split over processes (a run found twice counts once);
+    ``seed_ids`` keeps only those seeds (e.g. the seeds every strategy ran)."""
     documents = [json.loads(path.read_text()) for path in paths]
     mode = documents[0]["meta"]["mode"]
     if any(d["meta"]["mode"] != mode for d in documents):
@@ -495,10 +537,15 @@ def merge(paths: list[Path], out: Path) -> str:
     runs: dict[tuple[str, str, int], dict[str, Any]] = {}
     cold_starts: dict[str, list[int]] = {}
     meta = {**documents[0]["meta"], "settings": {}, "merged_from": [str(p) for p in paths]}
+    if seed_ids is not None:
+        meta["seed_ids"] = sorted(seed_ids)
     for document in documents:
         for run in document["runs"]:
-            runs.setdefault((run["dataset"], run["strategy"], run["seed"]), run)
+            if seed_ids is None or run["seed"] in seed_ids:
+                runs.setdefault((run["dataset"], run["strategy"], run["seed"]), run)
         for key, cold in document["cold_starts"].items():
+            if seed_ids is not None and int(key.rsplit("/", 1)[1]) not in seed_ids:
+                continue
             if cold_starts.setdefault(key, cold) != cold:
                 raise SystemExit(f"the files disagree on the cold start {key}")
         meta["settings"] |= document["meta"]["settings"]
@@ -520,6 +567,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data-dir", type=Path, default=None, help="the local service's data (default: a temp dir)")
     parser.add_argument("--merge", nargs="+", type=Path, default=None,
                         help="only merge these result files (a run split over processes) into --out-dir's files")
+    parser.add_argument("--seed-ids", nargs="+", type=int, default=None,
+                        help="with --merge: keep only these seeds (e.g. 0 1 2, the seeds every strategy ran)")
+    parser.add_argument("--cold-starts-from", type=Path, default=None,
+                        help="another process's result file: take each seed's cold start from it, waiting "
+                             "until it is there (one dataset's strategies split over processes)")
     parser.add_argument("--threads", type=int, default=None,
                         help="torch/onnxruntime threads here and in the local worker (default: all cores)")
     args = parser.parse_args(argv)
@@ -528,7 +580,7 @@ def main(argv: list[str] | None = None) -> int:
     suffix = {"full": "", "quick": "_quick", "smoke": "_smoke"}[mode_name]
     args.out_dir.mkdir(parents=True, exist_ok=True)
     if args.merge:
-        print(merge(args.merge, args.out_dir / f"active_learning{suffix}.json"))
+        print(merge(args.merge, args.out_dir / f"active_learning{suffix}.json", args.seed_ids))
         return 0
     threads = args.threads or os.cpu_count() or 1
     torch.set_num_threads(threads)
@@ -574,7 +626,10 @@ def main(argv: list[str] | None = None) -> int:
                 for strategy in strategies:
                     if (dataset, strategy, seed) in finished:
                         continue
-                    run, cold = run_one(api, spec, bench, dataset, strategy, seed, cold_starts.get(cold_key),
+                    cold = cold_starts.get(cold_key)
+                    if cold is None and args.cold_starts_from is not None:
+                        cold = wait_for_cold_start(args.cold_starts_from, cold_key, log)
+                    run, cold = run_one(api, spec, bench, dataset, strategy, seed, cold,
                                         Path(scratch.name) / "models", threads, log)
                     cold_starts[cold_key] = cold
                     runs.append(run)
