@@ -568,7 +568,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--merge", nargs="+", type=Path, default=None,
                         help="only merge these result files (a run split over processes) into --out-dir's files")
     parser.add_argument("--seed-ids", nargs="+", type=int, default=None,
-                        help="with --merge: keep only these seeds (e.g. 0 1 2, the seeds every strategy ran)")
+                        help="run only these seeds instead of 0..--seeds-1 (seeds split over processes); with "
+                             "--merge: keep only these seeds (e.g. 0 1 2, the seeds every strategy ran)")
     parser.add_argument("--cold-starts-from", type=Path, default=None,
                         help="another process's result file: take each seed's cold start from it, waiting "
                              "until it is there (one dataset's strategies split over processes)")
@@ -593,7 +594,8 @@ def main(argv: list[str] | None = None) -> int:
     runs: list[dict[str, Any]] = previous.get("runs", [])
     cold_starts: dict[str, list[int]] = previous.get("cold_starts", {})
     finished = {(r["dataset"], r["strategy"], r["seed"]) for r in runs}
-    meta = {"mode": mode_name, "seeds": seeds, "threads": threads, "settings": {
+    seed_count = len(args.seed_ids) if args.seed_ids else seeds
+    meta = {"mode": mode_name, "seeds": seed_count, "threads": threads, "settings": {
         n: {"task": s.task, "image_size": s.image_size, "backbone": s.backbone, "training": s.training,
             "strategies": s.strategies, "budgets": s.budgets, "unit": s.unit} for n, s in specs.items()}}
     t0 = time.perf_counter()
@@ -621,7 +623,7 @@ def main(argv: list[str] | None = None) -> int:
             bench = spec.build()
             log(f"{dataset}: pool {len(bench.pool)}, test {len(bench.test)}")
             strategies = [s for s in spec.strategies if not args.strategies or s in args.strategies]
-            for seed in range(seeds):
+            for seed in args.seed_ids if args.seed_ids is not None else range(seeds):
                 cold_key = f"{dataset}/{seed}"
                 for strategy in strategies:
                     if (dataset, strategy, seed) in finished:
