@@ -49,13 +49,17 @@ Chosen settings (full run; ``settings()`` holds them) and time on 2 CPU cores:
 
 Measured on 2 CPU cores, 1 thread per process, two processes side by side (session of
 2026-11-29, fourth stop): one run of 10 rounds (train, export, score the pool, measure) took
-~6.9 min on UTKFace (~41 s a round), ~4.4 min on Fashion-MNIST and ~5-6 min on the kites. The
-whole protocol (every strategy, 3 seeds, three datasets: 39 runs) is ~3.5 h of process time,
-~1 h 45 min of wall time split over two processes (``--data-dir``/``--out-dir`` per process,
-then ``--merge``), inside the issue's 2.5 h; earlier sessions' machines were slower (~55-70 s a
-UTKFace round). On a GPU worker the same run takes minutes. Runs from different machines
-differ in floating-point detail (the same 50-label Fashion-MNIST model: 33.00 % on one, 33.95 %
-on another), so keep every strategy of one seed on one machine.
+~6.9 min on UTKFace (~41 s a round), ~4.4 min on Fashion-MNIST and ~6.8 min on the kites (with
+``mc_dropout`` the slowest). The whole protocol (every strategy, 3 seeds, three datasets: 39
+runs) is ~3 h 50 min of process time. Split over two processes it takes about 2 h of wall time,
+inside the issue's 2.5 h: process A runs UTKFace, then the kites' ``xmodel_nodiv`` and
+``mc_dropout`` with ``--cold-starts-from`` B's file (one dataset's strategies must share each
+seed's cold start); process B runs Fashion-MNIST, then the kites' ``xmodel`` and ``random``;
+``--merge`` joins the files (docs/RESULTS.md §4 has the commands). ``--seed-ids`` splits by seed
+instead. Earlier sessions' machines were slower (~55-70 s a UTKFace round). On a GPU worker the
+same run takes minutes. Runs from different machines differ in floating-point detail (the same
+50-label Fashion-MNIST model: 33.00 % on one, 33.95 % on another), so every strategy of one seed
+runs on one machine.
 
 Results:
 ``bench/results/active_learning[_quick].json`` (every round of every run, including the pool
@@ -307,9 +311,11 @@ def test_errors(spec: Spec, prediction: np.ndarray, targets: torch.Tensor) -> di
 
 # ---- one run -----------------------------------------------------------------------------------
 def run_one(api: Any, spec: Spec, bench: Benchmark, dataset: str, strategy: str, seed: int,
-            cold: list[int] | None, work: Path, threads: int, log: Callable[[str], None]) -> tuple[dict[str, Any], list[int]]:
+            cold: list[int] | None, work: Path, threads: int, log: Callable[[str], None],
+            on_cold_start: Callable[[list[int]], None] | None = None) -> tuple[dict[str, Any], list[int]]:
     """One strategy on one seed, cold start to budget. ``cold``: the seed's cold-start pool
-    indices, or None to ask the service (then returned for the other strategies)."""
+    indices, or None to ask the service (then handed to ``on_cold_start`` at once, so another
+    process waiting on it can start, and returned for the other strategies)."""
     started = time.perf_counter()
     who = Annotator(api, spec, bench, f"al-{dataset}-{strategy}-s{seed}-{int(time.time())}", seed, strategy)
     upload_seconds = who.upload()
@@ -319,6 +325,8 @@ def run_one(api: Any, spec: Spec, bench: Benchmark, dataset: str, strategy: str,
         if not header["cold_start"]:
             raise RuntimeError(f"expected a cold start, got {header}")
         cold_source = header["strategy"]
+        if on_cold_start is not None:
+            on_cold_start(cold)
     else:
         cold_source = "shared"
     labelled: list[int] = []
@@ -631,8 +639,13 @@ def main(argv: list[str] | None = None) -> int:
                     cold = cold_starts.get(cold_key)
                     if cold is None and args.cold_starts_from is not None:
                         cold = wait_for_cold_start(args.cold_starts_from, cold_key, log)
+
+                    def keep_cold_start(picked: list[int], key: str = cold_key) -> None:
+                        cold_starts[key] = picked  # saved before the run, for --cold-starts-from
+                        save(out, {"meta": meta, "cold_starts": cold_starts, "runs": runs})
+
                     run, cold = run_one(api, spec, bench, dataset, strategy, seed, cold,
-                                        Path(scratch.name) / "models", threads, log)
+                                        Path(scratch.name) / "models", threads, log, keep_cold_start)
                     cold_starts[cold_key] = cold
                     runs.append(run)
                     save(out, {"meta": meta, "cold_starts": cold_starts, "runs": runs})
