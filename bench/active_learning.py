@@ -464,6 +464,9 @@ def summarise(runs: list[dict[str, Any]], specs: dict[str, Spec]) -> str:
     return "\n".join(lines)
 
 
+COLOURS = {"random": "C0", "xmodel": "C1", "xmodel_nodiv": "C2", "mc_dropout": "C3", "entropy": "C4"}  # the same in every panel
+
+
 def plot(runs: list[dict[str, Any]], specs: dict[str, Spec], path: Path) -> None:
     import matplotlib
 
@@ -483,7 +486,7 @@ def plot(runs: list[dict[str, Any]], specs: dict[str, Spec], path: Path) -> None
             budgets = sorted(curve)
             mean = np.array([statistics.fmean(curve[b]) for b in budgets])
             std = np.array([_std(curve[b]) for b in budgets])
-            line = axes.plot(budgets, mean, marker="o", markersize=3, label=strategy,
+            line = axes.plot(budgets, mean, marker="o", markersize=3, label=strategy, color=COLOURS.get(strategy),
                              linewidth=2.2 if strategy == "xmodel" else 1.2,
                              linestyle="--" if strategy == "random" else "-")[0]
             axes.fill_between(budgets, mean - std, mean + std, color=line.get_color(), alpha=0.12)
