@@ -71,6 +71,7 @@ and ``.md`` (the tables for docs/RESULTS.md). An interrupted run resumes: finish
 from __future__ import annotations
 
 import argparse
+import functools
 import importlib.util
 import io
 import json
@@ -362,28 +363,41 @@ def run_one(api: Any, spec: Spec, bench: Benchmark, dataset: str, strategy: str,
 
 
 # ---- summaries -----------------------------------------------------------------------------------
-def curves(runs: list[dict[str, Any]], dataset: str, key: str) -> dict[str, dict[int, list[float]]]:
-    """strategy -> labels -> the seeds' errors."""
-    out: dict[str, dict[int, list[float]]] = {}
+SeedCurves = dict[str, dict[int, dict[int, float]]]  # strategy -> seed -> labels -> error
+
+
+def seed_curves(runs: list[dict[str, Any]], dataset: str, key: str) -> SeedCurves:
+    """Every run's errors by strategy and seed: what the means, the same-seed comparisons with
+    random and the paired differences are all read from."""
+    out: SeedCurves = {}
     for run in runs:
-        if run["dataset"] != dataset:
-            continue
-        for r in run["rounds"]:
-            if r.get(key) is not None:
-                out.setdefault(run["strategy"], {}).setdefault(r["labels"], []).append(r[key])
+        if run["dataset"] == dataset:
+            out.setdefault(run["strategy"], {})[run["seed"]] = {
+                r["labels"]: r[key] for r in run["rounds"] if r.get(key) is not None}
     return out
+
+
+def curves(by_seed: SeedCurves, seeds: set[int] | None = None) -> dict[str, dict[int, list[float]]]:
+    """strategy -> labels -> the seeds' errors (only ``seeds`` when given)."""
+    out: dict[str, dict[int, list[float]]] = {}
+    for strategy, per_seed in by_seed.items():
+        for seed, curve in per_seed.items():
+            if seeds is None or seed in seeds:
+                for labels, error in curve.items():
+                    out.setdefault(strategy, {}).setdefault(labels, []).append(error)
+    return out
+
+
+def _paired(by_seed: SeedCurves, strategy: str) -> list[float]:
+    ours, ref = by_seed.get(strategy, {}), by_seed.get("random", {})
+    return [ours[s][b] - ref[s][b] for s in sorted(set(ours) & set(ref))
+            for b in sorted(ours[s])[1:] if b in ref[s]]
 
 
 def paired_differences(runs: list[dict[str, Any]], dataset: str, key: str, strategy: str) -> list[float]:
     """``strategy`` minus ``random`` on the same seed and budget, for every (seed, budget) both
     measured after the shared cold start: a paired view that the seeds' spread does not swamp."""
-    by_seed: dict[str, dict[int, dict[int, float]]] = {}
-    for run in runs:
-        if run["dataset"] == dataset and run["strategy"] in (strategy, "random"):
-            by_seed.setdefault(run["strategy"], {})[run["seed"]] = {
-                r["labels"]: r[key] for r in run["rounds"][1:] if r.get(key) is not None}
-    ours, ref = by_seed.get(strategy, {}), by_seed.get("random", {})
-    return [ours[s][b] - ref[s][b] for s in sorted(set(ours) & set(ref)) for b in sorted(ours[s]) if b in ref[s]]
+    return _paired(seed_curves(runs, dataset, key), strategy)
 
 
 def labels_to_reach(mean_curve: list[tuple[int, float]], target: float) -> float | None:
@@ -405,7 +419,8 @@ def _std(values: list[float]) -> float:
 def table(runs: list[dict[str, Any]], dataset: str, key: str, title: str) -> list[str]:
     """One Markdown table; every strategy is compared with ``random`` on the seeds it ran
     itself, so a strategy with fewer seeds is not held against other seeds' random runs."""
-    data = curves(runs, dataset, key)
+    by_seed = seed_curves(runs, dataset, key)
+    data = curves(by_seed)
     if not data:
         return []
     budgets = sorted({b for c in data.values() for b in c})
@@ -413,13 +428,8 @@ def table(runs: list[dict[str, Any]], dataset: str, key: str, title: str) -> lis
              + " | labels to reach random@max | within 1 std of random | seeds | paired with random |",
              "|---|" + "---|" * (len(budgets) + 4)]
     top = budgets[-1]
-    seeds_of: dict[str, set[int]] = {}
-    for run in runs:
-        if run["dataset"] == dataset:
-            seeds_of.setdefault(run["strategy"], set()).add(run["seed"])
     for strategy, curve in data.items():
-        same_seeds = [r for r in runs if r["strategy"] == "random" and r["seed"] in seeds_of[strategy]]
-        ref = curves(same_seeds, dataset, key).get("random", {})
+        ref = curves({"random": by_seed.get("random", {})}, set(by_seed[strategy])).get("random", {})
         target = statistics.fmean(ref[top]) if top in ref else None
         cells = [f"{statistics.fmean(curve[b]):.2f} ± {_std(curve[b]):.2f}" if b in curve else "–" for b in budgets]
         mean_curve = [(b, statistics.fmean(curve[b])) for b in budgets if b in curve]
@@ -437,7 +447,7 @@ def table(runs: list[dict[str, Any]], dataset: str, key: str, title: str) -> lis
             gaps = [(statistics.fmean(curve[b]) - statistics.fmean(ref[b])) / max(_std(ref[b]), 1e-12)
                     for b in budgets[1:] if b in curve and b in ref]
             within = f"{'yes' if max(gaps, default=0) <= 1 else 'no'} (worst {max(gaps, default=0):+.1f} std)"
-        diffs = paired_differences(runs, dataset, key, strategy) if strategy != "random" else []
+        diffs = _paired(by_seed, strategy) if strategy != "random" else []
         paired = (f"better in {sum(d < 0 for d in diffs)}/{len(diffs)}, mean {statistics.fmean(diffs):+.2f}"
                   if diffs else "–")
         lines.append(f"| {strategy} | " + " | ".join(cells) + f" | {reach} | {within} | {seeds} | {paired} |")
@@ -482,7 +492,7 @@ def plot(runs: list[dict[str, Any]], specs: dict[str, Spec], path: Path) -> None
     figure = Figure(figsize=(5 * max(1, len(panels)), 4), dpi=100)
     for n, (dataset, key, unit) in enumerate(panels):
         axes = figure.add_subplot(1, len(panels), n + 1)
-        for strategy, curve in curves(runs, dataset, key).items():
+        for strategy, curve in curves(seed_curves(runs, dataset, key)).items():
             budgets = sorted(curve)
             mean = np.array([statistics.fmean(curve[b]) for b in budgets])
             std = np.array([_std(curve[b]) for b in budgets])
@@ -605,14 +615,21 @@ def main(argv: list[str] | None = None) -> int:
     runs: list[dict[str, Any]] = previous.get("runs", [])
     cold_starts: dict[str, list[int]] = previous.get("cold_starts", {})
     finished = {(r["dataset"], r["strategy"], r["seed"]) for r in runs}
-    seed_count = len(args.seed_ids) if args.seed_ids else seeds
-    meta = {"mode": mode_name, "seeds": seed_count, "threads": threads, "settings": {
-        n: {"task": s.task, "image_size": s.image_size, "backbone": s.backbone, "training": s.training,
-            "strategies": s.strategies, "budgets": s.budgets, "unit": s.unit} for n, s in specs.items()}}
+    meta = {"mode": mode_name, "seeds": len(args.seed_ids) if args.seed_ids else seeds, "threads": threads,
+            "settings": {n: {"task": s.task, "image_size": s.image_size, "backbone": s.backbone,
+                             "training": s.training, "strategies": s.strategies, "budgets": s.budgets,
+                             "unit": s.unit} for n, s in specs.items()}}
     t0 = time.perf_counter()
 
     def log(message: str) -> None:
         print(f"[{time.perf_counter() - t0:7.0f}s] {message}", flush=True)
+
+    def checkpoint() -> None:
+        save(out, {"meta": meta, "cold_starts": cold_starts, "runs": runs})
+
+    def keep_cold_start(key: str, picked: list[int]) -> None:
+        cold_starts[key] = picked  # saved before the run, for a process with --cold-starts-from
+        checkpoint()
 
     demo = _demo()
     child = None
@@ -642,16 +659,12 @@ def main(argv: list[str] | None = None) -> int:
                     cold = cold_starts.get(cold_key)
                     if cold is None and args.cold_starts_from is not None:
                         cold = wait_for_cold_start(args.cold_starts_from, cold_key, log)
-
-                    def keep_cold_start(picked: list[int], key: str = cold_key) -> None:
-                        cold_starts[key] = picked  # saved before the run, for --cold-starts-from
-                        save(out, {"meta": meta, "cold_starts": cold_starts, "runs": runs})
-
                     run, cold = run_one(api, spec, bench, dataset, strategy, seed, cold,
-                                        Path(scratch.name) / "models", threads, log, keep_cold_start)
+                                        Path(scratch.name) / "models", threads, log,
+                                        functools.partial(keep_cold_start, cold_key))
                     cold_starts[cold_key] = cold
                     runs.append(run)
-                    save(out, {"meta": meta, "cold_starts": cold_starts, "runs": runs})
+                    checkpoint()
     finally:
         if child is not None:
             child.send_signal(2)  # SIGINT: the launcher stops the API and the worker
