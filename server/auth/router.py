@@ -8,6 +8,7 @@ from server.auth import repository, service
 from server.auth.dependencies import PrincipalDep, SessionDep
 from server.auth.schemas import TokenCreate, TokenCreated, TokenRead
 from server.errors import ERROR_RESPONSES
+from server.ids import DbId
 from server.projects.service import get_project
 
 router = APIRouter(tags=["tokens"], responses=ERROR_RESPONSES)
@@ -15,7 +16,7 @@ router = APIRouter(tags=["tokens"], responses=ERROR_RESPONSES)
 
 @router.post("/projects/{project_id}/tokens", status_code=status.HTTP_201_CREATED,
              response_model=TokenCreated)
-def create_token(project_id: int, body: TokenCreate, principal: PrincipalDep,
+def create_token(project_id: DbId, body: TokenCreate, principal: PrincipalDep,
                  session: SessionDep) -> TokenCreated:
     """Create an owner or annotator token. The secret is in this answer only."""
     service.check_project_access(principal, project_id, owner=True)
@@ -25,14 +26,14 @@ def create_token(project_id: int, body: TokenCreate, principal: PrincipalDep,
 
 
 @router.get("/projects/{project_id}/tokens", response_model=list[TokenRead])
-def list_tokens(project_id: int, principal: PrincipalDep, session: SessionDep) -> list[TokenRead]:
+def list_tokens(project_id: DbId, principal: PrincipalDep, session: SessionDep) -> list[TokenRead]:
     service.check_project_access(principal, project_id, owner=True)
     get_project(session, project_id)
     return [TokenRead.model_validate(t) for t in repository.list_for_project(session, project_id)]
 
 
 @router.delete("/projects/{project_id}/tokens/{token_id}", response_model=TokenRead)
-def revoke_token(project_id: int, token_id: int, principal: PrincipalDep,
+def revoke_token(project_id: DbId, token_id: DbId, principal: PrincipalDep,
                  session: SessionDep) -> TokenRead:
     """Revoke a token: it answers 401 from now on."""
     service.check_project_access(principal, project_id, owner=True)

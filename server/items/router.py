@@ -22,6 +22,7 @@ from server.errors import (
     PayloadTooLarge,
     UnsupportedMediaType,
 )
+from server.ids import DbId, parse_cursor
 from server.items import repository, service
 from server.items.schemas import (
     IMPORT_OPENAPI,
@@ -100,7 +101,7 @@ def _end_auth_transaction(session: Session) -> None:
 
 @router.post("/projects/{project_id}/items", response_model=UploadResult, status_code=201,
              openapi_extra=UPLOAD_OPENAPI, responses=UPLOAD_ERRORS)
-async def upload_items(project_id: int, request: Request, response: Response,
+async def upload_items(project_id: DbId, request: Request, response: Response,
                        principal: PrincipalDep, session: SessionDep) -> UploadResult:
     """Upload one or many images (field ``files``, repeated), each optionally labelled
     through the ``labels`` field (JSON list aligned with the files, ``null`` for none).
@@ -127,7 +128,7 @@ async def upload_items(project_id: int, request: Request, response: Response,
 
 @router.post("/projects/{project_id}/items/import", response_model=UploadResult, status_code=201,
              openapi_extra=IMPORT_OPENAPI, responses=UPLOAD_ERRORS)
-async def import_zip(project_id: int, request: Request, response: Response,
+async def import_zip(project_id: DbId, request: Request, response: Response,
                      principal: PrincipalDep, session: SessionDep) -> UploadResult:
     """Import a zip (field ``archive``) of images with an optional ``labels.csv``
     (``filename,label``; label is a class name, a number, or JSON) or ``labels.jsonl``.
@@ -152,30 +153,29 @@ async def import_zip(project_id: int, request: Request, response: Response,
 
 
 @router.get("/projects/{project_id}/items", response_model=ItemPage)
-def list_items(project_id: int, principal: PrincipalDep, session: SessionDep,
-               status: ItemStatus = "all", cursor: Annotated[str | None, Query()] = None,
+def list_items(project_id: DbId, principal: PrincipalDep, session: SessionDep,
+               status: ItemStatus = "all", cursor: Annotated[str | None, Query(max_length=20)] = None,
                limit: Annotated[int, Query(ge=1, le=500)] = 50) -> ItemPage:
     """Items in id order; ``status`` filters labelled / unlabelled / leased (suggested and
     held by an annotator). Pass ``next_cursor`` back as ``cursor`` for the next page."""
     check_project_access(principal, project_id)
     get_project(session, project_id)
-    try:
-        after_id = int(cursor) if cursor else 0
-    except ValueError:
-        raise BadRequest("cursor must be a value returned as next_cursor") from None
+    after_id = parse_cursor(cursor)
+    if after_id is None:
+        raise BadRequest("cursor must be a value returned as next_cursor")
     rows = repository.list_page(session, project_id, status=status, after_id=after_id, limit=limit, now=utcnow())
     next_cursor = str(rows[-1].id) if len(rows) == limit else None
     return ItemPage(items=[ItemRead.model_validate(r) for r in rows], next_cursor=next_cursor)
 
 
 @router.get("/items/{item_id}", response_model=ItemRead)
-def get_item(item_id: int, principal: PrincipalDep, session: SessionDep) -> ItemRead:
+def get_item(item_id: DbId, principal: PrincipalDep, session: SessionDep) -> ItemRead:
     return ItemRead.model_validate(load_item(session, principal, item_id))
 
 
 @router.get("/items/{item_id}/image", response_class=FileResponse,
             responses={200: {"content": {"image/*": {}}, "description": "the original image bytes"}})
-def get_item_image(item_id: int, principal: PrincipalDep, session: SessionDep, request: Request) -> FileResponse:
+def get_item_image(item_id: DbId, principal: PrincipalDep, session: SessionDep, request: Request) -> FileResponse:
     """The image exactly as uploaded."""
     item = load_item(session, principal, item_id)
     path = request.app.state.image_store.path(item.sha256)
@@ -187,7 +187,7 @@ def get_item_image(item_id: int, principal: PrincipalDep, session: SessionDep, r
 
 
 @router.delete("/items/{item_id}", status_code=204, response_class=Response)
-def delete_item(item_id: int, principal: PrincipalDep, session: SessionDep, request: Request) -> Response:
+def delete_item(item_id: DbId, principal: PrincipalDep, session: SessionDep, request: Request) -> Response:
     """Delete an item and its label history (owner)."""
     item = load_item(session, principal, item_id, owner=True)
     service.delete_item(session, request.app.state.image_store, item)

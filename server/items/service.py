@@ -126,7 +126,7 @@ def parse_labels_field(raw: str | None, count: int) -> list[Any | None]:
         return [None] * count
     try:
         labels = json.loads(raw)
-    except json.JSONDecodeError as exc:
+    except (ValueError, RecursionError) as exc:  # ValueError: also a >4300-digit integer
         raise BadRequest(f"'labels' must be a JSON list aligned with the files ({exc})") from exc
     if not isinstance(labels, list) or len(labels) != count:
         raise BadRequest(f"'labels' must be a JSON list with one entry (label or null) per file: "
@@ -140,16 +140,25 @@ def _labels_from_archive(project: Project, entries: dict[str, ArchiveEntry]) -> 
     jsonl_entry = next((e for n, e in entries.items() if PurePosixPath(n).name == "labels.jsonl"), None)
     if csv_entry is not None:
         try:
-            rows = list(csv.DictReader(io.StringIO(csv_entry.data.decode("utf-8-sig"))))
+            reader = csv.DictReader(io.StringIO(csv_entry.data.decode("utf-8-sig")))
+            rows = list(reader)
         except (UnicodeDecodeError, csv.Error) as exc:
             raise BadRequest(f"labels.csv cannot be read ({exc})") from exc
-        for number, row in enumerate(rows, start=2):
-            if "filename" not in row or "label" not in row:
-                raise BadRequest("labels.csv needs the columns 'filename' and 'label'")
-            if row["label"] is None or row["label"].strip() == "":
+        header = {name.strip().lower() for name in reader.fieldnames or ()}
+        if not {"filename", "label"} <= header:
+            raise BadRequest("labels.csv needs a header row with the columns 'filename' and 'label'")
+        for number, raw_row in enumerate(rows, start=2):
+            row = {k.strip().lower(): v for k, v in raw_row.items() if isinstance(k, str)}
+            filename, text = row.get("filename"), row.get("label")
+            if None in raw_row:
+                raise BadRequest(f"labels.csv line {number}: more cells than header columns "
+                                 "(quote a label that holds commas)")
+            if filename is None or not filename.strip():
+                raise BadRequest(f"labels.csv line {number}: no filename")
+            if text is None or text.strip() == "":
                 continue
             try:
-                labels[row["filename"].strip()] = parse_label_text(project.task, row["label"])
+                labels[filename.strip()] = parse_label_text(project.task, text)
             except InvalidLabel as exc:
                 raise InvalidLabel(f"labels.csv line {number}: {exc.detail}") from exc
     if jsonl_entry is not None:
@@ -159,7 +168,7 @@ def _labels_from_archive(project: Project, entries: dict[str, ArchiveEntry]) -> 
             try:
                 record = json.loads(line)
                 labels[str(record["filename"])] = record["label"]
-            except (json.JSONDecodeError, KeyError, TypeError) as exc:
+            except (ValueError, RecursionError, KeyError, TypeError) as exc:
                 raise BadRequest(f"labels.jsonl line {number}: expected "
                                  '{"filename": ..., "label": {...}}') from exc
     return labels

@@ -9,6 +9,7 @@ from fastapi import APIRouter, Query, Request, Response, status
 from server.auth.dependencies import PrincipalDep, SessionDep
 from server.auth.service import accessible, check_project_access
 from server.errors import ERROR_RESPONSES
+from server.ids import AfterId, DbId
 from server.jobs import repository, service
 from server.jobs.schemas import JobCreate, JobRead
 from server.projects.service import get_project
@@ -18,7 +19,7 @@ router = APIRouter(tags=["jobs"], responses=ERROR_RESPONSES)
 
 @router.post("/projects/{project_id}/jobs", status_code=status.HTTP_201_CREATED, response_model=JobRead,
              responses={200: {"description": "a training job was already queued or running: that job"}})
-def create_job(project_id: int, principal: PrincipalDep, session: SessionDep, request: Request,
+def create_job(project_id: DbId, principal: PrincipalDep, session: SessionDep, request: Request,
                response: Response, body: JobCreate | None = None) -> JobRead:
     """Queue a training job (owner). One training per project at a time: while one is queued
     or running, this answers 200 with that job instead of creating a second."""
@@ -33,8 +34,8 @@ def create_job(project_id: int, principal: PrincipalDep, session: SessionDep, re
 
 
 @router.get("/projects/{project_id}/jobs", response_model=list[JobRead])
-def list_jobs(project_id: int, principal: PrincipalDep, session: SessionDep,
-              after_id: Annotated[int, Query(ge=0)] = 0,
+def list_jobs(project_id: DbId, principal: PrincipalDep, session: SessionDep,
+              after_id: AfterId = 0,
               limit: Annotated[int, Query(ge=1, le=500)] = 100) -> list[JobRead]:
     check_project_access(principal, project_id)
     get_project(session, project_id)
@@ -47,12 +48,12 @@ def _load_job(session: SessionDep, principal: PrincipalDep, job_id: int, *, owne
 
 
 @router.get("/jobs/{job_id}", response_model=JobRead)
-def get_job(job_id: int, principal: PrincipalDep, session: SessionDep) -> JobRead:
+def get_job(job_id: DbId, principal: PrincipalDep, session: SessionDep) -> JobRead:
     return JobRead.model_validate(_load_job(session, principal, job_id))
 
 
 @router.post("/jobs/{job_id}/cancel", response_model=JobRead)
-def cancel_job(job_id: int, principal: PrincipalDep, session: SessionDep) -> JobRead:
+def cancel_job(job_id: DbId, principal: PrincipalDep, session: SessionDep) -> JobRead:
     """Cancel (owner): queued → cancelled now; running → ``cancel_requested`` for the worker."""
     job = _load_job(session, principal, job_id, owner=True)
     return JobRead.model_validate(service.cancel_job(session, job))

@@ -7,7 +7,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from server.projects.schemas import TrainingSettings
+from xmodel_contracts.training_settings import TrainingSettings
 
 
 class JobCreate(BaseModel):

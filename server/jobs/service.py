@@ -5,15 +5,17 @@ from __future__ import annotations
 
 from typing import Any
 
+from pydantic import ValidationError
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from server.db.base import utcnow
 from server.db.models import Job, Project
 from server.db.session import after_commit
-from server.errors import NotFound
+from server.errors import BadRequest, NotFound
 from server.jobs import repository
 from server.jobs.queue import JobQueue
+from xmodel_contracts.training_settings import check_training_settings
 
 
 def get_job(session: Session, job_id: int) -> Job:
@@ -33,6 +35,12 @@ def request_training(session: Session, queue: JobQueue, project: Project,
     if existing is not None:
         return existing, False
     params = {**(project.training or {}), **(overrides or {})}
+    try:  # the worker validates with the same schema: refuse now what it would refuse later
+        check_training_settings(params)
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+        raise BadRequest(f"the project's training settings cannot be run ({problems}); "
+                         "correct them with PATCH /projects/{id}") from exc
     job = Job(project_id=project.id, kind="train", status="queued", params=params,
               created_by_token_id=token_id)
     try:

@@ -8,6 +8,7 @@ from fastapi import APIRouter, Body, Request
 
 from server.auth.dependencies import PrincipalDep, SessionDep
 from server.errors import ERROR_RESPONSES
+from server.ids import DbId
 from server.items import repository as items_repository
 from server.items.router import load_item
 from server.items.schemas import ItemRead
@@ -19,7 +20,7 @@ router = APIRouter(tags=["labels"], responses=ERROR_RESPONSES)
 
 
 @router.put("/items/{item_id}/label", response_model=LabelResult)
-def set_label(item_id: int, principal: PrincipalDep, session: SessionDep, request: Request,
+def set_label(item_id: DbId, principal: PrincipalDep, session: SessionDep, request: Request,
               label: Annotated[dict[str, Any], Body(openapi_examples=LABEL_EXAMPLES)]) -> LabelResult:
     """Set an item's label. Shapes: classification ``{"class": "cat"}``; regression
     ``{"values": {"age": 31}}``; keypoints ``{"points": [[x, y], ...]}`` (or ``[x, y, v]``)
@@ -33,12 +34,12 @@ def set_label(item_id: int, principal: PrincipalDep, session: SessionDep, reques
 
 
 @router.delete("/items/{item_id}/label", response_model=ItemRead)
-def clear_label(item_id: int, principal: PrincipalDep, session: SessionDep) -> ItemRead:
+def clear_label(item_id: DbId, principal: PrincipalDep, session: SessionDep) -> ItemRead:
     item = load_item(session, principal, item_id)
     return ItemRead.model_validate(service.clear_label(session, item, principal.token_id))
 
 
 @router.get("/items/{item_id}/label/revisions", response_model=list[LabelRevisionRead])
-def label_revisions(item_id: int, principal: PrincipalDep, session: SessionDep) -> list[LabelRevisionRead]:
+def label_revisions(item_id: DbId, principal: PrincipalDep, session: SessionDep) -> list[LabelRevisionRead]:
     item = load_item(session, principal, item_id)
     return [LabelRevisionRead.model_validate(r) for r in items_repository.revisions(session, item.id)]

@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from sqlalchemy.orm import Session
 
 from server.db.base import utcnow
 from server.db.models import Item, Job, LabelRevision, Project
+from server.errors import BadRequest
 from server.items import repository as items_repository
 from server.jobs.queue import JobQueue
 from server.jobs.service import request_training
 from server.labels.validation import validate_label
 from server.projects import repository as projects_repository
+
+log = logging.getLogger(__name__)
 
 
 def apply_label(session: Session, project: Project, item: Item, label: Any, token_id: int) -> Item:
@@ -50,5 +54,9 @@ def maybe_retrain(session: Session, queue: JobQueue, project: Project, token_id:
     trained_on = model.labelled_count if model else 0
     if labelled - trained_on < project.retrain_every:
         return None
-    job, _created = request_training(session, queue, project, None, token_id)
+    try:
+        job, _created = request_training(session, queue, project, None, token_id)
+    except BadRequest as exc:  # settings stored before they were validated: keep the label
+        log.warning("project %s: no automatic retraining: %s", project.id, exc.detail)
+        return None
     return job

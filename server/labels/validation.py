@@ -3,10 +3,15 @@
 Shapes (documented in the OpenAPI of ``PUT /items/{id}/label``):
 
 * classification: ``{"class": "cat"}``
-* regression: ``{"values": {"age": 31.0}}`` (one finite number per named target; a list in
-  target order is accepted too)
+* regression: ``{"values": {"age": 31.0}}`` (one finite number per named target, within its
+  range when the task gives one and within +-1e12 always; a list in target order is accepted
+  too)
 * keypoints: ``{"points": [[x, y], ...]}`` or ``[[x, y, v], ...]`` with ``v`` in {0, 1, 2},
-  one per named point in task order, in pixels of the original image (0 <= x <= width).
+  one per named point in task order, in pixels of the upright image (0 <= x <= width,
+  0 <= y <= height, for invisible points too: send ``[0, 0, 0]`` when the place is unknown).
+
+Every number is checked before it is converted, so no input (a 400-digit integer, ``NaN``,
+``1e308``) can overflow a float or be stored as a value no model could learn from.
 """
 
 from __future__ import annotations
@@ -17,13 +22,23 @@ from typing import Any
 
 from server.errors import InvalidLabel
 
+# Larger magnitudes are no measurement anyone labels, and squared in a loss they overflow.
+MAX_ABS_VALUE = 1e12
+
+
+def _shown(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
 
 def _number(value: Any, what: str) -> float:
     if isinstance(value, bool) or not isinstance(value, int | float):
-        raise InvalidLabel(f"{what} must be a number, got {value!r}")
+        raise InvalidLabel(f"{what} must be a number, got {_shown(value)}")
+    if isinstance(value, int) and abs(value) > MAX_ABS_VALUE:  # before float(): no OverflowError
+        raise InvalidLabel(f"{what} must be a finite number within +-{MAX_ABS_VALUE:g}, got {_shown(value)}")
     number = float(value)
-    if not math.isfinite(number):
-        raise InvalidLabel(f"{what} must be a finite number, got {value!r}")
+    if not math.isfinite(number) or abs(number) > MAX_ABS_VALUE:
+        raise InvalidLabel(f"{what} must be a finite number within +-{MAX_ABS_VALUE:g}, got {_shown(value)}")
     return number
 
 
@@ -79,8 +94,9 @@ def _keypoints(task: dict[str, Any], label: dict[str, Any], width: int, height: 
             if point[2] not in (0, 1, 2) or isinstance(point[2], bool):
                 raise InvalidLabel(f"visibility of {name!r} must be 0, 1 or 2")
             visibility = int(point[2])
-        if visibility and not (0 <= x <= width and 0 <= y <= height):
-            raise InvalidLabel(f"point {name!r} at ({x}, {y}) lies outside the {width}x{height} image")
+        if not (0 <= x <= width and 0 <= y <= height):
+            hint = "; send [0, 0, 0] for a point whose place is unknown" if visibility == 0 else ""
+            raise InvalidLabel(f"point {name!r} at ({x}, {y}) lies outside the {width}x{height} image{hint}")
         canonical.append([x, y, visibility])
     return {"points": canonical}
 
@@ -99,27 +115,30 @@ def validate_label(task: dict[str, Any], label: Any, *, width: int, height: int)
     raise InvalidLabel(f"unknown task kind {kind!r}")
 
 
+def _json(text: str, what: str) -> Any:
+    try:
+        return json.loads(text)
+    except (ValueError, RecursionError) as exc:  # ValueError: also a >4300-digit integer
+        raise InvalidLabel(f"{what} {_shown(text)} is not valid JSON ({exc})") from exc
+
+
 def parse_label_text(task: dict[str, Any], text: str) -> Any:
-    """Turn a ``labels.csv`` cell into a label object (class name, number, or JSON)."""
+    """Turn a ``labels.csv`` cell into a label object (class name, number, or JSON).
+    Raises :class:`InvalidLabel` for a cell that cannot be read; the label itself is checked
+    later by :func:`validate_label`."""
     text = text.strip()
     if text.startswith("{"):
-        try:
-            return json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise InvalidLabel(f"label {text!r} is not valid JSON") from exc
+        return _json(text, "label")
     kind = task["kind"]
     if kind == "classification":
         return {"class": text}
     if kind == "regression":
         if text.startswith("["):
-            return {"values": json.loads(text)}
+            return {"values": _json(text, "values")}
         try:
             return {"values": [float(text)]}
         except ValueError as exc:
-            raise InvalidLabel(f"label {text!r} is not a number") from exc
+            raise InvalidLabel(f"label {_shown(text)} is not a number") from exc
     if kind == "keypoints":
-        try:
-            return {"points": json.loads(text)}
-        except json.JSONDecodeError as exc:
-            raise InvalidLabel(f"keypoints {text!r} must be a JSON list of [x, y]") from exc
+        return {"points": _json(text, "keypoints")}
     raise InvalidLabel(f"unknown task kind {kind!r}")

@@ -9,6 +9,7 @@ from fastapi import APIRouter, Query, Response
 from server.auth.dependencies import PrincipalDep, SessionDep
 from server.auth.service import check_project_access
 from server.errors import ERROR_RESPONSES
+from server.ids import DbId
 from server.metrics.plot import learning_curve_png
 from server.metrics.schemas import CurvePoint, LearningCurve
 from server.models import repository as models_repository
@@ -19,7 +20,7 @@ router = APIRouter(tags=["metrics"], responses=ERROR_RESPONSES)
 
 
 @router.get("/projects/{project_id}/metrics", response_model=LearningCurve)
-def learning_curve(project_id: int, principal: PrincipalDep, session: SessionDep) -> LearningCurve:
+def learning_curve(project_id: DbId, principal: PrincipalDep, session: SessionDep) -> LearningCurve:
     """Validation metrics of every model version against the labels it was trained on."""
     check_project_access(principal, project_id)
     get_project(session, project_id)
@@ -32,7 +33,7 @@ def learning_curve(project_id: int, principal: PrincipalDep, session: SessionDep
 
 @router.get("/projects/{project_id}/metrics.png", response_class=Response,
             responses={200: {"content": {"image/png": {}}, "description": "the learning curve as a PNG"}})
-def learning_curve_picture(project_id: int, principal: PrincipalDep, session: SessionDep,
+def learning_curve_picture(project_id: DbId, principal: PrincipalDep, session: SessionDep,
                            metric: Annotated[str, Query(min_length=1, max_length=100,
                                                         description="which metrics key to draw")] = "val_error",
                            ) -> Response:

@@ -17,6 +17,7 @@ from server.errors import (
     PayloadTooLarge,
     UnsupportedMediaType,
 )
+from server.ids import DbId
 from server.models import predict as onnx_predict
 from server.models import repository, service
 from server.models.schemas import ArtefactFormat, ModelRead, PredictRead
@@ -34,21 +35,21 @@ def _load_model(session: SessionDep, principal: Principal, model_id: int) -> Mod
 
 
 @router.get("/projects/{project_id}/models", response_model=list[ModelRead])
-def list_models(project_id: int, principal: PrincipalDep, session: SessionDep) -> list[ModelRead]:
+def list_models(project_id: DbId, principal: PrincipalDep, session: SessionDep) -> list[ModelRead]:
     check_project_access(principal, project_id)
     get_project(session, project_id)
     return [service.to_read(m) for m in repository.list_for_project(session, project_id)]
 
 
 @router.get("/models/{model_id}", response_model=ModelRead)
-def get_model(model_id: int, principal: PrincipalDep, session: SessionDep) -> ModelRead:
+def get_model(model_id: DbId, principal: PrincipalDep, session: SessionDep) -> ModelRead:
     return service.to_read(_load_model(session, principal, model_id))
 
 
 @router.get("/models/{model_id}/download", response_class=FileResponse,
             responses={200: {"description": "the artefact, with its sha256 in X-Content-SHA256",
                              "content": {"application/octet-stream": {}}}})
-def download_model(model_id: int, principal: PrincipalDep, session: SessionDep, request: Request,
+def download_model(model_id: DbId, principal: PrincipalDep, session: SessionDep, request: Request,
                    format: ArtefactFormat = Query("onnx")) -> FileResponse:  # noqa: A002
     """Stream one artefact: safetensors weights + config, ONNX, or TorchScript."""
     model = _load_model(session, principal, model_id)
@@ -65,7 +66,7 @@ def download_model(model_id: int, principal: PrincipalDep, session: SessionDep, 
 
 
 @router.post("/models/{model_id}/predict", response_model=PredictRead, openapi_extra=PREDICT_OPENAPI)
-async def predict(model_id: int, principal: PrincipalDep, session: SessionDep, request: Request) -> PredictRead:
+async def predict(model_id: DbId, principal: PrincipalDep, session: SessionDep, request: Request) -> PredictRead:
     """Predict on one uploaded image (field ``file``) with the model's ONNX export on CPU.
     Returns the mean over heads (named), each head's output and their disagreement."""
     settings = request.app.state.settings

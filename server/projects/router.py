@@ -7,6 +7,7 @@ from fastapi import APIRouter, status
 from server.auth.dependencies import PrincipalDep, SessionDep
 from server.auth.service import check_project_access, require_admin
 from server.errors import ERROR_RESPONSES
+from server.ids import DbId
 from server.projects import repository, service
 from server.projects.schemas import (
     ProjectCreate,
@@ -35,13 +36,13 @@ def list_projects(principal: PrincipalDep, session: SessionDep) -> list[ProjectR
 
 
 @router.get("/projects/{project_id}", response_model=ProjectRead)
-def get_project(project_id: int, principal: PrincipalDep, session: SessionDep) -> ProjectRead:
+def get_project(project_id: DbId, principal: PrincipalDep, session: SessionDep) -> ProjectRead:
     check_project_access(principal, project_id)
     return ProjectRead.model_validate(service.get_project(session, project_id))
 
 
 @router.patch("/projects/{project_id}", response_model=ProjectRead)
-def update_project(project_id: int, body: ProjectUpdate, principal: PrincipalDep,
+def update_project(project_id: DbId, body: ProjectUpdate, principal: PrincipalDep,
                    session: SessionDep) -> ProjectRead:
     check_project_access(principal, project_id, owner=True)
     project = service.get_project(session, project_id)
@@ -49,7 +50,7 @@ def update_project(project_id: int, body: ProjectUpdate, principal: PrincipalDep
 
 
 @router.get("/projects/{project_id}/stats", response_model=ProjectStats)
-def project_stats(project_id: int, principal: PrincipalDep, session: SessionDep) -> ProjectStats:
+def project_stats(project_id: DbId, principal: PrincipalDep, session: SessionDep) -> ProjectStats:
     check_project_access(principal, project_id)
     service.get_project(session, project_id)
     total, labelled = repository.item_counts(session, project_id)

@@ -6,7 +6,9 @@ import math
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, model_validator
+
+from xmodel_contracts.training_settings import TrainingSettings
 
 Backbone = Literal["mobilenet_v2", "resnet18", "small_cnn"]
 Name = Annotated[str, Field(min_length=1, max_length=100)]
@@ -61,28 +63,6 @@ class KeypointsTask(BaseModel):
 TaskSpec = Annotated[ClassificationTask | RegressionTask | KeypointsTask, Field(discriminator="kind")]
 
 
-class TrainingSettings(BaseModel):
-    """Free-form training settings with checked types for the known keys."""
-
-    model_config = ConfigDict(extra="allow")
-
-    steps: int | None = Field(default=None, gt=0, le=10_000_000)
-    batch_size: int | None = Field(default=None, gt=0, le=65_536)
-    lr: float | None = Field(default=None, gt=0, lt=10)
-    weight_decay: float | None = Field(default=None, ge=0, lt=10)
-    num_heads: int | None = Field(default=None, ge=2, le=64)
-    seed: int | None = None
-
-    @model_validator(mode="after")
-    def _extras_are_plain(self) -> TrainingSettings:
-        for key, value in (self.model_extra or {}).items():
-            if not isinstance(value, str | int | float | bool | type(None) | list | dict):
-                raise ValueError(f"training setting {key!r} must be a JSON value")
-            if isinstance(value, float) and not math.isfinite(value):
-                raise ValueError(f"training setting {key!r} must be finite")
-        return self
-
-
 class ProjectCreate(BaseModel):
     model_config = ConfigDict(json_schema_extra={"examples": [{
         "name": "pets", "task": {"kind": "classification", "classes": ["cat", "dog"]},
@@ -91,17 +71,17 @@ class ProjectCreate(BaseModel):
 
     name: str = Field(min_length=1, max_length=200)
     task: TaskSpec
-    image_size: int = Field(default=96, ge=16, le=1024)
+    image_size: StrictInt = Field(default=96, ge=16, le=1024)
     backbone: Backbone = "mobilenet_v2"
     training: TrainingSettings = Field(default_factory=TrainingSettings)
-    retrain_every: int | None = Field(default=None, ge=0, le=1_000_000,
-                                      description="retrain after this many new labels; 0/null: never")
+    retrain_every: StrictInt | None = Field(default=None, ge=0, le=1_000_000,
+                                            description="retrain after this many new labels; 0/null: never")
 
 
 class ProjectUpdate(BaseModel):
     name: str | None = Field(default=None, min_length=1, max_length=200)
     training: TrainingSettings | None = None
-    retrain_every: int | None = Field(default=None, ge=0, le=1_000_000)
+    retrain_every: StrictInt | None = Field(default=None, ge=0, le=1_000_000)
 
 
 class ProjectRead(BaseModel):

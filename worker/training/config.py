@@ -6,14 +6,18 @@ from __future__ import annotations
 from dataclasses import dataclass, fields
 from typing import Any
 
+from pydantic import ValidationError
+
 from worker.errors import JobDataError
+from xmodel_contracts.training_settings import TRAINING_SETTING_KEYS, TrainingSettings
 from xmodel_core.model import ModelConfig
 from xmodel_core.trainer import TrainConfig
 
 BASELINE_STRATEGIES = ("mc_dropout", "entropy")  # scored only when a project asks
 MODEL_KEYS = {"num_heads", "head_hidden", "dropout", "freeze_blocks", "pretrained"}
 TRAIN_KEYS = {f.name for f in fields(TrainConfig)} - {"weak", "strong", "device"}
-JOB_KEYS = {"val_fraction", "clusters", "score_views", "score_strategies"}
+JOB_KEYS = {"val_fraction", "clusters", "score_views", "score_strategies", "trunk_cache", "weak_views",
+            "strong_views"}
 
 
 @dataclass
@@ -25,14 +29,27 @@ class JobConfig:
     score_views: int = 4
     # baseline scores written beside xmodel's (for /suggest?strategy=...; see scoring.py)
     score_strategies: tuple[str, ...] = ()
+    # frozen-trunk cache (worker/training/views.py): on when the model has frozen stages
+    trunk_cache: bool = True
+    weak_views: int = 8
+    strong_views: int = 3
+
+    @property
+    def uses_trunk_cache(self) -> bool:
+        return self.trunk_cache and self.model.freeze_blocks > 0
 
 
 def job_config(params: dict[str, Any], *, backbone: str, image_size: int, output_dim: int,
                device: str, checkpoint_every: int, score_views: int) -> JobConfig:
-    unknown = set(params) - MODEL_KEYS - TRAIN_KEYS - JOB_KEYS
-    if unknown:
-        raise JobDataError(f"unknown training settings {sorted(unknown)}; known: "
-                           f"{sorted(MODEL_KEYS | TRAIN_KEYS | JOB_KEYS)}")
+    try:  # the schema the API validated with: one definition of what a job may carry
+        TrainingSettings.model_validate(params)
+    except ValidationError as exc:
+        unknown = sorted(set(params) - TRAINING_SETTING_KEYS)
+        if unknown:
+            raise JobDataError(f"unknown training settings {unknown}; known: "
+                               f"{sorted(TRAINING_SETTING_KEYS)}") from exc
+        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+        raise JobDataError(f"bad training settings: {problems}") from exc
     model_args = {k: params[k] for k in MODEL_KEYS if k in params}
     train_args = {k: params[k] for k in TRAIN_KEYS if k in params}
     train_args.setdefault("checkpoint_every", checkpoint_every)
@@ -60,4 +77,7 @@ def job_config(params: dict[str, Any], *, backbone: str, image_size: int, output
     except (TypeError, ValueError) as exc:
         raise JobDataError(f"bad training settings: {exc}") from exc
     extra = tuple(dict.fromkeys(s for s in strategies if s != "xmodel"))  # xmodel is always scored
-    return JobConfig(model, train, val_fraction, int(clusters) if clusters is not None else None, views, extra)
+    return JobConfig(model, train, val_fraction, int(clusters) if clusters is not None else None, views, extra,
+                     trunk_cache=bool(params.get("trunk_cache", True)),
+                     weak_views=int(params.get("weak_views", 8)),
+                     strong_views=int(params.get("strong_views", max(2, views - 1))))

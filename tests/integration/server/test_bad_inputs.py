@@ -82,7 +82,35 @@ ZIP_CASES = {
     "not_a_zip": (lambda: b"PK\x03\x04 broken", "zip"),
     "bad_image_inside": (lambda: zip_bytes({"ok.png": unique_png(), "bad.png": b"nope"}), "not a supported image"),
     "csv_unknown_class": (lambda: zip_bytes({"a.png": unique_png(), "labels.csv": b"filename,label\na.png,horse\n"}), "unknown class"),
+    "csv_columns_swapped_short_row": (lambda: zip_bytes({"a.png": unique_png(), "labels.csv": b"label,filename\ncat\n"}), "line 2"),
+    "csv_no_header": (lambda: zip_bytes({"a.png": unique_png(), "labels.csv": b"a.png,cat\n"}), "header"),
+    "csv_extra_cells": (lambda: zip_bytes({"a.png": unique_png(), "labels.csv": b"filename,label\na.png,cat,dog\n"}), "line 2"),
+    "csv_huge_number": (lambda: zip_bytes({"a.png": unique_png(), "labels.csv": b"filename,label\na.png,{\"class\": 1}\n"}), "classification"),
+    "csv_not_utf8": (lambda: zip_bytes({"a.png": unique_png(), "labels.csv": b"filename,label\na.png,\xff\xfe\n"}), "labels.csv"),
+    "jsonl_not_objects": (lambda: zip_bytes({"a.png": unique_png(), "labels.jsonl": b"[1, 2]\n"}), "labels.jsonl line 1"),
 }
+REGRESSION_CSV_CASES = {
+    "broken_json_list": (b'filename,label\na.png,"[1,2"\n', "line 2"),
+    "unquoted_list": (b"filename,label\na.png,[1,2\n", "line 2"),
+    "digits_400": (b"filename,label\na.png," + b"9" * 400 + b"\n", "finite"),
+    "json_digits_5000": (b'filename,label\na.png,"[' + b"9" * 5000 + b']"\n', "line 2"),
+    "json_nested_deep": (b'filename,label\na.png,"' + b"[" * 100_000 + b'"\n', "line 2"),
+    "json_1e308": (b'filename,label\na.png,"{""values"": {""age"": 1e308}}"\n', "finite"),
+    "not_a_number": (b"filename,label\na.png,old\n", "not a number"),
+}
+
+
+@pytest.mark.parametrize("case", list(REGRESSION_CSV_CASES))
+def test_bad_labels_csv_on_regression_is_a_400_naming_the_row(api, case: str) -> None:
+    project_id, owner = api.create_project(task={"kind": "regression", "targets": ["age"]})
+    table, phrase = REGRESSION_CSV_CASES[case]
+    archive = zip_bytes({"a.png": unique_png(), "labels.csv": table}, compression=zipfile.ZIP_STORED)
+    before = snapshot(api)
+    response = api.client.post(f"/projects/{project_id}/items/import", headers=owner,
+                               files={"archive": ("data.zip", archive, "application/zip")})
+    assert 400 <= response.status_code < 500, response.text
+    assert phrase in response.json()["detail"], response.json()
+    assert snapshot(api) == before
 
 
 @pytest.mark.parametrize("case", list(ZIP_CASES))

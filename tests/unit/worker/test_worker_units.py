@@ -30,11 +30,23 @@ def test_job_config_maps_params_and_defaults() -> None:
     ({"stepz": 3}, "unknown training settings"),
     ({"val_fraction": 1.5}, "val_fraction"),
     ({"steps": "many"}, "bad training settings"),
-    ({"clusters": 0}, "positive"),
+    ({"clusters": 0}, "clusters"),
+    ({"seed": True}, "seed"),
+    ({"backbone": "small_cnn"}, "unknown training settings"),
 ])
 def test_job_config_refuses_bad_params(params: dict, words: str) -> None:  # type: ignore[type-arg]
     with pytest.raises(JobDataError, match=words):
         job_config(params, **ARGS)
+
+
+def test_training_settings_schema_matches_the_keys_the_worker_maps() -> None:
+    """The API validates with the shared schema; the worker maps these keys onto the core's
+    configs. A key on one side only would be accepted by the API and refused (or ignored)
+    by the worker."""
+    from worker.training.config import JOB_KEYS, MODEL_KEYS, TRAIN_KEYS
+    from xmodel_contracts.training_settings import TRAINING_SETTING_KEYS
+
+    assert TRAINING_SETTING_KEYS == MODEL_KEYS | TRAIN_KEYS | JOB_KEYS
 
 
 def test_core_task_reshapes_ranges_and_pairs() -> None:
