@@ -9,6 +9,7 @@ from fastapi import APIRouter, Query, Request
 from server.auth.dependencies import PrincipalDep, SessionDep
 from server.auth.service import check_project_access
 from server.errors import ERROR_RESPONSES, BadRequest
+from server.ids import DbId
 from server.projects.service import get_project
 from server.suggest import repository, service
 from server.suggest.schemas import LeaseRead, Strategy, SuggestedItem, SuggestRead
@@ -18,7 +19,7 @@ Annotator = Annotated[str | None, Query(max_length=200, description="who will la
 
 
 @router.get("/projects/{project_id}/suggest", response_model=SuggestRead)
-def suggest(project_id: int, principal: PrincipalDep, session: SessionDep, request: Request,
+def suggest(project_id: DbId, principal: PrincipalDep, session: SessionDep, request: Request,
             k: Annotated[int, Query(ge=1, description="how many items")] = 10,
             annotator: Annotator = None, strategy: Strategy = "xmodel") -> SuggestRead:
     """The unlabelled items the active model scores highest (head disagreement), spread
@@ -46,7 +47,7 @@ def suggest(project_id: int, principal: PrincipalDep, session: SessionDep, reque
 
 
 @router.post("/projects/{project_id}/leases/renew", response_model=LeaseRead)
-def renew_leases(project_id: int, principal: PrincipalDep, session: SessionDep, request: Request,
+def renew_leases(project_id: DbId, principal: PrincipalDep, session: SessionDep, request: Request,
                  annotator: Annotator = None) -> LeaseRead:
     """Extend every live lease this token+annotator holds in the project."""
     check_project_access(principal, project_id)
@@ -56,7 +57,7 @@ def renew_leases(project_id: int, principal: PrincipalDep, session: SessionDep, 
 
 
 @router.delete("/projects/{project_id}/leases", response_model=LeaseRead)
-def release_leases(project_id: int, principal: PrincipalDep, session: SessionDep,
+def release_leases(project_id: DbId, principal: PrincipalDep, session: SessionDep,
                    annotator: Annotator = None) -> LeaseRead:
     """Give back every item this token+annotator holds, for others to label."""
     check_project_access(principal, project_id)
