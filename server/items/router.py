@@ -176,7 +176,8 @@ def get_item(item_id: DbId, principal: PrincipalDep, session: SessionDep) -> Ite
 @router.get("/items/{item_id}/image", response_class=FileResponse,
             responses={200: {"content": {"image/*": {}}, "description": "the original image bytes"}})
 def get_item_image(item_id: DbId, principal: PrincipalDep, session: SessionDep, request: Request) -> FileResponse:
-    """The image exactly as uploaded."""
+    """The stored image: the upload as sent, or its upright 8-bit rewrite (EXIF orientation
+    applied, 16-bit scaled) when it needed one."""
     item = load_item(session, principal, item_id)
     path = request.app.state.image_store.path(item.sha256)
     if path is None or not path.exists():

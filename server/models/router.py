@@ -89,10 +89,12 @@ async def predict(model_id: DbId, principal: PrincipalDep, session: SessionDep, 
         raise PayloadTooLarge(f"image exceeds the per-file limit of {settings.max_file_bytes} bytes")
 
     def run() -> dict:  # type: ignore[type-arg]
-        check_image(data, allowed_formats=settings.allowed_image_formats, max_pixels=settings.max_image_pixels,
-                    max_bytes=settings.max_file_bytes, name=upload.filename or "file")
+        # the upright 8-bit pixels, exactly as an uploaded item would be stored and trained on
+        checked = check_image(data, allowed_formats=settings.allowed_image_formats,
+                              max_pixels=settings.max_image_pixels, max_bytes=settings.max_file_bytes,
+                              name=upload.filename or "file")
         ort_session, config = request.app.state.onnx_sessions.get(onnx_path, config_path, key)
-        return onnx_predict.predict(ort_session, config, data)
+        return onnx_predict.predict(ort_session, config, checked.data)
 
     result = await run_in_threadpool(run)
     return PredictRead(model_id=model_id, model_version=version, **result)

@@ -48,13 +48,13 @@ TASKS = {
     "keypoints": {"kind": "keypoints", "points": ["left", "right"]},
 }
 NUMBER_CASES = {
-    "regression_400_digits": ("regression", '{"values": {"age": %s}}' % HUGE_INT),
-    "regression_400_digits_list": ("regression", '{"values": [-%s]}' % HUGE_INT),
+    "regression_400_digits": ("regression", '{"values": {"age": ' + HUGE_INT + '}}'),
+    "regression_400_digits_list": ("regression", '{"values": [-' + HUGE_INT + ']}'),
     "regression_1e308_without_range": ("regression", '{"values": {"age": 1e308}}'),
     "regression_beyond_float": ("regression", '{"values": {"age": 1e400}}'),
-    "keypoint_400_digits": ("keypoints", '{"points": [[%s, 1], [1, 1]]}' % HUGE_INT),
+    "keypoint_400_digits": ("keypoints", '{"points": [[' + HUGE_INT + ', 1], [1, 1]]}'),
     "keypoint_invisible_far_away": ("keypoints", '{"points": [[-1e308, 1e308, 0], [1, 1]]}'),
-    "keypoint_visibility_400_digits": ("keypoints", '{"points": [[1, 1, %s], [1, 1]]}' % HUGE_INT),
+    "keypoint_visibility_400_digits": ("keypoints", '{"points": [[1, 1, ' + HUGE_INT + '], [1, 1]]}'),
 }
 
 
@@ -112,10 +112,10 @@ def test_training_settings_the_worker_would_refuse_are_refused_by_the_api(api, c
 
     settings = '{"lr": NaN}' if training == "NAN" else json.dumps(training)
     for method, url, body, headers in (
-        ("POST", f"/projects/{project_id}/jobs", '{"training": %s}' % settings, owner),
-        ("PATCH", f"/projects/{project_id}", '{"training": %s}' % settings, owner),
+        ("POST", f"/projects/{project_id}/jobs", '{"training": ' + settings + '}', owner),
+        ("PATCH", f"/projects/{project_id}", '{"training": ' + settings + '}', owner),
         ("POST", "/projects", '{"name": "x", "task": {"kind": "classification", "classes": ["a", "b"]},'
-                              ' "training": %s}' % settings, api.admin),
+                              ' "training": ' + settings + '}', api.admin),
     ):
         response = send(method, url, body, headers)
         assert response.status_code == 422, (method, url, response.text)
