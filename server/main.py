@@ -22,8 +22,11 @@ from server.jobs.queue import CeleryJobQueue, JobQueue
 from server.jobs.router import router as jobs_router
 from server.labels.router import router as labels_router
 from server.metrics.router import router as metrics_router
+from server.models.item_predictions import PredictionCache
 from server.models.predict import OnnxSessionCache
+from server.models.prediction_router import router as prediction_router
 from server.models.router import router as models_router
+from server.page.router import router as page_router
 from server.projects.router import router as projects_router
 from server.settings import Settings
 from server.storage import FileImageStore, ImageStore
@@ -64,6 +67,7 @@ def create_app(settings: Settings | None = None, *, job_queue: JobQueue | None =
         app.state.image_store = image_store or FileImageStore(settings.storage_dir)
         app.state.job_queue = job_queue or CeleryJobQueue(settings.broker_url, settings.broker_queue)
         app.state.onnx_sessions = OnnxSessionCache(settings.predict_session_cache)
+        app.state.item_predictions = PredictionCache()
         for session in run_in_transaction(app.state.session_factory):
             generated = ensure_admin_token(session, settings.admin_token)
         if generated:
@@ -79,7 +83,8 @@ def create_app(settings: Settings | None = None, *, job_queue: JobQueue | None =
     app = FastAPI(title="xmodel annotate", version="0.1.0", description=DESCRIPTION, lifespan=lifespan)
     install_error_handlers(app)
     for router in (health_router, projects_router, tokens_router, items_router, labels_router,
-                   suggest_router, jobs_router, models_router, metrics_router):
+                   suggest_router, jobs_router, models_router, metrics_router, prediction_router,
+                   page_router):
         app.include_router(router)
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_request_bytes)
     return app

@@ -43,3 +43,18 @@ class PredictRead(BaseModel):
                     "{values: {target: v}}; keypoints {points: {name: [x, y]}} in original pixels")
     heads: list[list[float]] = Field(description="raw decoded output of each head")
     disagreement: float = Field(description="mean over output dims of the variance across heads")
+
+
+class ItemPredictionRead(BaseModel):
+    """The active model's guess for one stored item (what the labelling page prefills)."""
+
+    item_id: int
+    model_id: int
+    model_version: int
+    task: str
+    prediction: dict[str, Any] = Field(
+        description="mean over heads, as for POST /models/{id}/predict (keypoints in pixels of "
+                    "the stored image)")
+    heads: list[list[float]] = Field(description="decoded output of each head")
+    disagreement: float = Field(description="mean over output dims of the variance across heads: "
+                                            "how unsure the model is")

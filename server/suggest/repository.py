@@ -135,6 +135,9 @@ def renew(session: Session, project_id: int, holder: str, now: datetime, expires
     return sorted(int(r) for r in result.scalars())
 
 
-def release(session: Session, project_id: int, holder: str) -> int:
-    result = session.execute(delete(ItemLease).where(ItemLease.project_id == project_id, ItemLease.holder == holder))
+def release(session: Session, project_id: int, holder: str, item_id: int | None = None) -> int:
+    query = delete(ItemLease).where(ItemLease.project_id == project_id, ItemLease.holder == holder)
+    if item_id is not None:
+        query = query.where(ItemLease.item_id == item_id)
+    result = session.execute(query)
     return int(result.rowcount or 0)

@@ -7,6 +7,8 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
+from server.models.schemas import ItemPredictionRead
+
 Strategy = Literal["xmodel", "xmodel_nodiv", "random", "mc_dropout", "entropy"]
 UsedStrategy = Literal["xmodel", "xmodel_nodiv", "random", "mc_dropout", "entropy", "cold_start_random"]
 
@@ -16,6 +18,8 @@ class SuggestedItem(BaseModel):
     score: float | None = Field(description="acquisition score of the strategy (head disagreement, dropout variance or entropy); null for random picks")
     cluster: int | None = Field(description="diversity cluster of the item's features; null for random picks")
     image_url: str
+    prediction: ItemPredictionRead | None = Field(
+        default=None, description="the active model's guess, with ?predictions=true")
 
 
 class SuggestRead(BaseModel):

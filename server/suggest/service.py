@@ -101,13 +101,16 @@ def _candidates(session: Session, project: Project, strategy: str, holder: str, 
 
 
 def suggest(session: Session, project: Project, principal: Principal, *, k: int, annotator: str | None,
-            strategy: str, lease_seconds: int) -> Suggestion:
-    """Choose up to ``k`` items and lease them to the annotator (disjoint across annotators)."""
+            strategy: str, lease_seconds: int, exclude: frozenset[int] = frozenset(),
+            keep_leases: bool = False) -> Suggestion:
+    """Choose up to ``k`` items and lease them to the annotator (disjoint across annotators).
+    ``exclude``: ids not to hand out this time (already queued, or skipped, by the caller);
+    ``keep_leases``: add to what the annotator holds instead of replacing the batch."""
     holder = holder_key(principal, annotator)
     now = utcnow()
     expires_at = now + timedelta(seconds=lease_seconds)
     chosen: list[Candidate] = []
-    tried: set[int] = set()
+    tried: set[int] = set(exclude)
     for _round in range(MAX_ROUNDS):
         # Concurrent annotators may win some candidates; each round re-reads the pool,
         # which then excludes the leases they committed meanwhile.
@@ -126,7 +129,8 @@ def suggest(session: Session, project: Project, principal: Principal, *, k: int,
             chosen.extend(c for c in batch if c.item_id in won)
         if len(chosen) >= k:
             break
-    repository.release_others(session, project.id, holder, {c.item_id for c in chosen})
+    if not keep_leases:
+        repository.release_others(session, project.id, holder, {c.item_id for c in chosen})
     return Suggestion(annotator=annotator or "", strategy=used, cold_start=cold, note=note,
                       model_id=model_id, model_version=version, lease_expires_at=expires_at, items=chosen)
 

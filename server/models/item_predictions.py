@@ -1,0 +1,187 @@
+"""The active model's guess for stored items: ONNX on the CPU, cached per model and image.
+
+The labelling page prefills each item with this guess, and ``/suggest`` can attach it to the
+items it hands out. Items are predicted in one batch (one ``session.run`` for a whole
+suggestion), and answers are kept in a small LRU keyed by (model id, ONNX sha256, image
+sha256): a new model or a new image never sees a stale guess, and paging back and forth
+through a queue costs no second forward pass."""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from sqlalchemy.orm import Session
+
+from server.db.models import Item, ModelVersion
+from server.errors import NotFound
+from server.items import repository as items_repository
+from server.models import predict as onnx_predict
+from server.models.predict import OnnxSessionCache
+from server.models.schemas import ItemPredictionRead
+from server.models.service import artefact_path
+from server.projects.repository import active_model
+from server.storage import ImageStore
+
+DEFAULT_CAPACITY = 4096
+
+
+@dataclass(frozen=True)
+class ModelRef:
+    """What inference needs from a model row, read before the transaction ends."""
+
+    model_id: int
+    version: int
+    onnx_path: Path
+    config_path: Path
+    onnx_sha256: str
+
+    @property
+    def session_key(self) -> str:
+        return f"{self.model_id}:{self.onnx_sha256}"
+
+
+@dataclass(frozen=True)
+class ItemRef:
+    """An item to predict: its id and the sha256 that locates its image bytes."""
+
+    item_id: int
+    sha256: str
+
+
+class PredictionCache:
+    """Least-recently-used answers, ``capacity`` entries (a few KB each), thread-safe."""
+
+    def __init__(self, capacity: int = DEFAULT_CAPACITY) -> None:
+        self.capacity = capacity
+        self._entries: OrderedDict[tuple[int, str, str], dict[str, Any]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, key: tuple[int, str, str]) -> dict[str, Any] | None:
+        with self._lock:
+            found = self._entries.get(key)
+            if found is not None:
+                self._entries.move_to_end(key)
+            return found
+
+    def put(self, key: tuple[int, str, str], value: dict[str, Any]) -> None:
+        with self._lock:
+            self._entries[key] = value
+            self._entries.move_to_end(key)
+            while len(self._entries) > self.capacity:
+                self._entries.popitem(last=False)
+
+
+def model_ref(model: ModelVersion, storage_root: Path) -> ModelRef:
+    return ModelRef(
+        model_id=model.id,
+        version=model.version,
+        onnx_path=artefact_path(storage_root, model.onnx_path),
+        config_path=artefact_path(storage_root, model.config_path),
+        onnx_sha256=model.onnx_sha256,
+    )
+
+
+def active_model_ref(session: Session, project_id: int, storage_root: Path) -> ModelRef | None:
+    """The project's active model, or None before the first training job succeeds."""
+    model = active_model(session, project_id)
+    if model is None or not model.onnx_path or not model.config_path:
+        return None
+    return model_ref(model, storage_root)
+
+
+def require_active_model(session: Session, project_id: int, storage_root: Path) -> ModelRef:
+    ref = active_model_ref(session, project_id, storage_root)
+    if ref is None:
+        raise NotFound(
+            "the project has no trained model yet: predictions appear once a "
+            "training job has succeeded"
+        )
+    return ref
+
+
+def item_ref(item: Item) -> ItemRef:
+    return ItemRef(item_id=item.id, sha256=item.sha256)
+
+
+def predict_items(
+    model: ModelRef,
+    items: Sequence[ItemRef],
+    *,
+    sessions: OnnxSessionCache,
+    cache: PredictionCache,
+    store: ImageStore,
+) -> dict[int, dict[str, Any]]:
+    """item id -> ``{"task", "prediction", "heads", "disagreement"}`` as ``predict.predict``
+    answers it. Cached items cost nothing; the rest run as one batch [B, 3, H, W]."""
+    answers: dict[int, dict[str, Any]] = {}
+    missing: list[ItemRef] = []
+    for ref in items:
+        found = cache.get((model.model_id, model.onnx_sha256, ref.sha256))
+        if found is not None:
+            answers[ref.item_id] = found
+        else:
+            missing.append(ref)
+    if not missing:
+        return answers
+    ort_session, config = sessions.get(model.onnx_path, model.config_path, model.session_key)
+    batches, sizes = [], []
+    for ref in missing:
+        try:
+            data = store.get(ref.sha256)
+        except (OSError, KeyError) as exc:
+            raise NotFound(f"image of item {ref.item_id} is missing from storage") from exc
+        batch, width, height = onnx_predict.preprocess(data, config)
+        batches.append(batch)
+        sizes.append((width, height))
+    names = config.get("onnx", {})
+    output = ort_session.run(
+        [names.get("output", "predictions")],
+        {names.get("input", "images"): np.concatenate(batches, axis=0)},
+    )[0]
+    heads_all = np.asarray(output, dtype=np.float64)  # [num_heads, B, D]
+    for index, (ref, (width, height)) in enumerate(zip(missing, sizes, strict=True)):
+        heads = heads_all[:, index, :]
+        answer = {
+            "task": config["task"]["kind"],
+            "prediction": onnx_predict.decode(config, heads, width, height),
+            "heads": heads.tolist(),
+            "disagreement": float(heads.var(axis=0).mean()),
+        }
+        cache.put((model.model_id, model.onnx_sha256, ref.sha256), answer)
+        answers[ref.item_id] = answer
+    return answers
+
+
+def predictions_for(
+    session: Session,
+    project_id: int,
+    item_ids: Sequence[int],
+    *,
+    storage_root: Path,
+    sessions: OnnxSessionCache,
+    cache: PredictionCache,
+    store: ImageStore,
+) -> dict[int, ItemPredictionRead]:
+    """The active model's guesses for items of one project ({} before the first model).
+
+    Commits the caller's session before the forward pass, so the suggestion's leases are
+    stored and SQLite's write lock is not held while the model runs."""
+    model = active_model_ref(session, project_id, storage_root)
+    found = [items_repository.get(session, item_id) for item_id in item_ids]
+    refs = [item_ref(item) for item in found if item is not None and item.project_id == project_id]
+    session.commit()
+    if model is None or not refs:
+        return {}
+    answers = predict_items(model, refs, sessions=sessions, cache=cache, store=store)
+    return {
+        item_id: ItemPredictionRead(
+            item_id=item_id, model_id=model.model_id, model_version=model.version, **answer
+        )
+        for item_id, answer in answers.items()
+    }

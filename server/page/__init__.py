@@ -1,0 +1,1 @@
+"""The annotators' labelling page: static files served by the API."""
