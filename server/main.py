@@ -15,8 +15,11 @@ from server.auth.router import router as tokens_router
 from server.auth.service import ensure_admin_token
 from server.db.engine import make_engine
 from server.db.session import run_in_transaction
+from server.deletion.router import router as deletion_router
 from server.errors import install_error_handlers
+from server.exports.router import router as exports_router
 from server.health.router import router as health_router
+from server.imports.router import router as imports_router
 from server.items.router import router as items_router
 from server.jobs.queue import CeleryJobQueue, JobQueue
 from server.jobs.router import router as jobs_router
@@ -80,11 +83,13 @@ def create_app(settings: Settings | None = None, *, job_queue: JobQueue | None =
             app.state.job_queue.close()
             engine.dispose()
 
-    app = FastAPI(title="xmodel annotate", version="0.1.0", description=DESCRIPTION, lifespan=lifespan)
+    # operationId = the route function's name: stable for generated and hand-written clients.
+    app = FastAPI(title="xmodel annotate", version="0.1.0", description=DESCRIPTION, lifespan=lifespan,
+                  generate_unique_id_function=lambda route: route.name)
     install_error_handlers(app)
     for router in (health_router, projects_router, tokens_router, items_router, labels_router,
                    suggest_router, jobs_router, models_router, metrics_router, prediction_router,
-                   page_router):
+                   page_router, exports_router, imports_router, deletion_router):
         app.include_router(router)
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_request_bytes)
     return app

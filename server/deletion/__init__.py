@@ -1,0 +1,1 @@
+"""Project deletion: rows, images no other project uses, model and job files."""

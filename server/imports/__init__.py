@@ -1,0 +1,1 @@
+"""Label import: CSV, JSON lines and COCO (categories, keypoints) onto a project's items."""
