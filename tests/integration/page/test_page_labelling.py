@@ -118,3 +118,217 @@ def test_classification_keys_skip_undo(page: Any, server: LiveServer) -> None:
     for item_id, name in expected.items():
         assert label_of(server, owner, item_id) == {"class": name}
     assert label_of(server, owner, skipped) is None
+
+
+def set_number(page: Any, target: str, value: str) -> None:
+    field = page.locator(f"#tool input[data-target='{target}']")
+    field.click()
+    field.press("Control+A")
+    page.keyboard.type(value)
+
+
+def test_regression_prefilled_typed_and_enter(page: Any, server: LiveServer) -> None:
+    task = {"kind": "regression", "targets": ["age", "height"], "ranges": {"age": [0, 120]}}
+    _pid, owner, token, _items = project_with_model(server, task, 8)
+    shown = sign_in(page, server, token, "rita")
+    guess = prediction_of(server, token, shown)["values"]
+    age = page.locator("#tool input[data-target='age']")
+    height = page.locator("#tool input[data-target='height']")
+    # Prefilled with the model's guess (clamped into the known range), focused for typing.
+    assert float(age.input_value()) == pytest.approx(min(max(guess["age"], 0), 120), abs=0.006)
+    assert float(height.input_value()) == pytest.approx(guess["height"], abs=0.006)
+    assert page.locator("#tool .range").first.inner_text() == "range 0 – 120"
+    screenshot(page, "regression")
+
+    expected: dict[int, dict[str, float]] = {}
+    # 1: accept the guess as it stands.
+    expected[shown] = {"age": float(age.input_value()), "height": float(height.input_value())}
+    page.keyboard.press("Enter")
+    shown = wait_for_item(page, shown)
+    # 2 and 3: type the numbers.
+    for typed_age, typed_height in (("31.5", "170"), ("7", "121.25")):
+        set_number(page, "age", typed_age)
+        set_number(page, "height", typed_height)
+        expected[shown] = {"age": float(typed_age), "height": float(typed_height)}
+        page.keyboard.press("Enter")
+        shown = wait_for_item(page, shown)
+    # Out of range: refused on the page, nothing sent, the item stays.
+    set_number(page, "age", "500")
+    page.keyboard.press("Enter")
+    assert "must lie in 0 – 120" in page.locator("#status").inner_text()
+    assert current(page) == shown and label_of(server, owner, shown) is None
+    skipped = shown
+    page.click("#skip")
+    shown = wait_for_item(page, skipped)
+    last = list(expected)[-1]
+    page.click("#undo")
+    wait_for_item(page, shown)
+    assert current(page) == last and label_of(server, owner, last) is None
+    assert float(age.input_value()) == expected[last]["age"]  # the undone label comes back
+    set_number(page, "age", "8")
+    expected[last]["age"] = 8.0
+    page.keyboard.press("Enter")
+    wait_for_item(page, last)
+
+    for item_id, values in expected.items():
+        assert label_of(server, owner, item_id) == {"values": values}
+    assert label_of(server, owner, skipped) is None
+
+
+def image_box(page: Any) -> dict[str, float]:
+    return dict(page.locator("#image").bounding_box())
+
+
+def click_at(page: Any, fx: float, fy: float) -> None:
+    box = image_box(page)
+    page.mouse.click(box["x"] + fx * box["width"], box["y"] + fy * box["height"])
+
+
+def test_keypoints_clicks_drag_occluded_absent_and_exif(page: Any, server: LiveServer) -> None:
+    task = {"kind": "keypoints", "points": ["left_eye", "right_eye", "nose"]}
+    project_id, owner = create_project(server, task)
+    files = [(f"k{i}.png", picture(9000 + i, size=(64, 48))) for i in range(5)]
+    # Stored 80 wide, 40 high; EXIF says "rotate 90° clockwise to view".
+    files.append(("rotated.jpg", picture(9100, size=(80, 40), exif_orientation=6)))
+    items = upload(server, project_id, owner, files)
+    rotated = items[-1]
+    _tid, token = create_token(server, project_id, owner)
+    shown = sign_in(page, server, token, "kim")
+    # No model yet: the cold-start order serves, and the page says so.
+    assert "Cold start" in page.locator("#notice").inner_text()
+    assert page.locator("#next-point-name").inner_text() == "left_eye"
+
+    clicks = {"left_eye": (0.25, 0.3), "right_eye": (0.75, 0.3), "nose": (0.5, 0.6)}
+    expected: dict[int, list[list[float]]] = {}
+    labelled: list[int] = []
+    skipped = None
+    while len(labelled) < 3 or rotated["id"] not in labelled:
+        meta = next(item for item in items if item["id"] == shown)
+        width, height = meta["width"], meta["height"]
+        box = image_box(page)
+        # What is shown is the stored image, upright, at the stored aspect ratio.
+        assert box["width"] / box["height"] == pytest.approx(width / height, rel=0.01)
+        assert page.evaluate("document.getElementById('image').naturalWidth") == width
+        if skipped is None and shown != rotated["id"]:
+            skipped = shown
+            page.keyboard.press("s")
+            shown = wait_for_item(page, shown)
+            continue
+        points = []
+        for name, (fx, fy) in clicks.items():
+            assert page.locator("#next-point-name").inner_text() == name
+            click_at(page, fx, fy)
+            points.append([fx * width, fy * height, 2])
+        if not labelled:
+            # One drag: move the nose from where it was placed.
+            box = image_box(page)
+            page.mouse.move(box["x"] + 0.5 * box["width"], box["y"] + 0.6 * box["height"])
+            page.mouse.down()
+            page.mouse.move(box["x"] + 0.4 * box["width"], box["y"] + 0.7 * box["height"], steps=5)
+            page.mouse.up()
+            points[2] = [0.4 * width, 0.7 * height, 2]
+            page.keyboard.press("o")  # the dragged (selected) nose is occluded
+            points[2][2] = 1
+            screenshot(page, "keypoints")
+        elif len(labelled) == 1:
+            page.keyboard.press("Backspace")  # take back the nose...
+            page.keyboard.press("x")  # ...and mark it absent
+            points[2] = [0, 0, 0]
+        page.keyboard.press("Enter")
+        expected[shown] = points
+        labelled.append(shown)
+        shown = wait_for_item(page, shown)
+
+    # Undo the last one and label it again with the same clicks.
+    page.keyboard.press("u")
+    wait_for_item(page, shown)
+    assert current(page) == labelled[-1] and label_of(server, owner, labelled[-1]) is None
+    page.keyboard.press("Enter")
+    wait_for_item(page, labelled[-1])
+
+    for item_id, points in expected.items():
+        stored = label_of(server, owner, item_id)["points"]
+        assert [p[2] for p in stored] == [p[2] for p in points]
+        for got, want in zip(stored, points, strict=True):
+            assert abs(got[0] - want[0]) <= 1 and abs(got[1] - want[1]) <= 1, (item_id, got, want)
+    assert label_of(server, owner, skipped) is None
+    stored_rotated = next(i for i in items if i["id"] == rotated["id"])
+    assert (stored_rotated["width"], stored_rotated["height"]) == (40, 80)  # upright at upload
+
+
+def test_keypoints_prefilled_by_the_model_take_only_drags(page: Any, server: LiveServer) -> None:
+    task = {"kind": "keypoints", "points": [f"p{i}" for i in range(12)]}
+    _pid, owner, token, items = project_with_model(server, task, 3, size=(60, 60))
+    shown = sign_in(page, server, token, "lee")
+    guess = prediction_of(server, token, shown)["points"]
+    # Every point is already placed by the model: nothing is asked for, a click places nothing.
+    assert "All points placed" in page.locator(".next-point").inner_text()
+    assert page.locator("circle.kp.predicted").count() == 12
+    screenshot(page, "keypoints-prefilled")
+    name, (gx, gy) = "p3", guess["p3"]
+    box = image_box(page)
+    scale = box["width"] / 60
+    page.mouse.move(box["x"] + gx * scale, box["y"] + gy * scale)
+    page.mouse.down()
+    page.mouse.move(box["x"] + 10 * scale, box["y"] + 50 * scale, steps=4)
+    page.mouse.up()
+    page.keyboard.press("Enter")
+    wait_for_item(page, shown)
+    stored = label_of(server, owner, shown)["points"]
+    for index, (got, point) in enumerate(zip(stored, task["points"], strict=True)):
+        want = (10, 50) if point == name else guess[point]
+        assert abs(got[0] - want[0]) <= 1 and abs(got[1] - want[1]) <= 1, (index, got, want)
+        assert got[2] == 2
+
+
+def test_two_annotators_never_see_the_same_item(browser: Any, server: LiveServer) -> None:
+    task = {"kind": "classification", "classes": ["a", "b"]}
+    project_id, owner = create_project(server, task)
+    upload(server, project_id, owner, [(f"t{i}.png", picture(9500 + i)) for i in range(14)])
+    _tid, token = create_token(server, project_id, owner)
+    contexts = [browser.new_context(viewport={"width": 900, "height": 700}) for _ in range(2)]
+    try:
+        pages = [context.new_page() for context in contexts]
+        shown = [
+            sign_in(p, server, token, name) for p, name in zip(pages, ("ann", "ben"), strict=True)
+        ]
+        seen: list[set[int]] = [set(), set()]
+        for step in range(5):
+            assert shown[0] != shown[1]
+            for index, p in enumerate(pages):
+                seen[index].add(shown[index])
+                p.keyboard.press("1" if step % 2 else "2")
+                shown[index] = wait_for_item(p, shown[index])
+        assert not seen[0] & seen[1]
+        # Closing a page gives its leases back at once.
+        with server.client(owner) as client:
+
+            def leased() -> int:
+                listing = client.get(f"/projects/{project_id}/items", params={"status": "leased"})
+                return len(listing.json()["items"])
+
+            before = leased()
+            pages[0].goto("about:blank")
+            for _ in range(50):
+                if leased() < before:
+                    break
+                pages[1].wait_for_timeout(100)
+            assert leased() < before
+    finally:
+        for context in contexts:
+            context.close()
+
+
+def test_revoked_token_returns_to_sign_in(page: Any, server: LiveServer) -> None:
+    task = {"kind": "classification", "classes": ["a", "b"]}
+    project_id, owner = create_project(server, task)
+    upload(server, project_id, owner, [(f"r{i}.png", picture(9700 + i)) for i in range(3)])
+    token_id, token = create_token(server, project_id, owner)
+    shown = sign_in(page, server, token, "rev")
+    with server.client(owner) as client:
+        assert client.delete(f"/projects/{project_id}/tokens/{token_id}").status_code in (200, 204)
+    page.keyboard.press("1")
+    page.wait_for_selector("#signin-message:visible")
+    assert "revoked" in page.locator("#signin-message").inner_text()
+    assert page.evaluate("sessionStorage.getItem('xm.token')") is None
+    assert label_of(server, owner, shown) is None
