@@ -18,7 +18,11 @@ from xmodel_client import XModelClient
 from xmodel_client.errors import BadRequest, InvalidLabel
 
 pytestmark = pytest.mark.integration
-KITE = {"kind": "keypoints", "points": ["left", "right", "top", "bottom"], "flip_pairs": [["left", "right"]]}
+KITE = {
+    "kind": "keypoints",
+    "points": ["left", "right", "top", "bottom"],
+    "flip_pairs": [["left", "right"]],
+}
 PETS = {"kind": "classification", "classes": ["cat", "dog", "bird"]}
 
 
@@ -30,8 +34,11 @@ def _clients(api: Any, task: dict[str, Any], name: str = "kites") -> tuple[XMode
 
 def _upload(api: Any, client: XModelClient, project_id: int, images: dict[str, bytes]) -> None:
     files = [("files", (name, data, "image/png")) for name, data in images.items()]
-    response = api.client.post(f"/projects/{project_id}/items", files=files,
-                               headers={"Authorization": f"Bearer {client.token}"})
+    response = api.client.post(
+        f"/projects/{project_id}/items",
+        files=files,
+        headers={"Authorization": f"Bearer {client.token}"},
+    )
     assert response.status_code == 201, response.text
 
 
@@ -52,11 +59,18 @@ def _coco_source(images: dict[str, bytes]) -> dict[str, Any]:
         {"top": [9, 4, 2], "left": [5, 9, 2], "right": [27, 9, 2], "bottom": [17, 21, 1]},
     ]
     return {
-        "images": [{"id": 100 + i, "file_name": n, "width": 32, "height": 24} for i, n in enumerate(names)],
+        "images": [
+            {"id": 100 + i, "file_name": n, "width": 32, "height": 24} for i, n in enumerate(names)
+        ],
         "categories": [{"id": 7, "name": "kite", "keypoints": order, "skeleton": [[2, 3]]}],
         "annotations": [
-            {"id": 500 + i, "image_id": 100 + i, "category_id": 7, "num_keypoints": 4,
-             "keypoints": [v for name in order for v in p[name]]}
+            {
+                "id": 500 + i,
+                "image_id": 100 + i,
+                "category_id": 7,
+                "num_keypoints": 4,
+                "keypoints": [v for name in order for v in p[name]],
+            }
             for i, p in enumerate(points)
         ],
     }
@@ -66,13 +80,20 @@ def _normalise_coco(data: bytes) -> bytes:
     """Ids and revisions are per project: key images by file name, drop the rest."""
     document = json.loads(data)
     names = {image["id"]: image["file_name"] for image in document["images"]}
-    images = sorted((i["file_name"], i["sha256"], i["width"], i["height"]) for i in document["images"])
+    images = sorted(
+        (i["file_name"], i["sha256"], i["width"], i["height"]) for i in document["images"]
+    )
     annotations = sorted(
-        (names[a["image_id"]], json.dumps({k: v for k, v in a.items() if k not in ("id", "image_id")},
-                                          sort_keys=True))
-        for a in document["annotations"])
-    return json.dumps({"categories": document["categories"], "images": images,
-                       "annotations": annotations}, sort_keys=True).encode()
+        (
+            names[a["image_id"]],
+            json.dumps({k: v for k, v in a.items() if k not in ("id", "image_id")}, sort_keys=True),
+        )
+        for a in document["annotations"]
+    )
+    return json.dumps(
+        {"categories": document["categories"], "images": images, "annotations": annotations},
+        sort_keys=True,
+    ).encode()
 
 
 def test_coco_keypoints_round_trip_between_projects(api) -> None:
@@ -111,9 +132,17 @@ def test_coco_categories_csv_and_jsonl_round_trip(api) -> None:
     images = {f"pet{i}.png": unique_png() for i in range(6)}
     first, first_id = _clients(api, PETS, "pets")
     _upload(api, first, first_id, images)
-    coco = {"images": [{"id": i, "file_name": n, "width": 32, "height": 24} for i, n in enumerate(images)],
-            "categories": [{"id": 1, "name": "dog"}, {"id": 2, "name": "cat"}, {"id": 3, "name": "bird"}],
-            "annotations": [{"id": 10 + i, "image_id": i, "category_id": 1 + i % 3} for i in range(5)]}
+    coco = {
+        "images": [
+            {"id": i, "file_name": n, "width": 32, "height": 24} for i, n in enumerate(images)
+        ],
+        "categories": [
+            {"id": 1, "name": "dog"},
+            {"id": 2, "name": "cat"},
+            {"id": 3, "name": "bird"},
+        ],
+        "annotations": [{"id": 10 + i, "image_id": i, "category_id": 1 + i % 3} for i in range(5)],
+    }
     assert first.import_labels(first_id, "coco", json.dumps(coco).encode()).created == 5
 
     for fmt in ("csv", "jsonl", "coco"):
@@ -134,16 +163,34 @@ def test_export_follows_every_row_past_a_page(api) -> None:
     """More rows than one database page: every labelled row once, in id order."""
     client, project_id = _clients(api, PETS, "many")
     now = utcnow()
-    rows = [{"project_id": project_id, "sha256": f"{n:064x}", "width": 8, "height": 8,
-             "image_format": "PNG", "byte_size": 1, "original_name": f"{n}.png", "random_key": 0.5,
-             "created_at": now, "label": {"class": "cat"} if n % 3 else None,
-             "labelled_at": now if n % 3 else None} for n in range(4500)]
+    rows = [
+        {
+            "project_id": project_id,
+            "sha256": f"{n:064x}",
+            "width": 8,
+            "height": 8,
+            "image_format": "PNG",
+            "byte_size": 1,
+            "original_name": f"{n}.png",
+            "random_key": 0.5,
+            "created_at": now,
+            "label": {"class": "cat"} if n % 3 else None,
+            "labelled_at": now if n % 3 else None,
+        }
+        for n in range(4500)
+    ]
     with api.engine.begin() as connection:
         connection.execute(insert(Item), rows)
-        ids = [i for (i,) in connection.exec_driver_sql(
-            f"SELECT id FROM items WHERE project_id = {project_id} AND labelled_at IS NOT NULL")]
-        connection.execute(insert(LabelRevision), [{"item_id": i, "value": {"class": "cat"},
-                                                    "created_at": now} for i in ids])
+        ids = [
+            i
+            for (i,) in connection.exec_driver_sql(
+                f"SELECT id FROM items WHERE project_id = {project_id} AND labelled_at IS NOT NULL"
+            )
+        ]
+        connection.execute(
+            insert(LabelRevision),
+            [{"item_id": i, "value": {"class": "cat"}, "created_at": now} for i in ids],
+        )
     lines = _export(client, project_id, "jsonl").decode().splitlines()
     exported = [json.loads(line) for line in lines]
     assert [e["item_id"] for e in exported] == sorted(ids)
@@ -164,15 +211,24 @@ def _bad_coco(images: dict[str, bytes], case: str) -> tuple[str, bytes, str]:
         document["annotations"][3]["image_id"] = 999
         return "coco", json.dumps(document).encode(), "annotation id 503: image_id 999 is not among"
     names = list(images)
-    lines = [json.dumps({"file_name": names[0], "label": {"points": [[1, 1], [2, 2], [3, 3], [4, 4]]}}),
-             json.dumps({"file_name": names[1], "label": {"points": [[1, 1], [2, 2], [3, 3], [4, 4]]}}),
-             '{"file_name": "kite2.png", "label": {"points": [[1, 1]',
-             json.dumps({"file_name": names[3], "label": {"points": [[1, 1], [2, 2], [3, 3], [4, 4]]}})]
+    lines = [
+        json.dumps({"file_name": names[0], "label": {"points": [[1, 1], [2, 2], [3, 3], [4, 4]]}}),
+        json.dumps({"file_name": names[1], "label": {"points": [[1, 1], [2, 2], [3, 3], [4, 4]]}}),
+        '{"file_name": "kite2.png", "label": {"points": [[1, 1]',
+        json.dumps({"file_name": names[3], "label": {"points": [[1, 1], [2, 2], [3, 3], [4, 4]]}}),
+    ]
     return "jsonl", "\n".join(lines).encode(), "line 3: not valid JSON"
 
 
-@pytest.mark.parametrize("case", ["unknown category", "point outside the image", "missing image reference",
-                                  "malformed JSON line"])
+@pytest.mark.parametrize(
+    "case",
+    [
+        "unknown category",
+        "point outside the image",
+        "missing image reference",
+        "malformed JSON line",
+    ],
+)
 def test_bad_label_files_name_the_place_and_store_nothing(api, case: str) -> None:
     images = {f"kite{i}.png": unique_png() for i in range(4)}
     client, project_id = _clients(api, KITE)
@@ -183,7 +239,10 @@ def test_bad_label_files_name_the_place_and_store_nothing(api, case: str) -> Non
         client.import_labels(project_id, fmt, data)  # type: ignore[arg-type]
     assert expected in caught.value.detail, caught.value.detail
     if case == "point outside the image":
-        assert isinstance(caught.value, InvalidLabel) and "outside the 32x24 image" in caught.value.detail
+        assert (
+            isinstance(caught.value, InvalidLabel)
+            and "outside the 32x24 image" in caught.value.detail
+        )
     assert row_counts(api.engine) == before
     assert client.project_stats(project_id).labelled == 0
 

@@ -24,14 +24,18 @@ def _project(admin: XModelClient, name: str) -> tuple[XModelClient, int]:
 
 
 def _upload(client: XModelClient, project_id: int, images: dict[str, bytes]) -> dict[str, int]:
-    response = client.http.post(f"/projects/{project_id}/items",
-                                files=[("files", (n, d, "image/png")) for n, d in images.items()],
-                                headers={"Authorization": f"Bearer {client.token}"})
+    response = client.http.post(
+        f"/projects/{project_id}/items",
+        files=[("files", (n, d, "image/png")) for n, d in images.items()],
+        headers={"Authorization": f"Bearer {client.token}"},
+    )
     assert response.status_code == 201, response.text
     return {e["name"]: e["item"]["id"] for e in response.json()["items"]}
 
 
-def _rows_of(api: Any, project_id: int, item_ids: list[int], model_id: int, job_id: int) -> dict[str, int]:
+def _rows_of(
+    api: Any, project_id: int, item_ids: list[int], model_id: int, job_id: int
+) -> dict[str, int]:
     items = ",".join(map(str, item_ids))
     queries = {
         "projects": f"SELECT count(*) FROM projects WHERE id = {project_id}",
@@ -44,7 +48,9 @@ def _rows_of(api: Any, project_id: int, item_ids: list[int], model_id: int, job_
         "api_tokens": f"SELECT count(*) FROM api_tokens WHERE project_id = {project_id}",
     }
     with api.engine.connect() as connection:
-        return {name: int(connection.execute(text(sql)).scalar_one()) for name, sql in queries.items()}
+        return {
+            name: int(connection.execute(text(sql)).scalar_one()) for name, sql in queries.items()
+        }
 
 
 def test_delete_removes_every_row_and_file_but_keeps_a_shared_image(api) -> None:
@@ -52,7 +58,9 @@ def test_delete_removes_every_row_and_file_but_keeps_a_shared_image(api) -> None
     doomed, doomed_id = _project(admin, "doomed")
     kept, kept_id = _project(admin, "kept")
     shared, own = unique_png(), unique_png()
-    ids = _upload(doomed, doomed_id, {"shared.png": shared, "own.png": own, "more.png": unique_png()})
+    ids = _upload(
+        doomed, doomed_id, {"shared.png": shared, "own.png": own, "more.png": unique_png()}
+    )
     kept_ids = _upload(kept, kept_id, {"shared-too.png": shared})
     for item_id in ids.values():
         doomed.set_label(item_id, {"class": "cat"})
@@ -64,7 +72,9 @@ def test_delete_removes_every_row_and_file_but_keeps_a_shared_image(api) -> None
     scratch = api.settings.storage_dir / "jobs" / str(job.id)
     scratch.mkdir(parents=True)
     (scratch / "checkpoint.pt").write_bytes(b"x")
-    annotator = XModelClient("http://testserver", doomed.create_token(doomed_id)["token"], http=api.client)
+    annotator = XModelClient(
+        "http://testserver", doomed.create_token(doomed_id)["token"], http=api.client
+    )
     before = _rows_of(api, doomed_id, list(ids.values()), model_id, job.id)
     assert all(before[k] > 0 for k in before), before
 
@@ -99,8 +109,10 @@ def test_a_running_job_is_cancelled_before_the_delete(api) -> None:
     _upload(owner, project_id, {"a.png": unique_png()})
     job = owner.create_job(project_id)
     with api.engine.begin() as connection:  # a worker claims it
-        connection.execute(text("UPDATE jobs SET status = 'running', lease_owner = 'w' WHERE id = :id"),
-                           {"id": job.id})
+        connection.execute(
+            text("UPDATE jobs SET status = 'running', lease_owner = 'w' WHERE id = :id"),
+            {"id": job.id},
+        )
     seen: list[bool] = []
 
     def worker() -> None:
@@ -108,12 +120,14 @@ def test_a_running_job_is_cancelled_before_the_delete(api) -> None:
         deadline = time.monotonic() + 15
         while time.monotonic() < deadline:
             with api.engine.begin() as connection:
-                flag = connection.execute(text("SELECT cancel_requested FROM jobs WHERE id = :id"),
-                                          {"id": job.id}).scalar()
+                flag = connection.execute(
+                    text("SELECT cancel_requested FROM jobs WHERE id = :id"), {"id": job.id}
+                ).scalar()
                 if flag:
                     seen.append(True)
-                    connection.execute(text("UPDATE jobs SET status = 'cancelled' WHERE id = :id"),
-                                       {"id": job.id})
+                    connection.execute(
+                        text("UPDATE jobs SET status = 'cancelled' WHERE id = :id"), {"id": job.id}
+                    )
                     return
             time.sleep(0.05)
 
