@@ -188,12 +188,15 @@ def tiny_onnx(kind: str, outputs: int, num_heads: int = 2, seed: int = 0) -> byt
             helper.make_node("MatMul", ["pooled", f"w{h}"], [f"m{h}"]),
             helper.make_node("Add", [f"m{h}", f"b{h}"], [f"z{h}"]),
         ]
-        final = {"classification": "Softmax", "regression": "Identity", "keypoints": "Sigmoid"}[
-            kind
-        ]
-        attributes = {"axis": 1} if final == "Softmax" else {}
+        final = (
+            helper.make_node("Softmax", [f"z{h}"], [f"o{h}"], axis=1)
+            if kind == "classification"
+            else helper.make_node(
+                "Sigmoid" if kind == "keypoints" else "Identity", [f"z{h}"], [f"o{h}"]
+            )
+        )
         nodes += [
-            helper.make_node(final, [f"z{h}"], [f"o{h}"], **attributes),
+            final,
             helper.make_node("Unsqueeze", [f"o{h}", "axis0"], [f"head{h}"]),
         ]
         heads.append(f"head{h}")

@@ -251,7 +251,7 @@ def test_keypoints_clicks_drag_occluded_absent_and_exif(page: Any, server: LiveS
         assert [p[2] for p in stored] == [p[2] for p in points]
         for got, want in zip(stored, points, strict=True):
             assert abs(got[0] - want[0]) <= 1 and abs(got[1] - want[1]) <= 1, (item_id, got, want)
-    assert label_of(server, owner, skipped) is None
+    assert skipped is not None and label_of(server, owner, skipped) is None
     stored_rotated = next(i for i in items if i["id"] == rotated["id"])
     assert (stored_rotated["width"], stored_rotated["height"]) == (40, 80)  # upright at upload
 
