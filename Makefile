@@ -54,6 +54,7 @@ run: setup
 worker: setup
 	$(BIN)/celery -A worker.app worker --pool=solo --concurrency=1 --loglevel=INFO
 
-# The whole loop on UTKFace over HTTP (starts its own server + worker unless --url is given).
+# The whole loop over HTTP on generated images (DEMO_ARGS="--faces DIR" or "--folder DIR" for
+# real data); starts its own server + worker unless --url is given.
 demo: setup
 	$(BIN)/python scripts/demo.py $(DEMO_ARGS)
