@@ -31,6 +31,10 @@ class WorkerSettings(BaseSettings):
     train_pool_max: int = Field(default=50_000, gt=0)  # unlabelled images held for the consistency loss
     score_views: int = Field(default=4, ge=1)  # views per image for the xmodel disagreement score
     device: str = "auto"  # "auto" picks CUDA when present
+    # frozen-trunk activations of each image's views (worker/training/views.py), reused by
+    # later jobs; a cache local to the worker, trimmed to this budget after every job
+    trunk_cache_dir: str | None = None  # default <storage>/cache/trunk
+    trunk_cache_mb: int = Field(default=2048, ge=0)  # 0 keeps views in memory for one job only
 
 
 @lru_cache(maxsize=1)

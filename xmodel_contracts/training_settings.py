@@ -77,6 +77,9 @@ class TrainingSettings(BaseModel):
                                 description="share of the labels held out for validation")
     clusters: Int = Field(default=None, ge=1, le=10_000, description="k-means clusters for diversity (default grows with the pool)")
     score_views: Int = Field(default=None, ge=1, le=64, description="augmented views averaged when scoring")
+    warm_start: StrictBool | None = Field(
+        default=None, description="start from the project's active model (default) rather than "
+        "from the backbone's pretrained weights")
     trunk_cache: StrictBool | None = Field(
         default=None, description="train and score on cached activations of the frozen stages "
         "(needs freeze_blocks > 0); false recomputes them at every step")

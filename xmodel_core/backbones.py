@@ -73,6 +73,7 @@ class _Pooled(nn.Module):
         self.frozen = frozen
         for stage in list(trunk)[:frozen]:
             stage.requires_grad_(False)
+            stage.eval()  # from the start: a trunk computed before training must not move them
 
     def train(self, mode: bool = True) -> _Pooled:
         super().train(mode)
@@ -80,15 +81,24 @@ class _Pooled(nn.Module):
             stage.eval()
         return self
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        stages = list(self.trunk)
-        if self.frozen:
-            with torch.no_grad():
-                for stage in stages[: self.frozen]:
-                    x = stage(x)
-        for stage in stages[self.frozen :]:
+    @torch.no_grad()
+    def frozen_part(self, x: torch.Tensor) -> torch.Tensor:
+        """``[B, 3, H, W]`` (normalised) -> the last frozen stage's output ``[B, C, h, w]``.
+
+        Deterministic for a given input (frozen stages stay in eval mode), so it can be cached.
+        """
+        for stage in list(self.trunk)[: self.frozen]:
+            x = stage(x)
+        return x
+
+    def trainable_part(self, x: torch.Tensor) -> torch.Tensor:
+        """The output of :meth:`frozen_part` -> pooled features ``[B, feature_dim]``."""
+        for stage in list(self.trunk)[self.frozen :]:
             x = stage(x)
         return x.mean(dim=(2, 3))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.trainable_part(self.frozen_part(x) if self.frozen else x)
 
 
 def small_cnn(width: int = 32) -> nn.Sequential:

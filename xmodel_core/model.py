@@ -85,6 +85,21 @@ class XModel(nn.Module):
         """``[B, 3, S, S]`` in [0, 1] -> extractor features ``[B, F]``."""
         return self.extractor((images - self.mean) / self.std)
 
+    @property
+    def frozen_stages(self) -> int:
+        """How many leading extractor stages never train (0: the whole extractor trains)."""
+        return int(getattr(self.extractor, "frozen", 0))
+
+    def trunk(self, images: torch.Tensor) -> torch.Tensor:
+        """``[B, 3, S, S]`` in [0, 1] -> the frozen stages' activations ``[B, C, h, w]`` (no
+        gradient). ``features_from_trunk(trunk(x))`` equals ``features(x)``; the split lets a
+        trainer compute the frozen part once per image and view instead of once per step."""
+        return self.extractor.frozen_part((images - self.mean) / self.std)  # type: ignore[operator]
+
+    def features_from_trunk(self, trunk: torch.Tensor) -> torch.Tensor:
+        """Activations from :meth:`trunk` -> extractor features ``[B, F]``."""
+        return self.extractor.trainable_part(trunk)  # type: ignore[operator]
+
     def heads_forward(self, features: torch.Tensor, reverse: bool = False) -> torch.Tensor:
         """Every head on the same features -> ``[H, B, D]``.
 

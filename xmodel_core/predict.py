@@ -18,6 +18,7 @@ from .data import to_float
 from .model import XModel
 from .tasks import TaskSpec
 from .trainer import predictions_in_original_frame
+from .trunk_cache import CachedViews
 
 
 def model_device(model: nn.Module) -> torch.device:
@@ -115,6 +116,43 @@ def collect_view_predictions(
     return torch.cat(preds, dim=2), torch.cat(feats)
 
 
+@torch.no_grad()
+def cached_view_predictions(
+    model: XModel, task: TaskSpec, plain: CachedViews, others: CachedViews | None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """:func:`collect_view_predictions` on cached trunk views (``trunk_cache.py``): view 0 the
+    plain image, views 1.. the ``others`` (keypoints mapped back). Returns ``preds``
+    ``[V, H, N, D]`` and the plain view's ``features`` ``[N, F]``, on the CPU."""
+    device = model_device(model)
+    index = torch.arange(len(plain))
+    with eval_mode(model):
+        features = model.features_from_trunk(plain.pick(index, torch.zeros_like(index), device).images)
+        views = [task.to_comparison(model.heads_forward(features).float())]
+        for v in range(others.views_per_image if others is not None else 0):
+            assert others is not None
+            view = others.pick(index, torch.full_like(index, v), device)
+            raw = model.heads_forward(model.features_from_trunk(view.images))
+            views.append(predictions_in_original_frame(task, raw, view))
+    return torch.stack(views).cpu(), features.float().cpu()
+
+
+@torch.no_grad()
+def mc_dropout_on_features(
+    model: XModel, task: TaskSpec, features: torch.Tensor, samples: int, seed: int = 0
+) -> torch.Tensor:
+    """MC dropout of the heads on precomputed features ``[N, F]`` -> ``[T, N, D]`` (mean over
+    heads): what :func:`mc_dropout_predictions` does when the extractor has no dropout."""
+    if samples < 1:
+        raise ValueError("samples must be at least 1")
+    device = model_device(model)
+    cuda = [device] if device.type == "cuda" else []
+    with eval_mode(model, dropout_active=True), torch.random.fork_rng(devices=cuda):
+        torch.manual_seed(seed)
+        draws = [task.to_comparison(model.heads_forward(features.to(device)).float()).mean(0)
+                 for _ in range(samples)]
+    return torch.stack(draws).cpu()
+
+
 def _has_dropout(module: nn.Module) -> bool:
     return any(isinstance(m, nn.modules.dropout._DropoutNd) for m in module.modules())
 
@@ -157,4 +195,4 @@ def mc_dropout_predictions(
     return torch.cat(out, dim=1)
 
 
-__all__ = ["collect_view_predictions", "eval_mode", "mc_dropout_predictions", "predict_comparison"]
+__all__ = ["cached_view_predictions", "collect_view_predictions", "mc_dropout_on_features", "eval_mode", "mc_dropout_predictions", "predict_comparison"]

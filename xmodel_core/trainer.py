@@ -39,6 +39,7 @@ from .grl import warmup_coefficient
 from .losses import CrossedConsistencyLoss, MeanTeacherLoss, MinimaxDiscrepancyLoss, SupervisedLoss
 from .model import XModel
 from .tasks import TaskSpec
+from .trunk_cache import CachedViews
 
 METHODS = ("supervised", "mean_teacher", "xmodel")
 
@@ -84,6 +85,21 @@ class TrainConfig:
                 aug["scale"] = tuple(aug["scale"])
                 data[key] = AugmentConfig(**aug)
         return TrainConfig(**data)
+
+
+@dataclass
+class TrainingViews:
+    """Cached frozen-trunk views for a run (``trunk_cache.py``): training then runs only the
+    trainable stages and the heads.
+
+    ``labelled``: weak views aligned with the labelled set; ``pool``: strong views aligned with
+    the consistency pool (the unlabelled images, then the labelled ones; only the consistency
+    methods read it); ``val``: the plain view of each validation image.
+    """
+
+    labelled: CachedViews
+    pool: CachedViews | None = None
+    val: CachedViews | None = None
 
 
 @dataclass
@@ -195,15 +211,53 @@ class Trainer:
         self.best_error: float | None = None
         self.best_step = 0
         self.bad_evals = 0
+        self.views: TrainingViews | None = None
+        self._val: LabelledSet | None = None
+        self._last_view = torch.empty(0, dtype=torch.long)
+
+    def _check_views(self, views: TrainingViews | None, labelled: LabelledSet,
+                     unlabelled: torch.Tensor | None, val: LabelledSet | None) -> None:
+        """Cached views must line up with the sets they stand for."""
+        if views is None:
+            return
+        if self.model.frozen_stages == 0:
+            raise ValueError("cached trunk views need a model with frozen stages (freeze_blocks > 0)")
+        if len(views.labelled) != len(labelled):
+            raise ValueError("views.labelled must have one entry per labelled image")
+        if unlabelled is not None and len(unlabelled):
+            raise ValueError("with cached views the consistency pool is views.pool, not images")
+        if val is not None and len(val) and (views.val is None or len(views.val) != len(val)):
+            raise ValueError("views.val must have one entry per validation image")
 
     # ---- one step -------------------------------------------------------------------------
     def _views(self, images: torch.Tensor, cfg: AugmentConfig) -> Views:
         allow_flip = self.task.kind != "keypoints" or self.task.flip_permutation is not None
         return augment(to_float(images, self.device), cfg, self.generator, allow_flip)
 
+    def _cached_views(self, cached: CachedViews, idx: torch.Tensor, avoid: torch.Tensor | None = None) -> Views:
+        """One random stored view per image ``idx[b]``; with ``avoid``, a view other than
+        ``avoid[b]`` whenever the image has more than one (two heads, two different views)."""
+        n = cached.views_per_image
+        if avoid is None or n < 2:
+            view = torch.randint(n, (len(idx),), generator=self.generator)
+        else:
+            view = (avoid + 1 + torch.randint(n - 1, (len(idx),), generator=self.generator)) % n
+        self._last_view = view
+        return cached.pick(idx, view, self.device)
+
+    def _forward(self, model: XModel, inputs: torch.Tensor) -> torch.Tensor:
+        """Raw outputs ``[H, B, D]`` of images, or of trunk activations in the cached mode."""
+        return model.heads_forward(self._features_of(model, inputs))
+
+    def _features_of(self, model: XModel, inputs: torch.Tensor) -> torch.Tensor:
+        return model.features_from_trunk(inputs) if self.views is not None else model.features(inputs)
+
     def _labelled_batch(self, labelled: LabelledSet) -> tuple[Views, torch.Tensor, torch.Tensor | None]:
         idx = torch.randint(len(labelled), (self.config.batch_size,), generator=self.generator)
-        views = self._views(labelled.images[idx], self.config.weak)
+        if self.views is not None:
+            views = self._cached_views(self.views.labelled, idx)
+        else:
+            views = self._views(labelled.images[idx], self.config.weak)
         target = labelled.targets[idx].to(self.device)
         if self.task.kind == "keypoints":
             target = keypoints_to_view(target.float(), views, self.task.flip_permutation)
@@ -211,28 +265,41 @@ class Trainer:
         return views, target, visible
 
     def _loss(self, labelled: LabelledSet, pool: torch.Tensor | None) -> dict[str, torch.Tensor]:
+        """This step's weighted losses. ``pool``: uint8 consistency images (None in the cached
+        mode, where ``self.views.pool`` stands for them)."""
         cfg = self.config
         progress = self.step / max(1, cfg.steps)
         views, target, visible = self._labelled_batch(labelled)
         losses: dict[str, torch.Tensor] = {}
-        if cfg.method == "supervised" or pool is None or len(pool) == 0:
-            losses["supervised"] = self.supervised(self.model(views.images), target, visible)
+        pool_size = len(self.views.pool) if self.views is not None and self.views.pool is not None else (
+            0 if pool is None or self.views is not None else len(pool))
+        if cfg.method == "supervised" or pool_size == 0:
+            losses["supervised"] = self.supervised(self._forward(self.model, views.images), target, visible)
             return losses
-        idx = torch.randint(len(pool), (cfg.unlabelled_batch_size,), generator=self.generator)
-        view_a = self._views(pool[idx], cfg.strong)
-        view_b = self._views(pool[idx], cfg.strong)
+        idx = torch.randint(pool_size, (cfg.unlabelled_batch_size,), generator=self.generator)
+        if self.views is not None:
+            assert self.views.pool is not None
+            view_a = self._cached_views(self.views.pool, idx)
+            view_b = self._cached_views(self.views.pool, idx, avoid=self._last_view)
+        else:
+            assert pool is not None
+            view_a = self._views(pool[idx], cfg.strong)
+            view_b = self._views(pool[idx], cfg.strong)
         ramp = math.exp(-5 * (1 - min(1.0, progress / max(cfg.rampup_fraction, 1e-8))) ** 2)
         if cfg.method == "mean_teacher":
             assert self.teacher is not None
-            student_l, student_u = self._labelled_and_consistency(self.model, views.images, view_a.images, dim=1)
+            student_l, student_u = self._labelled_and_consistency(
+                lambda x: self._forward(self.model, x), views.images, view_a.images, dim=1)
             losses["supervised"] = self.supervised(student_l, target, visible)
             student = predictions_in_original_frame(self.task, student_u, view_a)
             with torch.no_grad(), running_stats_frozen(self.teacher, cfg.bn_stats_from_labelled):
-                teacher = predictions_in_original_frame(self.task, self.teacher(view_b.images), view_b)
+                teacher_raw = self._forward(self.teacher, view_b.images)
+                teacher = predictions_in_original_frame(self.task, teacher_raw, view_b)
             losses["mean_teacher"] = cfg.consistency_weight * ramp * self.mean_teacher(student, teacher)
             return losses
         f_l, f_u = self._labelled_and_consistency(
-            self.model.features, views.images, torch.cat([view_a.images, view_b.images]), dim=0)
+            lambda x: self._features_of(self.model, x), views.images,
+            torch.cat([view_a.images, view_b.images]), dim=0)
         f_a, f_b = f_u.chunk(2)
         losses["supervised"] = self.supervised(self.model.heads_forward(f_l), target, visible)
         pa = predictions_in_original_frame(self.task, self.model.heads_forward(f_a), view_a)
@@ -275,9 +342,15 @@ class Trainer:
         was_training = model.training
         model.eval()
         errors = []
+        cached = self.views.val if self.views is not None and data is self._val else None
         for start in range(0, len(data), batch_size):
-            images = to_float(data.images[start : start + batch_size], self.device)
-            comp = self.task.to_comparison(model(images).float()).mean(0)
+            if cached is not None:
+                part = torch.arange(start, min(start + batch_size, len(data)))
+                inputs = cached.pick(part, torch.zeros_like(part), self.device).images
+                raw = self._forward(model, inputs)
+            else:
+                raw = model(to_float(data.images[start : start + batch_size], self.device))
+            comp = self.task.to_comparison(raw.float()).mean(0)
             target = data.targets[start : start + batch_size].to(self.device)
             errors.append(self.task.error(self.task.decode(comp), target))
         model.train(was_training)
@@ -338,18 +411,24 @@ class Trainer:
         callback: Callable[[Progress], None] | None = None,
         checkpoint_path: str | Path | None = None,
         resume: bool = True,
+        views: TrainingViews | None = None,
     ) -> TrainResult:
         """Train until ``config.steps`` (or early stop), resuming from ``checkpoint_path`` if it exists.
 
         ``unlabelled`` is uint8 ``[M, 3, S, S]``; labelled images join it in the consistency pool.
-        With ``val``, the best evaluated weights are restored at the end.
+        With ``val``, the best evaluated weights are restored at the end. With ``views``, the
+        frozen stages' activations come from those cached views instead of the images.
         """
         cfg = self.config
         if len(labelled) == 0:
             raise ValueError("training needs at least one labelled image")
+        self._check_views(views, labelled, unlabelled, val)
+        self.views, self._val = views, val
         if checkpoint_path is not None and resume and Path(checkpoint_path).exists():
             self.load_checkpoint(checkpoint_path)
-        pool = labelled.images if unlabelled is None else torch.cat([unlabelled, labelled.images])
+        pool: torch.Tensor | None = None
+        if views is None:
+            pool = labelled.images if unlabelled is None else torch.cat([unlabelled, labelled.images])
         use_amp = cfg.amp and self.device.type == "cuda"
         self.model.train()
         stopped_early = False

@@ -17,7 +17,7 @@ BASELINE_STRATEGIES = ("mc_dropout", "entropy")  # scored only when a project as
 MODEL_KEYS = {"num_heads", "head_hidden", "dropout", "freeze_blocks", "pretrained"}
 TRAIN_KEYS = {f.name for f in fields(TrainConfig)} - {"weak", "strong", "device"}
 JOB_KEYS = {"val_fraction", "clusters", "score_views", "score_strategies", "trunk_cache", "weak_views",
-            "strong_views"}
+            "strong_views", "warm_start"}
 
 
 @dataclass
@@ -31,6 +31,7 @@ class JobConfig:
     score_strategies: tuple[str, ...] = ()
     # frozen-trunk cache (worker/training/views.py): on when the model has frozen stages
     trunk_cache: bool = True
+    warm_start: bool = True  # from the project's active model
     weak_views: int = 8
     strong_views: int = 3
 
@@ -79,5 +80,6 @@ def job_config(params: dict[str, Any], *, backbone: str, image_size: int, output
     extra = tuple(dict.fromkeys(s for s in strategies if s != "xmodel"))  # xmodel is always scored
     return JobConfig(model, train, val_fraction, int(clusters) if clusters is not None else None, views, extra,
                      trunk_cache=bool(params.get("trunk_cache", True)),
+                     warm_start=bool(params.get("warm_start", True)),
                      weak_views=int(params.get("weak_views", 8)),
                      strong_views=int(params.get("strong_views", max(2, views - 1))))

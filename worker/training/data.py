@@ -124,6 +124,11 @@ def load_images(store: ImageStore, shas: list[str], size: int) -> torch.Tensor:
     return torch.stack([load_image(store, sha, size) for sha in shas])
 
 
-def labelled_set(store: ImageStore, task: TaskSpec, rows: list[list[Any]], size: int) -> LabelledSet:
+def labelled_set(store: ImageStore, task: TaskSpec, rows: list[list[Any]], size: int,
+                 with_images: bool = True) -> LabelledSet:
+    """Targets of ``rows`` and their images; ``with_images=False`` leaves ``images`` an empty
+    ``[N, 0]`` placeholder (training from cached trunk views never decodes the images)."""
     y, visible = targets(task, rows)
-    return LabelledSet(load_images(store, [r[1] for r in rows], size), y, visible)
+    images = (load_images(store, [r[1] for r in rows], size) if with_images
+              else torch.empty(len(rows), 0, dtype=torch.uint8))
+    return LabelledSet(images, y, visible)

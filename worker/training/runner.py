@@ -37,9 +37,13 @@ from worker.training import data, scoring
 from worker.training.artefacts import model_dir, write_artefacts
 from worker.training.config import JobConfig, job_config
 from worker.training.lease import JobLease
+from worker.training.memory import release_memory
+from worker.training.views import ViewBuilder, cache_for, view_plan
+from xmodel_contracts.training_defaults import product_defaults
 from xmodel_core.data import split_train_val
 from xmodel_core.export import load_warm_start
 from xmodel_core.model import XModel
+from xmodel_core.tasks import TaskSpec
 from xmodel_core.trainer import Progress, Trainer
 
 log = logging.getLogger(__name__)
@@ -100,6 +104,17 @@ def run_training_job(job_id: int, *, final_try: bool = True) -> str:
     run = TrainingRun(claimed, lease, factory, FileImageStore(Path(settings.storage_dir)),
                       Path(settings.storage_dir), ws)
     try:
+        return _execute(run, factory, claimed, owner, final_try)
+    finally:
+        del run
+        release_memory()
+
+
+def _execute(run: TrainingRun, factory: sessionmaker[Session], claimed: Claimed, owner: str,
+             final_try: bool) -> str:
+    """Run the claimed job to its outcome (see :func:`run_training_job`)."""
+    job_id, lease = claimed.job_id, run.lease
+    try:
         with lease:
             run.execute()
         return "succeeded"
@@ -157,19 +172,25 @@ class TrainingRun:
         self.metrics: dict[str, Any] = {"attempt": claimed.attempts}
         self._t0 = time.monotonic()
         self._first_step: int | None = None
+        self.builder: ViewBuilder | None = None
 
     # ---- phases ------------------------------------------------------------------------------
     def execute(self) -> None:
         task = data.core_task(self.c.task)
-        cfg = job_config(self.c.params, backbone=self.c.backbone, image_size=self.c.image_size,
+        params = {**product_defaults(self.c.task["kind"], self.c.backbone), **self.c.params}
+        self.metrics["settings"] = params  # what this job ran with: defaults, project, request
+        cfg = job_config(params, backbone=self.c.backbone, image_size=self.c.image_size,
                          output_dim=task.output_dim, device=self.ws.device,
                          checkpoint_every=self.ws.checkpoint_every, score_views=self.ws.score_views)
         scoring.check_strategies(cfg.score_strategies, task)  # before training, not after
         self.lease.progress(force=True, phase="loading", progress_step=0, progress_total=cfg.train.steps,
                             metrics=self.metrics)
         snapshot = self._snapshot(cfg)
-        labelled = data.labelled_set(self.store, task, snapshot.labelled, self.c.image_size)
-        unlabelled = data.load_images(self.store, [r[1] for r in snapshot.unlabelled], self.c.image_size)
+        cached = cfg.uses_trunk_cache
+        labelled = data.labelled_set(self.store, task, snapshot.labelled, self.c.image_size,
+                                     with_images=not cached)
+        unlabelled = (torch.empty(0, 3, self.c.image_size, self.c.image_size, dtype=torch.uint8) if cached
+                      else data.load_images(self.store, [r[1] for r in snapshot.unlabelled], self.c.image_size))
         self.lease.check()
         train_idx, val_idx = (split_train_val(len(labelled), cfg.val_fraction, cfg.train.seed)
                               if len(labelled) >= 10 and cfg.val_fraction > 0
@@ -180,28 +201,51 @@ class TrainingRun:
         trainer = Trainer(model, task, cfg.train)
         self.steps = cfg.train.steps
         self.metrics |= {"labelled": len(labelled), "train": len(train_set), "val": len(val_set),
-                         "unlabelled_pool": len(unlabelled), "device": str(trainer.device)}
-        self.lease.progress(force=True, phase="training", metrics=self.metrics)
-        result = trainer.fit(train_set, unlabelled, val_set if len(val_set) else None,
-                             callback=self._on_step, checkpoint_path=self.job_dir / "checkpoint.pt")
+                         "unlabelled_pool": len(snapshot.unlabelled), "device": str(trainer.device),
+                         "trunk_cache": cached, "load_seconds": round(time.monotonic() - self._t0, 2)}
+        training_views = None
+        if cached:
+            self.builder = self._view_builder(cfg, task, model, trainer.device)
+            self.lease.progress(force=True, phase="caching", progress_step=0,
+                                progress_total=len(snapshot.unlabelled) + len(labelled), metrics=self.metrics)
+            shas = [r[1] for r in snapshot.labelled]
+            training_views = self.builder.training_views(
+                [shas[i] for i in train_idx.tolist()], [shas[i] for i in val_idx.tolist()],
+                [r[1] for r in snapshot.unlabelled], consistency=cfg.train.method != "supervised",
+                check=lambda done: self.lease.progress(progress_step=done))
+            self.metrics |= {"cache_seconds": round(self.builder.seconds, 2), "cache_hits": self.builder.stats.hits,
+                             "cache_misses": self.builder.stats.computed}
+        self.lease.progress(force=True, phase="training", progress_step=0, progress_total=cfg.train.steps,
+                            metrics=self.metrics)
+        t_train = time.monotonic()
+        result = trainer.fit(train_set, None if cached else unlabelled, val_set if len(val_set) else None,
+                             callback=self._on_step, checkpoint_path=self.job_dir / "checkpoint.pt",
+                             views=training_views)
+        del training_views, unlabelled, labelled, train_set  # scoring reads the pool batch by batch
         self.metrics |= {"steps_done": result.steps_done, "best_step": result.best_step,
                          "val_error": result.best_val_error, "stopped_early": result.stopped_early,
-                         "train_seconds": round(time.monotonic() - self._t0, 2)}
+                         "train_seconds": round(time.monotonic() - t_train, 2)}
         if len(val_set):
             self.metrics["val_error_final"] = trainer.evaluate(val_set)
         self.lease.progress(force=True, phase="exporting", metrics=self.metrics)
+        t_export = time.monotonic()
         model = model.cpu().eval() if trainer.device.type != "cpu" else model.eval()
         files = write_artefacts(model, task, self.out_dir, extra={
             "job_id": self.c.job_id, "project_id": self.c.project_id, "metrics": self.metrics})
-        model_id = self._model_row(files, len(labelled))
+        model_id = self._model_row(files, self.metrics["labelled"])
+        self.metrics["export_seconds"] = round(time.monotonic() - t_export, 2)
         self.lease.progress(force=True, phase="scoring", progress_step=0, progress_total=None,
                             metrics=self.metrics)
+        t_score = time.monotonic()
         model.to(trainer.device)
         pool = scoring.score_pool(
             model, task, self.factory, self.store, self.c.project_id, size=self.c.image_size,
             views=cfg.score_views, batch=self.ws.score_batch, seed=cfg.train.seed,
             n_clusters=cfg.clusters, extra=cfg.score_strategies,
-            check=lambda done, _total: self.lease.progress(progress_step=done))
+            check=lambda done, _total: self.lease.progress(progress_step=done),
+            views_from=self.builder if cached else None)
+        self.metrics |= {"score_seconds": round(time.monotonic() - t_score, 2),
+                         "scored_views": len(pool.item_ids) * (1 + cfg.strong_views if cached else cfg.score_views)}
         self.lease.progress(force=True, phase="writing scores", progress_step=0,
                             progress_total=len(pool.item_ids))
         written = scoring.write_scores(self.factory, model_id, pool, self.ws.score_write_batch,
@@ -211,6 +255,11 @@ class TrainingRun:
         self.lease.progress(force=True, phase="activating")
         self._activate(model_id)
         self.cleanup(artefacts=False)
+
+    def _view_builder(self, cfg: JobConfig, task: TaskSpec, model: XModel, device: torch.device) -> ViewBuilder:
+        root = Path(self.ws.trunk_cache_dir) if self.ws.trunk_cache_dir else self.storage / "cache" / "trunk"
+        return ViewBuilder(model, view_plan(task, cfg.train, cfg.weak_views, cfg.strong_views), self.store,
+                           self.c.image_size, cache_for(root, self.ws.trunk_cache_mb * 2**20), device)
 
     def _snapshot(self, cfg: JobConfig) -> data.Snapshot:
         path = self.job_dir / "snapshot.json"
@@ -223,7 +272,7 @@ class TrainingRun:
     def _build_model(self, cfg: JobConfig) -> XModel:
         torch.manual_seed(cfg.train.seed)
         model = XModel(cfg.model)
-        if self.c.warm_start is not None:
+        if self.c.warm_start is not None and cfg.warm_start:
             try:
                 report = load_warm_start(model, self.c.warm_start)
                 self.metrics["warm_start_from_version"] = self.c.warm_version
@@ -298,7 +347,10 @@ class TrainingRun:
             models.activate(session, model)
 
     def cleanup(self, artefacts: bool) -> None:
-        """Remove the job's checkpoint folder (and, for a job that will not succeed, its files)."""
+        """Remove the job's checkpoint folder (and, for a job that will not succeed, its files);
+        trim the trunk cache to its budget."""
         shutil.rmtree(self.job_dir, ignore_errors=True)
         if artefacts:
             shutil.rmtree(self.out_dir, ignore_errors=True)
+        if self.builder is not None and self.builder.cache is not None:
+            self.builder.cache.trim()

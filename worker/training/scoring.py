@@ -19,6 +19,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
 import torch
 import torch.nn.functional as F
@@ -30,8 +31,16 @@ from worker.errors import JobDataError
 from worker.training.data import iter_items, load_images
 from xmodel_core.acquisition import ScoringInputs, XModelScorer, get_scorer, kmeans
 from xmodel_core.model import XModel
-from xmodel_core.predict import collect_view_predictions, mc_dropout_predictions
+from xmodel_core.predict import (
+    cached_view_predictions,
+    collect_view_predictions,
+    mc_dropout_on_features,
+    mc_dropout_predictions,
+)
 from xmodel_core.tasks import TaskSpec
+
+if TYPE_CHECKING:
+    from worker.training.views import ViewBuilder
 
 STRATEGY = "xmodel"  # the rows /suggest reads (server.suggest.service.SCORE_STRATEGY)
 PROJECTED_DIM = 64
@@ -60,12 +69,14 @@ def check_strategies(extra: tuple[str, ...] | list[str], task: TaskSpec) -> None
             raise JobDataError(f"score_strategies: {exc}") from exc
 
 
-def _baseline_scores(name: str, model: XModel, task: TaskSpec, images: torch.Tensor, preds: torch.Tensor,
-                     seed: int, batch: int) -> torch.Tensor:
-    inputs = ScoringInputs(task=task, num_items=len(images), seed=seed)
+def _baseline_scores(name: str, model: XModel, task: TaskSpec, images: torch.Tensor | None,
+                     features: torch.Tensor, preds: torch.Tensor, seed: int, batch: int) -> torch.Tensor:
+    """A baseline's scores of one batch; ``images`` None in the cached mode (features serve)."""
+    inputs = ScoringInputs(task=task, num_items=preds.shape[2], seed=seed)
     if name == "mc_dropout":
-        inputs.dropout_predictions = mc_dropout_predictions(model, task, images, MC_DROPOUT_SAMPLES,
-                                                            seed=seed, batch_size=batch)
+        inputs.dropout_predictions = (
+            mc_dropout_on_features(model, task, features, MC_DROPOUT_SAMPLES, seed=seed) if images is None
+            else mc_dropout_predictions(model, task, images, MC_DROPOUT_SAMPLES, seed=seed, batch_size=batch))
     else:
         inputs.predictions = preds[0]  # the plain view, every head
     return get_scorer(name).score(inputs).float()
@@ -74,9 +85,13 @@ def _baseline_scores(name: str, model: XModel, task: TaskSpec, images: torch.Ten
 def score_pool(model: XModel, task: TaskSpec, factory: sessionmaker[Session], store: ImageStore,
                project_id: int, *, size: int, views: int, batch: int, seed: int,
                n_clusters: int | None, check: Callable[[int, int], None],
-               extra: tuple[str, ...] | list[str] = ()) -> PoolScores:
+               extra: tuple[str, ...] | list[str] = (), views_from: ViewBuilder | None = None) -> PoolScores:
     """Score the project's current unlabelled items; ``check(done, total_so_far)`` runs after
-    every batch (progress, cancel). ``extra`` names baselines to score as well."""
+    every batch (progress, cancel). ``extra`` names baselines to score as well.
+
+    With ``views_from`` (the cached mode) the views are each image's cached plain and strong
+    views (``views`` is then 1 + the plan's strong views) and only the trainable stages run;
+    otherwise ``views`` seeded weak warps of the decoded images go through the whole model."""
     check_strategies(extra, task)
     scorer = XModelScorer()
     ids: list[int] = []
@@ -87,15 +102,22 @@ def score_pool(model: XModel, task: TaskSpec, factory: sessionmaker[Session], st
     for page in iter_items(factory, project_id, "unlabelled"):
         for start in range(0, len(page), batch):
             rows = page[start : start + batch]
-            images = load_images(store, [r[1] for r in rows], size)
-            preds, features = collect_view_predictions(model, task, images, views, seed=seed, batch_size=batch)
-            if views * model.config.num_heads >= 2:
+            images: Any = None
+            if views_from is not None:
+                shas = [r[1] for r in rows]
+                preds, features = cached_view_predictions(
+                    model, task, views_from.views(shas, "plain"), views_from.views(shas, "strong"))
+            else:
+                images = load_images(store, [r[1] for r in rows], size)
+                preds, features = collect_view_predictions(model, task, images, views, seed=seed,
+                                                           batch_size=batch)
+            if preds.shape[0] * model.config.num_heads >= 2:
                 inputs = ScoringInputs(task=task, num_items=len(rows), view_predictions=preds)
                 scores.append(scorer.score(inputs).float())
             else:
                 scores.append(torch.zeros(len(rows)))
             for name, parts in extra_scores.items():
-                parts.append(_baseline_scores(name, model, task, images, preds, seed, batch))
+                parts.append(_baseline_scores(name, model, task, images, features, preds, seed, batch))
             if projection is None:
                 gen = torch.Generator().manual_seed(seed)
                 projection = torch.randn(features.shape[1], PROJECTED_DIM, generator=gen)

@@ -34,10 +34,13 @@ def test_baseline_scores_shape_and_determinism(name: str) -> None:
     task = ClassificationTask(["a", "b", "c"])
     model = XModel(ModelConfig(backbone="small_cnn", output_dim=3, image_size=16, pretrained=False)).eval()
     images = torch.randint(0, 256, (10, 3, 16, 16), dtype=torch.uint8)
-    preds, _features = collect_view_predictions(model, task, images, 2, seed=1, batch_size=4)
-    first = scoring._baseline_scores(name, model, task, images, preds, seed=3, batch=4)
-    again = scoring._baseline_scores(name, model, task, images, preds, seed=3, batch=4)
+    preds, features = collect_view_predictions(model, task, images, 2, seed=1, batch_size=4)
+    first = scoring._baseline_scores(name, model, task, images, features, preds, seed=3, batch=4)
+    again = scoring._baseline_scores(name, model, task, images, features, preds, seed=3, batch=4)
     assert first.shape == (10,) and torch.isfinite(first).all() and (first >= 0).all()
     assert torch.equal(first, again)
     if name == "mc_dropout":
         assert first.max() > 0  # dropout draws differ
+        # the cached mode: the same draws from precomputed features
+        cached = scoring._baseline_scores(name, model, task, None, features, preds, seed=3, batch=4)
+        assert cached.shape == (10,) and torch.isfinite(cached).all() and cached.max() > 0
