@@ -19,6 +19,7 @@ from page_helpers import (
 )
 
 pytestmark = pytest.mark.integration
+NOTHING_LEFT = -1
 SCREENSHOTS = os.environ.get("XM_PAGE_SCREENSHOTS")  # a folder: save one picture per task kind
 
 
@@ -31,13 +32,15 @@ def sign_in(page: Any, server: LiveServer, token: str, annotator: str) -> int:
 
 
 def wait_for_item(page: Any, previous: str | int) -> int:
-    """Wait until another item is on screen, its image loaded; return its id."""
+    """Wait until another item is on screen, its image loaded; return its id (or
+    ``NOTHING_LEFT`` once the page says there is nothing left to label)."""
     page.wait_for_function(
         "old => { const id = document.body.dataset.itemId; const img = document.getElementById('image');"
-        " return id && id !== String(old) && img.complete && img.naturalWidth > 0; }",
-        arg=str(previous),
+        " return id && id !== String(old) && (id === 'none' || (img.complete && img.naturalWidth > 0)); }",
+        arg="none" if previous == NOTHING_LEFT else str(previous),
     )
-    return int(page.evaluate("document.body.dataset.itemId"))
+    shown = page.evaluate("document.body.dataset.itemId")
+    return NOTHING_LEFT if shown == "none" else int(shown)
 
 
 def current(page: Any) -> int:
@@ -238,6 +241,8 @@ def test_keypoints_clicks_drag_occluded_absent_and_exif(page: Any, server: LiveS
         expected[shown] = points
         labelled.append(shown)
         shown = wait_for_item(page, shown)
+        if shown == NOTHING_LEFT:
+            break
 
     # Undo the last one and label it again with the same clicks.
     page.keyboard.press("u")
