@@ -42,6 +42,8 @@ class Settings(BaseSettings):
     max_zip_entries: int = 10_000
     max_zip_total_bytes: int = 256 * 1024 * 1024
     max_zip_compression_ratio: float = 200.0
+    # images stored per transaction: short write transactions let other requests run between
+    upload_batch_size: int = 100
 
     lease_seconds: int = 600
     max_suggest_k: int = 200
@@ -64,6 +66,7 @@ class Settings(BaseSettings):
         for name in (
             "max_request_bytes", "max_file_bytes", "max_files_per_request", "max_image_pixels",
             "max_zip_entries", "max_zip_total_bytes", "lease_seconds", "max_suggest_k",
+            "upload_batch_size",
         ):
             if getattr(self, name) <= 0:
                 problems.append(f"XM_{name.upper()} must be positive")

@@ -152,6 +152,21 @@ class Job(Base):
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
 
 
+class JobEvent(Base):
+    """One attempt of a job that did not end well, and why (``jobs.error`` only keeps the
+    latest). ``kind``: ``lost`` (its worker stopped answering), ``retry`` (an error released
+    the job for another attempt) or ``failed`` (the final error)."""
+
+    __tablename__ = "job_events"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    job_id: Mapped[int] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), index=True)
+    attempt: Mapped[int] = mapped_column(Integer)
+    kind: Mapped[str] = mapped_column(String(30))
+    reason: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
 class ModelVersion(Base):
     """A trained model of a project. Artefact paths are relative to the storage root."""
 

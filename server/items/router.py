@@ -53,13 +53,16 @@ def load_item(session: Session, principal: Principal, item_id: int, *, owner: bo
 async def _store_images(request: Request, response: Response, session: Session, principal: Principal,
                         project_id: int, incoming_for: Callable[[Project], list[service.IncomingImage]]
                         ) -> UploadResult:
-    """Store validated uploads in one transaction (off the event loop); 200 when all were duplicates."""
+    """Store validated uploads in short batched transactions (off the event loop); 200 when
+    all were duplicates."""
 
     def work() -> UploadResult:
         project = get_project(session, project_id)
-        outcome = service.add_images(session, request.app.state.image_store, request.app.state.job_queue,
-                                     project, incoming_for(project), request.app.state.settings,
-                                     principal.token_id)
+        incoming = incoming_for(project)
+        session.commit()  # no transaction stays open while the images are decoded
+        state = request.app.state
+        outcome = service.add_images(state.session_factory, state.image_store, state.job_queue, project,
+                                     incoming, state.settings, principal.token_id)
         return _result(outcome)
 
     result = await run_in_threadpool(work)

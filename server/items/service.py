@@ -1,5 +1,5 @@
-"""Item rules: validate every image and label first, then write rows, then files; a failed
-request leaves no rows (rollback) and no new files (rollback hook)."""
+"""Item rules: validate every image and label first, then write rows and files in short
+batched transactions; invalid input leaves no rows and no new files (rollback hook)."""
 
 from __future__ import annotations
 
@@ -12,10 +12,10 @@ from pathlib import PurePosixPath
 from typing import Any
 
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, sessionmaker
 
 from server.db.models import Item, Job, Project
-from server.db.session import after_commit, after_rollback
+from server.db.session import after_commit, after_rollback, run_in_transaction
 from server.errors import BadRequest, InvalidLabel
 from server.items import repository
 from server.jobs.queue import JobQueue
@@ -84,9 +84,25 @@ def _insert_or_get(session: Session, project: Project, image: CheckedImage, sha:
     return item, True
 
 
-def _write_files(session: Session, store: ImageStore, images: list[CheckedImage]) -> None:
-    """Store the bytes; if the transaction then fails, remove the files this request added."""
+def _write_files(store: ImageStore, images: list[CheckedImage]) -> list[str]:
+    """Store the bytes of images not stored yet; return the hashes this call wrote.
+
+    Called before the batch's transaction: each file is fsynced, and doing that while holding
+    the database's write lock would make every other writer wait for the disk."""
     written: list[str] = []
+    for image in images:
+        sha = sha256_hex(image.data)
+        if not store.exists(sha):
+            store.put(image.data)
+            written.append(sha)
+    return written
+
+
+def _store_batch(session: Session, store: ImageStore, project: Project,
+                 batch: list[tuple[IncomingImage, CheckedImage]], written: list[str],
+                 token_id: int) -> list[StoredItem]:
+    """Rows (and labels) of one batch in the caller's transaction. If it rolls back, the
+    files written for it that no committed row uses are removed."""
 
     def remove_written() -> None:
         for sha in written:
@@ -94,29 +110,41 @@ def _write_files(session: Session, store: ImageStore, images: list[CheckedImage]
                 store.delete(sha)
 
     after_rollback(session, remove_written)
-    for image in images:
-        sha = sha256_hex(image.data)
-        if not store.exists(sha):
-            store.put(image.data)
-            written.append(sha)
-
-
-def add_images(session: Session, store: ImageStore, queue: JobQueue, project: Project,
-               incoming: list[IncomingImage], settings: Settings, token_id: int) -> UploadOutcome:
-    """Validate all, insert rows (duplicates return the existing item), apply labels, write files."""
-    if not incoming:
-        raise BadRequest("no images given")
-    checked = check_incoming(project, incoming, settings)
-    results: list[StoredItem] = []
-    labelled_any = False
-    for entry, image in zip(incoming, checked, strict=True):
+    results = []
+    for entry, image in batch:
         item, created = _insert_or_get(session, project, image, sha256_hex(image.data), entry.name)
         if entry.label is not None:
             apply_label(session, project, item, entry.label, token_id)
-            labelled_any = True
         results.append(StoredItem(item=item, created=created, name=entry.name))
-    _write_files(session, store, [img for img, r in zip(checked, results, strict=True) if r.created])
-    job = maybe_retrain(session, queue, project, token_id) if labelled_any else None
+    return results
+
+
+def add_images(factory: sessionmaker[Session], store: ImageStore, queue: JobQueue, project: Project,
+               incoming: list[IncomingImage], settings: Settings, token_id: int) -> UploadOutcome:
+    """Validate all, then store in batches of ``settings.upload_batch_size``, each its own
+    short transaction, and ask for a retrain once at the end.
+
+    Every image is decoded and every label checked before the first write, so bad input still
+    changes nothing. The batches keep the database's write lock (SQLite has one per file)
+    for a fraction of a second at a time, so a 10,000-image import never makes other requests
+    wait: they run between its batches. The caller must hold no open transaction. If the
+    database fails midway, the batches already committed stay; sending the same request
+    again completes it (stored images come back as duplicates)."""
+    if not incoming:
+        raise BadRequest("no images given")
+    checked = check_incoming(project, incoming, settings)
+    pairs = list(zip(incoming, checked, strict=True))
+    size = max(1, settings.upload_batch_size)
+    results: list[StoredItem] = []
+    for start in range(0, len(pairs), size):
+        batch = pairs[start:start + size]
+        written = _write_files(store, [image for _, image in batch])
+        for session in run_in_transaction(factory):
+            results.extend(_store_batch(session, store, project, batch, written, token_id))
+    job = None
+    if any(entry.label is not None for entry in incoming):
+        for session in run_in_transaction(factory):
+            job = maybe_retrain(session, queue, session.merge(project), token_id)
     return UploadOutcome(items=results, retrain_job=job)
 
 

@@ -9,7 +9,8 @@ from typing import Any
 from sqlalchemy import and_, func, or_, select, update
 from sqlalchemy.orm import Session
 
-from server.db.models import ACTIVE_JOB_STATUSES, Job
+from server.db.base import utcnow
+from server.db.models import ACTIVE_JOB_STATUSES, Job, JobEvent
 
 
 def get(session: Session, job_id: int) -> Job | None:
@@ -70,7 +71,39 @@ def claim(session: Session, job_id: int, owner: str, now: datetime, lease_expire
     job = session.get(Job, job_id)
     if job is not None:
         session.refresh(job)
+        previous = job.attempts - 1
+        if previous >= 1 and not _has_event(session, job_id, previous):
+            # nobody reported how the previous attempt ended: its worker died silently
+            add_event(session, job_id, previous, "lost", LOST_REASON, now)
     return job
+
+
+LOST_REASON = "its worker stopped answering (no heartbeat before the lease expired)"
+
+
+def add_event(session: Session, job_id: int, attempt: int, kind: str, reason: str, now: datetime) -> None:
+    session.add(JobEvent(job_id=job_id, attempt=attempt, kind=kind, reason=reason[:4000], created_at=now))
+    session.flush()
+
+
+def _has_event(session: Session, job_id: int, attempt: int) -> bool:
+    found = session.scalar(select(JobEvent.id).where(JobEvent.job_id == job_id, JobEvent.attempt == attempt)
+                           .limit(1))
+    return found is not None
+
+
+def events_for(session: Session, job_ids: list[int]) -> dict[int, list[JobEvent]]:
+    """Each job's events in the order they happened."""
+    out: dict[int, list[JobEvent]] = {job_id: [] for job_id in job_ids}
+    if job_ids:
+        rows = session.scalars(select(JobEvent).where(JobEvent.job_id.in_(job_ids)).order_by(JobEvent.id))
+        for event in rows:
+            out[event.job_id].append(event)
+    return out
+
+
+def _attempt(session: Session, job_id: int) -> int:
+    return int(session.scalar(select(Job.attempts).where(Job.id == job_id)) or 0)
 
 
 def _owned(job_id: int, owner: str):  # type: ignore[no-untyped-def]
@@ -103,6 +136,8 @@ def finish(session: Session, job_id: int, owner: str, status: str, now: datetime
         values["metrics"] = metrics
     result = session.execute(update(Job).where(_owned(job_id, owner)).values(**values)
                              .execution_options(synchronize_session=False))
+    if result.rowcount == 1 and status == "failed":
+        add_event(session, job_id, _attempt(session, job_id), "failed", error or "failed", now)
     return result.rowcount == 1
 
 
@@ -113,6 +148,8 @@ def release(session: Session, job_id: int, owner: str, error: str) -> bool:
         .values(status="queued", lease_owner=None, lease_expires_at=None, error=error, phase="retrying")
         .execution_options(synchronize_session=False)
     )
+    if result.rowcount == 1:
+        add_event(session, job_id, _attempt(session, job_id), "retry", error, utcnow())
     return result.rowcount == 1
 
 
@@ -145,4 +182,8 @@ def requeue_expired(session: Session, now: datetime, max_attempts: int = 3) -> R
         .values(status="queued", lease_owner=None, lease_expires_at=None, phase="requeued",
                 error="worker stopped answering; requeued")
         .returning(Job.id).execution_options(synchronize_session=False))]
+    for job_id in out.failed + out.requeued:
+        attempt = _attempt(session, job_id)
+        if not _has_event(session, job_id, attempt):
+            add_event(session, job_id, attempt, "lost", LOST_REASON, now)
     return out

@@ -5,16 +5,25 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Query, Request, Response, status
+from sqlalchemy.orm import Session
 
 from server.auth.dependencies import PrincipalDep, SessionDep
 from server.auth.service import accessible, check_project_access
+from server.db.models import Job
 from server.errors import ERROR_RESPONSES
 from server.ids import AfterId, DbId
 from server.jobs import repository, service
-from server.jobs.schemas import JobCreate, JobRead
+from server.jobs.schemas import JobCreate, JobEventRead, JobRead
 from server.projects.service import get_project
 
 router = APIRouter(tags=["jobs"], responses=ERROR_RESPONSES)
+
+
+def _read(session: Session, jobs: list[Job]) -> list[JobRead]:
+    """Jobs with their history (one query for all of them)."""
+    events = repository.events_for(session, [job.id for job in jobs])
+    return [JobRead.model_validate(job).model_copy(update={
+        "history": [JobEventRead.model_validate(e) for e in events[job.id]]}) for job in jobs]
 
 
 @router.post("/projects/{project_id}/jobs", status_code=status.HTTP_201_CREATED, response_model=JobRead,
@@ -30,7 +39,7 @@ def create_job(project_id: DbId, principal: PrincipalDep, session: SessionDep, r
                                             principal.token_id)
     if not created:
         response.status_code = status.HTTP_200_OK
-    return JobRead.model_validate(job)
+    return _read(session, [job])[0]
 
 
 @router.get("/projects/{project_id}/jobs", response_model=list[JobRead])
@@ -40,7 +49,7 @@ def list_jobs(project_id: DbId, principal: PrincipalDep, session: SessionDep,
     check_project_access(principal, project_id)
     get_project(session, project_id)
     jobs = repository.list_for_project(session, project_id, after_id=after_id, limit=limit)
-    return [JobRead.model_validate(j) for j in jobs]
+    return _read(session, jobs)
 
 
 def _load_job(session: SessionDep, principal: PrincipalDep, job_id: int, *, owner: bool = False):  # type: ignore[no-untyped-def]
@@ -49,11 +58,11 @@ def _load_job(session: SessionDep, principal: PrincipalDep, job_id: int, *, owne
 
 @router.get("/jobs/{job_id}", response_model=JobRead)
 def get_job(job_id: DbId, principal: PrincipalDep, session: SessionDep) -> JobRead:
-    return JobRead.model_validate(_load_job(session, principal, job_id))
+    return _read(session, [_load_job(session, principal, job_id)])[0]
 
 
 @router.post("/jobs/{job_id}/cancel", response_model=JobRead)
 def cancel_job(job_id: DbId, principal: PrincipalDep, session: SessionDep) -> JobRead:
     """Cancel (owner): queued → cancelled now; running → ``cancel_requested`` for the worker."""
     job = _load_job(session, principal, job_id, owner=True)
-    return JobRead.model_validate(service.cancel_job(session, job))
+    return _read(session, [service.cancel_job(session, job)])[0]

@@ -17,6 +17,17 @@ class JobCreate(BaseModel):
     training: TrainingSettings | None = Field(default=None, description="overrides of the project's training settings")
 
 
+class JobEventRead(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    attempt: int
+    kind: Literal["lost", "retry", "failed"] = Field(
+        description="lost: its worker stopped answering; retry: an error released the job for "
+                    "another attempt; failed: the final error")
+    reason: str
+    created_at: datetime
+
+
 class JobRead(BaseModel):
     model_config = ConfigDict(from_attributes=True)
 
@@ -39,3 +50,5 @@ class JobRead(BaseModel):
     created_at: datetime
     started_at: datetime | None
     finished_at: datetime | None
+    history: list[JobEventRead] = Field(default_factory=list,
+                                        description="each attempt that did not end well, and why")
