@@ -16,10 +16,11 @@ from __future__ import annotations
 import csv
 import io
 import json
-from collections.abc import Callable, Iterable, Iterator
+import tempfile
+from collections.abc import Iterable, Iterator
 from typing import Any
 
-from server.exports.repository import ExportRow
+from server.exports.repository import ExportRow, iso
 
 CHUNK_BYTES = 256 * 1024
 CSV_COLUMNS = [
@@ -52,60 +53,60 @@ def _dumps(value: Any) -> str:
     return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
 
 
-def _iso(row: ExportRow) -> str | None:
-    return row.labelled_at.isoformat() if row.labelled_at is not None else None
+_string = json.encoder.encode_basestring  # JSON string literal of a str, without a dumps call
+
+
+def _nullable(value: Any) -> str:
+    return "null" if value is None else str(value)
+
+
+def _iso_json(value: Any) -> str:
+    text = iso(value)
+    return "null" if text is None else f'"{text}"'
 
 
 def jsonl(rows: Iterable[ExportRow]) -> Iterator[bytes]:
+    """Lines are assembled from the stored label text: no parse and re-dump per row."""
     return _chunked(
-        _dumps(
-            {
-                "item_id": r.item_id,
-                "file_name": r.file_name,
-                "sha256": r.sha256,
-                "width": r.width,
-                "height": r.height,
-                "label": r.label,
-                "label_revision": r.label_revision,
-                "labelled_at": _iso(r),
-            }
-        )
-        + "\n"
+        f'{{"item_id":{r.item_id},"file_name":{_string(r.file_name)},"sha256":"{r.sha256}",'
+        f'"width":{r.width},"height":{r.height},"label":{_nullable(r.label_json)},'
+        f'"label_revision":{_nullable(r.label_revision)},'
+        f'"labelled_at":{_iso_json(r.labelled_at)}}}\n'
         for r in rows
     )
 
 
-def label_cell(task: dict[str, Any], label: Any | None) -> str:
-    """The ``label`` column: a bare class name for classification, JSON otherwise."""
-    if label is None:
-        return ""
-    if task["kind"] == "classification":
-        return str(label["class"])
-    return _dumps(label)
-
-
 def csv_rows(task: dict[str, Any], rows: Iterable[ExportRow]) -> Iterator[bytes]:
+    classification = task["kind"] == "classification"
+
     def lines() -> Iterator[str]:
         out = io.StringIO()
-        writer = csv.writer(out, lineterminator="\n")
+        writer = csv.writer(out, lineterminator="\n")  # writes None as an empty cell
         writer.writerow(CSV_COLUMNS)
+        page: list[tuple[Any, ...]] = []
         for r in rows:
-            writer.writerow(
-                [
+            label = r.label_json
+            if classification and label is not None:
+                label = json.loads(label)["class"]
+            page.append(
+                (
                     r.item_id,
                     r.file_name,
                     r.sha256,
                     r.width,
                     r.height,
-                    "" if r.label_revision is None else r.label_revision,
-                    _iso(r) or "",
-                    label_cell(task, r.label),
-                ]
+                    r.label_revision,
+                    iso(r.labelled_at),
+                    label,
+                )
             )
-            if out.tell() >= 8192:
+            if len(page) == 1000:
+                writer.writerows(page)
+                page.clear()
                 yield out.getvalue()
                 out.seek(0)
                 out.truncate()
+        writer.writerows(page)
         yield out.getvalue()
 
     return _chunked(lines())
@@ -132,41 +133,40 @@ def coco_categories(task: dict[str, Any], project_name: str) -> list[dict[str, A
     ]
 
 
-def coco_annotation(task: dict[str, Any], row: ExportRow) -> dict[str, Any]:
-    label = row.label or {}
+def coco_annotation(task: dict[str, Any], row: ExportRow, categories: dict[str, int]) -> str:
+    """One annotation object as JSON text (``categories``: class name -> category id)."""
+    label = json.loads(row.label_json or "{}")
     if task["kind"] == "classification":
-        category = task["classes"].index(label["class"]) + 1
-        return {"id": row.item_id, "image_id": row.item_id, "category_id": category, "iscrowd": 0}
-    flat: list[float] = []
-    visible_x: list[float] = []
-    visible_y: list[float] = []
+        return (
+            f'{{"id":{row.item_id},"image_id":{row.item_id},'
+            f'"category_id":{categories[label["class"]]},"iscrowd":0}}'
+        )
+    # Assembled as text: numbers print as json.dumps prints them (repr), at a third of its cost.
+    parts: list[str] = []
+    xs: list[float] = []
+    ys: list[float] = []
     for x, y, v in label["points"]:
-        flat.extend([x, y, v])
-        if v > 0:
-            visible_x.append(x)
-            visible_y.append(y)
-    if visible_x:
-        x0, y0 = min(visible_x), min(visible_y)
-        bbox = [x0, y0, max(visible_x) - x0, max(visible_y) - y0]
+        parts.append(f"{x},{y},{v}")
+        if v:
+            xs.append(x)
+            ys.append(y)
+    if xs:
+        x0, y0 = min(xs), min(ys)
+        width, height = max(xs) - x0, max(ys) - y0
     else:
-        bbox = [0.0, 0.0, 0.0, 0.0]
-    return {
-        "id": row.item_id,
-        "image_id": row.item_id,
-        "category_id": 1,
-        "iscrowd": 0,
-        "keypoints": flat,
-        "num_keypoints": len(visible_x),
-        "bbox": bbox,
-        "area": bbox[2] * bbox[3],
-    }
+        x0 = y0 = width = height = 0.0
+    return (
+        f'{{"id":{row.item_id},"image_id":{row.item_id},"category_id":1,"iscrowd":0,'
+        f'"keypoints":[{",".join(parts)}],"num_keypoints":{len(xs)},'
+        f'"bbox":[{x0},{y0},{width},{height}],"area":{width * height}}}'
+    )
 
 
 def coco(
-    task: dict[str, Any], project: dict[str, Any], rows: Callable[[], Iterable[ExportRow]]
+    task: dict[str, Any], project: dict[str, Any], rows: Iterable[ExportRow]
 ) -> Iterator[bytes]:
-    """One COCO document in two passes over the rows (images, then annotations), so neither
-    list is ever held in memory. ``rows`` is called once per pass."""
+    """One COCO document from one pass over the rows: images stream out as they are read,
+    while their annotations are spooled to a temporary file (constant memory) and follow."""
 
     def pieces() -> Iterator[str]:
         info = {
@@ -174,32 +174,26 @@ def coco(
             "format": COCO_FORMAT_VERSION,
             "task": task,
         }
-        yield (
-            '{"info":'
-            + _dumps(info)
-            + ',"categories":'
-            + _dumps(coco_categories(task, project["name"]))
-        )
-        yield ',"images":['
-        first = True
-        for r in rows():
-            image = {
-                "id": r.item_id,
-                "file_name": r.file_name,
-                "width": r.width,
-                "height": r.height,
-                "sha256": r.sha256,
-                "label_revision": r.label_revision,
-            }
-            yield ("" if first else ",") + "\n" + _dumps(image)
-            first = False
-        yield '],"annotations":['
-        first = True
-        for r in rows():
-            if r.label is None:
-                continue
-            yield ("" if first else ",") + "\n" + _dumps(coco_annotation(task, r))
-            first = False
+        categories = coco_categories(task, project["name"])
+        category_ids = {c["name"]: c["id"] for c in categories}
+        yield '{"info":' + _dumps(info) + ',"categories":' + _dumps(categories) + ',"images":['
+        with tempfile.TemporaryFile("w+", encoding="utf-8") as spool:
+            separator = "\n"
+            spool_separator = "\n"
+            for r in rows:
+                yield (
+                    f'{separator}{{"id":{r.item_id},"file_name":{_string(r.file_name)},'
+                    f'"width":{r.width},"height":{r.height},"sha256":"{r.sha256}",'
+                    f'"label_revision":{_nullable(r.label_revision)}}}'
+                )
+                separator = ",\n"
+                if r.label_json is not None:
+                    spool.write(spool_separator + coco_annotation(task, r, category_ids))
+                    spool_separator = ",\n"
+            yield '],"annotations":['
+            spool.seek(0)
+            while chunk := spool.read(CHUNK_BYTES):
+                yield chunk
         yield "]}\n"
 
     return _chunked(pieces())

@@ -36,4 +36,4 @@ def stream(
         return formats.jsonl(rows())
     if fmt == "csv":
         return formats.csv_rows(task, rows())
-    return formats.coco(task, summary, rows)
+    return formats.coco(task, summary, rows())

@@ -177,7 +177,7 @@ def test_export_follows_every_row_past_a_page(api) -> None:
             "label": {"class": "cat"} if n % 3 else None,
             "labelled_at": now if n % 3 else None,
         }
-        for n in range(4500)
+        for n in range(11000)
     ]
     with api.engine.begin() as connection:
         connection.execute(insert(Item), rows)
@@ -196,7 +196,7 @@ def test_export_follows_every_row_past_a_page(api) -> None:
     assert [e["item_id"] for e in exported] == sorted(ids)
     assert all(e["label_revision"] is not None for e in exported)
     everything = _export(client, project_id, "jsonl", include_unlabelled=True).decode().splitlines()
-    assert len(everything) == 4500
+    assert len(everything) == 11000
 
 
 def _bad_coco(images: dict[str, bytes], case: str) -> tuple[str, bytes, str]:
