@@ -32,6 +32,7 @@ class LiveServer:
     url: str
     database_url: str
     storage_dir: Path
+    env: dict[str, str]
 
     def client(self, token: str = ADMIN_TOKEN) -> httpx.Client:
         return httpx.Client(
@@ -90,7 +91,10 @@ def live_server(data_dir: Path) -> Iterator[LiveServer]:
                 raise RuntimeError("uvicorn did not answer /health within 60 s")
             time.sleep(0.2)
         yield LiveServer(
-            url=url, database_url=env["XM_DATABASE_URL"], storage_dir=data_dir / "storage"
+            url=url,
+            database_url=env["XM_DATABASE_URL"],
+            storage_dir=data_dir / "storage",
+            env={k: v for k, v in env.items() if k.startswith("XM_")},
         )
     finally:
         process.terminate()
@@ -294,3 +298,35 @@ def register_model(
             return int(model.id)
     finally:
         engine.dispose()
+
+
+@contextmanager
+def worker_process(server: LiveServer, log_dir: Path) -> Iterator[subprocess.Popen[bytes]]:
+    """One Celery worker on the server's database, storage and embedded broker, as
+    ``make run`` starts it; stopped (warm, then hard) on exit."""
+    log_path = log_dir / "worker.log"
+    env = {**os.environ, **server.env, "OMP_NUM_THREADS": "1", "XM_PROGRESS_SECONDS": "0.2"}
+    with log_path.open("wb") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "celery", "-A", "worker.app", "worker", "--pool=solo"]
+            + ["--concurrency=1", "--loglevel=INFO", "--without-mingle", "--without-gossip"]
+            + ["--without-heartbeat", "-n", f"page-test-{os.getpid()}@%h"],
+            cwd=REPO,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        deadline = time.monotonic() + 120
+        while b" ready." not in log_path.read_bytes():
+            if process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError("worker did not start:\n" + log_path.read_text())
+            time.sleep(0.2)
+        yield process
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()

@@ -35,7 +35,31 @@ export function createApi(token, onUnauthorized) {
     if (response.status === 204) return null;
     return response.json();
   }
+  /** POST a multipart form with upload progress (fetch has none): resolves to the JSON answer. */
+  function upload(path, form, onProgress) {
+    return new Promise((resolve, reject) => {
+      const request = new XMLHttpRequest();
+      request.open("POST", new URL(path, window.location.origin));
+      request.setRequestHeader("Authorization", `Bearer ${token}`);
+      request.responseType = "json";
+      request.upload.onprogress = (event) => onProgress?.(event.loaded, event.total);
+      request.onerror = () => reject(new ApiError(0, "network", "the upload was interrupted"));
+      request.onload = () => {
+        const data = request.response;
+        if (request.status >= 200 && request.status < 300) {
+          resolve(data);
+          return;
+        }
+        const error = new ApiError(request.status, data?.error ?? `http_${request.status}`,
+          data?.detail ?? request.statusText);
+        if (request.status === 401) onUnauthorized(error);
+        reject(error);
+      };
+      request.send(form);
+    });
+  }
   return {
+    upload,
     get: (path, options) => call("GET", path, options),
     put: (path, json, options) => call("PUT", path, { ...options, json }),
     post: (path, options) => call("POST", path, options),

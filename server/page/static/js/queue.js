@@ -17,6 +17,7 @@ export class LabelQueue {
     this.skipped = [];       // ids skipped in this tab: not handed out again here
     this.refilling = null;   // the refill in flight (one at a time)
     this.firstCall = true;
+    this.modelId = undefined;  // the model behind the queued items' guesses
     this.renewTimer = null;
     this.closed = false;
   }
@@ -58,6 +59,8 @@ export class LabelQueue {
       },
     });
     this.firstCall = false;
+    if (this.modelId !== undefined && answer.model_id !== this.modelId) this.reset();
+    this.modelId = answer.model_id;
     const known = new Set(held);
     for (const item of answer.items) {
       if (!known.has(item.item_id)) this.waiting.push({ ...item, ready: null, url: null, meta: null });
@@ -106,6 +109,12 @@ export class LabelQueue {
     if (this.skipped.length > MAX_EXCLUDE) this.skipped.shift();
     await this.api.del(`/projects/${this.projectId}/leases`,
       { query: { annotator: this.annotator, item_id: entry.item_id } });
+  }
+
+  /** Drop what is queued (a new model: those items come back from /suggest with its guesses). */
+  reset() {
+    for (const entry of this.waiting) this.forget(entry);
+    this.waiting = [];
   }
 
   forget(entry) {
