@@ -6,7 +6,14 @@ one worker process, sharing a SQLite database and a SQLite-file broker under ``-
 Prints the URL and the admin token (kept in ``<data-dir>/admin_token``, mode 0600). Ctrl-C
 (or SIGTERM) stops both children: the worker gets a warm shutdown, then a hard stop after
 ``--grace`` seconds; a training job cut short is requeued and resumed by the next worker.
-Any ``XM_*`` variable already set wins over the defaults derived from ``--data-dir``."""
+Any ``XM_*`` variable already set wins over the defaults derived from ``--data-dir``.
+
+The launcher supervises its children: one that exits on its own (a worker killed by the
+kernel's OOM killer, a crash) is started again after a back-off (1 s, doubling to 30 s, back
+to 1 s once a child has run for a minute), with a log line saying which child stopped, how,
+and when it comes back. The API keeps serving meanwhile; the job the dead worker held is
+requeued by the reaper once its lease expires, resumed from its checkpoint, and its history
+records the lost attempt."""
 
 from __future__ import annotations
 
@@ -18,6 +25,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+from dataclasses import dataclass
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -74,6 +82,63 @@ def stop(children: list[subprocess.Popen[bytes]], grace: float) -> None:
             child.wait()
 
 
+BACKOFF_START_S = 1.0
+BACKOFF_MAX_S = 30.0
+STABLE_AFTER_S = 60.0  # a child that ran this long starts the back-off over
+
+
+def log(message: str) -> None:
+    stamp = time.strftime("%H:%M:%S")
+    print(f"{stamp} xmodel launcher: {message}", file=sys.stderr, flush=True)
+
+
+def describe_exit(returncode: int) -> str:
+    if returncode < 0:
+        try:
+            name = signal.Signals(-returncode).name
+        except ValueError:
+            name = f"signal {-returncode}"
+        return f"was killed by {name}"
+    return f"exited with status {returncode}"
+
+
+@dataclass
+class Child:
+    """One supervised process: its command, the running process, its restart back-off."""
+
+    name: str
+    command: list[str]
+    env: dict[str, str]
+    process: subprocess.Popen[bytes] | None = None
+    started_at: float = 0.0
+    backoff_s: float = BACKOFF_START_S
+    restart_at: float | None = None
+    restarts: int = 0
+
+    def start(self) -> None:
+        # Own session: a terminal's Ctrl-C reaches only the launcher, which stops children in order.
+        self.process = subprocess.Popen(self.command, cwd=REPO, env=self.env, start_new_session=True)
+        self.started_at = time.monotonic()
+        self.restart_at = None
+        log(f"{self.name} started (pid {self.process.pid})")
+
+    def supervise(self, now: float) -> None:
+        """Notice an exit and schedule a restart; restart when the back-off has passed."""
+        if self.process is not None and self.restart_at is None:
+            code = self.process.poll()
+            if code is None:
+                return
+            if now - self.started_at >= STABLE_AFTER_S:
+                self.backoff_s = BACKOFF_START_S
+            self.restart_at = now + self.backoff_s
+            log(f"{self.name} (pid {self.process.pid}) {describe_exit(code)}; restarting it in "
+                f"{self.backoff_s:.0f}s (restart {self.restarts + 1})")
+            self.backoff_s = min(self.backoff_s * 2, BACKOFF_MAX_S)
+        if self.restart_at is not None and now >= self.restart_at:
+            self.restarts += 1
+            self.start()
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--host", default="127.0.0.1")
@@ -89,13 +154,15 @@ def main(argv: list[str] | None = None) -> int:
 
     upgrade_to_head(env["XM_DATABASE_URL"])
     python = sys.executable
-    commands = [[python, "-m", "uvicorn", "server.main:app", "--host", args.host, "--port", str(args.port)]]
+    children = [Child("API", [python, "-m", "uvicorn", "server.main:app", "--host", args.host,
+                              "--port", str(args.port)], env)]
     if not args.no_worker:
-        commands.append([python, "-m", "celery", "-A", "worker.app", "worker", "--pool=solo",
-                         "--concurrency=1", "--loglevel=INFO", "--without-mingle", "--without-gossip",
-                         "--without-heartbeat"])
-    # Own sessions: a terminal's Ctrl-C reaches only this launcher, which stops them in order.
-    children = [subprocess.Popen(c, cwd=REPO, env=env, start_new_session=True) for c in commands]
+        children.append(Child("worker", [python, "-m", "celery", "-A", "worker.app", "worker", "--pool=solo",
+                                         "--concurrency=1", "--loglevel=INFO", "--without-mingle",
+                                         "--without-gossip", "--without-heartbeat"], env))
+    for child in children:
+        child.start()
+    processes = [c.process for c in children if c.process is not None]
     stopping = False
 
     def on_signal(signum: int, _frame: object) -> None:
@@ -106,20 +173,23 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, on_signal)
     url = f"http://{args.host}:{args.port}"
     try:
-        wait_healthy(url, children)
-        print(f"\nxmodel is running: {url}  (API docs: {url}/docs)\n"
-              f"admin token: {env['XM_ADMIN_TOKEN']}\n"
-              f"data: {args.data_dir}   broker: {env['XM_BROKER_URL']}\n"
-              "Ctrl-C stops the API and the worker.\n", flush=True)
-        while not stopping and all(child.poll() is None for child in children):
-            time.sleep(0.3)
-    except SystemExit as exc:
+        wait_healthy(url, processes)
+    except SystemExit as exc:  # a child that cannot start is a configuration error: stop
         print(exc, file=sys.stderr)
-        stop(children, args.grace)
+        stop(processes, args.grace)
         return 1
-    stop(children, args.grace)
-    failed = [c.args[2] for c in children if c.returncode not in (0, -signal.SIGTERM, None)]
-    return 0 if stopping or not failed else 1
+    print(f"\nxmodel is running: {url}  (API docs: {url}/docs)\n"
+          f"admin token: {env['XM_ADMIN_TOKEN']}\n"
+          f"data: {args.data_dir}   broker: {env['XM_BROKER_URL']}\n"
+          "Ctrl-C stops the API and the worker.\n", flush=True)
+    while not stopping:
+        now = time.monotonic()
+        for child in children:
+            child.supervise(now)
+        time.sleep(0.3)
+    log("stopping")
+    stop([c.process for c in children if c.process is not None], args.grace)
+    return 0
 
 
 if __name__ == "__main__":

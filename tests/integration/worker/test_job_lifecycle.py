@@ -42,6 +42,8 @@ def test_killed_worker_job_resumes_from_checkpoint(client: Client, worker: Worke
     worker.start()  # a new worker process; its reaper requeues the job once the lease expires
     job = client.wait_job(job_id, owner, finished, timeout=150, worker=worker)
     assert job["status"] == "succeeded", (job, worker.log_text()[-5000:])
+    assert [(e["attempt"], e["kind"]) for e in job["history"]] == [(1, "lost")]
+    assert "stopped answering" in job["history"][0]["reason"]
     assert job["attempts"] == 2
     assert job["metrics"]["resumed_from_step"] >= 5, job["metrics"]  # not from scratch
     assert job["metrics"]["steps_done"] == 300
