@@ -106,6 +106,7 @@ async function start(token, annotator) {
         if (!session) return;
         session.queue.reset();
         if (!session.current) showNext();
+        else session.queue.refill().catch(() => {});  // new guesses, and the notice updated
       },
     });
     $("owner-toggle").hidden = false;
