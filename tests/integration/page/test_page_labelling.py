@@ -337,3 +337,38 @@ def test_revoked_token_returns_to_sign_in(page: Any, server: LiveServer) -> None
     assert "revoked" in page.locator("#signin-message").inner_text()
     assert page.evaluate("sessionStorage.getItem('xm.token')") is None
     assert label_of(server, owner, shown) is None
+
+
+def test_no_page_action_reaches_another_projects_items(page: Any, server: LiveServer) -> None:
+    task = {"kind": "classification", "classes": ["a", "b"]}
+    mine, my_owner = create_project(server, task)
+    theirs, their_owner = create_project(server, task)
+    upload(server, mine, my_owner, [("m.png", picture(9800))])
+    (other,) = upload(server, theirs, their_owner, [("t.png", picture(9801))])
+    register_model(server, theirs, task)
+    _tid, token = create_token(server, mine, my_owner)
+    sign_in(page, server, token, "iso")
+    # Every call the page makes, aimed at the other project's ids, with the page's own token.
+    statuses = page.evaluate(
+        """async ([item, project]) => {
+            const token = sessionStorage.getItem('xm.token');
+            const call = async (method, path, body) => (await fetch(path, {
+                method, body: body && JSON.stringify(body),
+                headers: {Authorization: `Bearer ${token}`, 'Content-Type': 'application/json'},
+            })).status;
+            return [
+                await call('GET', `/items/${item}`),
+                await call('GET', `/items/${item}/image`),
+                await call('GET', `/items/${item}/prediction`),
+                await call('PUT', `/items/${item}/label`, {class: 'a'}),
+                await call('DELETE', `/items/${item}/label`),
+                await call('GET', `/projects/${project}/suggest?k=1&annotator=iso`),
+                await call('POST', `/projects/${project}/leases/renew?annotator=iso`),
+                await call('DELETE', `/projects/${project}/leases?annotator=iso&item_id=${item}`),
+                await call('GET', `/projects/${project}/stats`),
+            ];
+        }""",
+        [other["id"], theirs],
+    )
+    assert statuses == [404] * len(statuses)
+    assert label_of(server, their_owner, other["id"]) is None
