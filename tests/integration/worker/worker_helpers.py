@@ -3,6 +3,7 @@ enqueues through the real broker, tiny images, polling."""
 
 from __future__ import annotations
 
+import functools
 import io
 import os
 import random
@@ -20,6 +21,7 @@ from PIL import Image
 from sqlalchemy import Engine, func, select
 
 from server.db.models import ItemScore, Job, ModelVersion
+from xmodel_client import UploadSource, XModelClient
 
 REPO = Path(__file__).resolve().parents[3]
 ADMIN_TOKEN = "worker-test-admin-token-0123456789"
@@ -107,34 +109,32 @@ class Client:
     def admin(self) -> dict[str, str]:
         return {"Authorization": f"Bearer {ADMIN_TOKEN}"}
 
+    def api(self, token: str = ADMIN_TOKEN) -> XModelClient:
+        """The Python client over this in-process app."""
+        return XModelClient("http://testserver", token, http=self.http)
+
+    def owner_api(self, owner: dict[str, str]) -> XModelClient:
+        return self.api(owner["Authorization"].removeprefix("Bearer "))
+
     def project(self, training: dict[str, Any], n_images: int = 24, n_labelled: int = 12) -> tuple[int, dict[str, str], list[int]]:
         """A two-class colour project with ``n_images`` images, the first ``n_labelled`` labelled."""
-        body = {"name": "colours", "task": {"kind": "classification", "classes": ["red", "blue"]},
-                "image_size": 16, "backbone": "small_cnn", "training": training}
-        response = self.http.post("/projects", json=body, headers=self.admin)
-        assert response.status_code == 201, response.text
-        project_id, owner = response.json()["id"], {"Authorization": f"Bearer {response.json()['owner_token']}"}
+        created = self.api().create_project("colours", {"kind": "classification", "classes": ["red", "blue"]},
+                                            image_size=16, backbone="small_cnn", training=training)
+        owner_api = self.api(created.owner_token)
         base = random.randrange(10**6)
-        files = [("files", (f"{i}.png", png((200, 30, 30) if i % 2 == 0 else (30, 30, 200), base + i),
-                            "image/png")) for i in range(n_images)]
-        response = self.http.post(f"/projects/{project_id}/items", headers=owner, files=files)
-        assert response.status_code == 201, response.text
-        ids = [entry["item"]["id"] for entry in response.json()["items"]]
+        images = [png((200, 30, 30) if i % 2 == 0 else (30, 30, 200), base + i) for i in range(n_images)]
+        sources = [UploadSource(f"{i}.png", f"{i}.png", len(data), functools.partial(io.BytesIO, data))
+                   for i, data in enumerate(images)]
+        ids = [entry.item.id for entry in owner_api.upload_items(created.id, sources).items]
         for i, item_id in enumerate(ids[:n_labelled]):
-            answer = self.http.put(f"/items/{item_id}/label", headers=owner,
-                                   json={"class": "red" if i % 2 == 0 else "blue"})
-            assert answer.status_code == 200, answer.text
-        return project_id, owner, ids
+            owner_api.set_label(item_id, {"class": "red" if i % 2 == 0 else "blue"})
+        return created.id, {"Authorization": f"Bearer {created.owner_token}"}, ids
 
     def train(self, project_id: int, owner: dict[str, str]) -> int:
-        response = self.http.post(f"/projects/{project_id}/jobs", headers=owner)
-        assert response.status_code in (200, 201), response.text
-        return int(response.json()["id"])
+        return self.owner_api(owner).create_job(project_id).id
 
     def job(self, job_id: int, owner: dict[str, str]) -> dict[str, Any]:
-        response = self.http.get(f"/jobs/{job_id}", headers=owner)
-        assert response.status_code == 200, response.text
-        return response.json()
+        return self.owner_api(owner).get_job(job_id).model_dump(mode="json")
 
     def wait_job(self, job_id: int, owner: dict[str, str], until: Callable[[dict[str, Any]], bool],
                  timeout: float, worker: WorkerProcess | None = None) -> dict[str, Any]:
