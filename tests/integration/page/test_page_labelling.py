@@ -277,11 +277,25 @@ def test_keypoints_prefilled_by_the_model_take_only_drags(page: Any, server: Liv
     page.mouse.down()
     page.mouse.move(box["x"] + 10 * scale, box["y"] + 50 * scale, steps=4)
     page.mouse.up()
+    # Zoomed in (small images): a drag still lands in image pixels.
+    page.keyboard.press("+")
+    assert image_box(page)["width"] == pytest.approx(2 * box["width"], rel=0.01)
+    zoomed = "p7"
+    circle = page.locator(f"circle[data-name='{zoomed}']")
+    circle.scroll_into_view_if_needed()
+    at = circle.bounding_box()
+    scale = image_box(page)["width"] / 60
+    start = (at["x"] + at["width"] / 2, at["y"] + at["height"] / 2)
+    page.mouse.move(*start)
+    page.mouse.down()
+    page.mouse.move(start[0] - 3 * scale, start[1] + 2 * scale, steps=3)
+    page.mouse.up()
+    moved = {name: (10, 50), zoomed: (guess[zoomed][0] - 3, guess[zoomed][1] + 2)}
     page.keyboard.press("Enter")
     wait_for_item(page, shown)
     stored = label_of(server, owner, shown)["points"]
     for index, (got, point) in enumerate(zip(stored, task["points"], strict=True)):
-        want = (10, 50) if point == name else guess[point]
+        want = moved.get(point, guess[point])
         assert abs(got[0] - want[0]) <= 1 and abs(got[1] - want[1]) <= 1, (index, got, want)
         assert got[2] == 2
 
@@ -372,3 +386,24 @@ def test_no_page_action_reaches_another_projects_items(page: Any, server: LiveSe
     )
     assert statuses == [404] * len(statuses)
     assert label_of(server, their_owner, other["id"]) is None
+
+
+def test_classification_filter_box_for_many_classes(page: Any, server: LiveServer) -> None:
+    task = {"kind": "classification", "classes": [f"bird-{i:02d}" for i in range(30)] + ["dog"]}
+    project_id, owner = create_project(server, task)
+    upload(server, project_id, owner, [(f"f{i}.png", picture(9600 + i)) for i in range(3)])
+    _tid, token = create_token(server, project_id, owner)
+    shown = sign_in(page, server, token, "fil")
+    assert page.locator("#tool input.filter").is_visible()
+    assert page.locator(".classes button:visible").count() == 31
+    page.keyboard.type("bird-1")  # the filter box has the focus; digits that match are typed
+    assert page.locator(".classes button:visible").count() == 10
+    page.keyboard.press("Enter")  # the first match is selected: Enter takes it
+    first = shown
+    shown = wait_for_item(page, shown)
+    assert label_of(server, owner, first) == {"class": "bird-10"}
+    page.keyboard.type("do")
+    assert page.locator(".classes button:visible").all_inner_texts() == ["1\ndog"]
+    page.keyboard.press("1")  # no class holds "do1": the digit picks the first one shown
+    wait_for_item(page, shown)
+    assert label_of(server, owner, shown) == {"class": "dog"}

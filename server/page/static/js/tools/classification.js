@@ -1,5 +1,6 @@
 // Classification: one button per class, keys 1-9 for the first nine shown, a filter box when
-// there are more than nine classes. The model's guess is preselected: Enter accepts it.
+// there are more than nine classes (Enter takes the first match). The model's guess is
+// preselected: Enter accepts it.
 
 const MANY = 9;
 
@@ -75,6 +76,11 @@ export function createClassificationTool({ task, root, submit }) {
     },
     onKey(event) {
       if (/^[1-9]$/.test(event.key) && !event.ctrlKey && !event.metaKey && !event.altKey) {
+        if (filter && document.activeElement === filter) {
+          // Class names may hold digits: a digit that extends the filter to a match is typed.
+          const extended = (filter.value + event.key).trim().toLowerCase();
+          if (classes.some((name) => name.toLowerCase().includes(extended))) return false;
+        }
         const button = visible()[Number(event.key) - 1];
         if (button) submit({ class: button.dataset.class });
         return true;
