@@ -6,8 +6,10 @@ import logging
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import BaseRoute, Match
+from starlette.types import Scope
 
 log = logging.getLogger(__name__)
 
@@ -83,6 +85,26 @@ def _format_validation_errors(exc: RequestValidationError) -> str:
     return "; ".join(parts) or "malformed request"
 
 
+def _methods_on_path(routes: list[BaseRoute], scope: Scope) -> set[str]:
+    methods: set[str] = set()
+    for route in routes:
+        if route.matches(scope)[0] == Match.NONE:
+            continue
+        included = getattr(route, "original_router", None)  # an include_router() wrapper
+        if included is not None:
+            methods |= _methods_on_path(included.routes, scope)
+        else:
+            methods |= set(getattr(route, "methods", None) or ())
+    return methods
+
+
+def allowed_methods(request: Request, fallback: str = "") -> list[str]:
+    """Every method some route accepts on this request's path, plus OPTIONS."""
+    methods = _methods_on_path(request.app.router.routes, request.scope)
+    methods |= {m.strip() for m in fallback.split(",") if m.strip()}
+    return sorted(methods | {"OPTIONS"})
+
+
 def install_error_handlers(app: FastAPI) -> None:
     """Route every error, including FastAPI's own, through the one body shape."""
 
@@ -95,7 +117,15 @@ def install_error_handlers(app: FastAPI) -> None:
         return JSONResponse(error_body("validation_error", _format_validation_errors(exc)), 422)
 
     @app.exception_handler(StarletteHTTPException)
-    async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+    async def _http(request: Request, exc: StarletteHTTPException) -> Response:
+        if exc.status_code == 405:
+            # Starlette names only the first route that matched the path; a path served by
+            # several routes (GET and DELETE /items/{id}) must list all of them.
+            allow = ", ".join(allowed_methods(request, (exc.headers or {}).get("Allow", "")))
+            if request.method == "OPTIONS":
+                return Response(status_code=204, headers={"Allow": allow})
+            return JSONResponse(error_body("method_not_allowed", f"{request.method} is not allowed here; "
+                                           f"allowed: {allow}"), 405, headers={"Allow": allow})
         codes = {401: "unauthorized", 404: "not_found", 405: "method_not_allowed", 413: "payload_too_large"}
         code = codes.get(exc.status_code, "http_error")
         return JSONResponse(error_body(code, str(exc.detail)), exc.status_code, headers=exc.headers)
@@ -112,7 +142,9 @@ ERROR_RESPONSES: dict[int | str, dict[str, object]] = {
         "content": {"application/json": {"example": error_body(code, text)}},
     }
     for status, code, text in [
+        (400, "bad_request", "the request cannot be carried out as sent (the detail says why)"),
         (401, "unauthorized", "missing or invalid bearer token"),
+        (403, "forbidden", "this action needs an owner (or the admin) token"),
         (404, "not_found", "no such resource in your project"),
         (422, "validation_error", "query.k: Input should be greater than 0"),
     ]

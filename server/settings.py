@@ -15,6 +15,10 @@ MIN_ADMIN_TOKEN_LENGTH = 24
 WEAK_ADMIN_TOKENS = {"admin", "changeme", "change-me", "secret", "password", "token"}
 
 
+# the most items one /suggest call may lease (declared in the API schema; the setting may lower it)
+MAX_SUGGEST_K = 200
+
+
 class UnsafeSettingsError(ValueError):
     """Raised at start-up when a setting would make the service unsafe to run."""
 
@@ -72,6 +76,8 @@ class Settings(BaseSettings):
                 problems.append(f"XM_{name.upper()} must be positive")
         if self.max_file_bytes > self.max_request_bytes:
             problems.append("XM_MAX_FILE_BYTES cannot exceed XM_MAX_REQUEST_BYTES")
+        if self.max_suggest_k > MAX_SUGGEST_K:
+            problems.append(f"XM_MAX_SUGGEST_K cannot exceed {MAX_SUGGEST_K}")
         if self.max_zip_compression_ratio < 1:
             problems.append("XM_MAX_ZIP_COMPRESSION_RATIO must be at least 1")
         unknown = set(self.allowed_image_formats) - {"JPEG", "PNG", "WEBP", "BMP", "GIF", "TIFF"}

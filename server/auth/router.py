@@ -32,9 +32,11 @@ def list_tokens(project_id: DbId, principal: PrincipalDep, session: SessionDep) 
     return [TokenRead.model_validate(t) for t in repository.list_for_project(session, project_id)]
 
 
-@router.delete("/projects/{project_id}/tokens/{token_id}", response_model=TokenRead)
+@router.delete("/projects/{project_id}/tokens/{token_id}", response_model=TokenRead,
+               responses={409: {"description": "the project's last owner token cannot be revoked"}})
 def revoke_token(project_id: DbId, token_id: DbId, principal: PrincipalDep,
                  session: SessionDep) -> TokenRead:
-    """Revoke a token: it answers 401 from now on."""
+    """Revoke a token: it answers 401 from now on. The last live owner token of a project
+    cannot be revoked (409): create another owner token first."""
     service.check_project_access(principal, project_id, owner=True)
     return TokenRead.model_validate(service.revoke_token(session, project_id, token_id))

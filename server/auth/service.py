@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session
 from server.auth import repository
 from server.db.base import utcnow
 from server.db.models import ApiToken
-from server.errors import Forbidden, NotFound, Unauthorized
+from server.errors import Conflict, Forbidden, NotFound, Unauthorized
 
 log = logging.getLogger(__name__)
 TOKEN_PREFIX = "xm_"
@@ -97,6 +97,10 @@ def revoke_token(session: Session, project_id: int, token_id: int) -> ApiToken:
     if token is None:
         raise NotFound("token not found")
     if token.revoked_at is None:
+        if token.role == "owner" and not repository.other_live_owners(
+                session, project_id, token.id, lock=session.get_bind().dialect.name == "postgresql"):
+            raise Conflict("this is the project's last owner token; create another owner token "
+                           "before revoking it, or nobody could manage the project")
         token.revoked_at = utcnow()
     return token
 

@@ -39,9 +39,11 @@ from server.uploads.archives import ArchiveLimits, read_archive
 
 router = APIRouter(tags=["items"], responses=ERROR_RESPONSES)
 MEDIA_TYPES = {"JPEG": "image/jpeg", "PNG": "image/png", "WEBP": "image/webp", "BMP": "image/bmp"}
-UPLOAD_ERRORS = {
+UPLOAD_ERRORS: dict[int | str, dict[str, object]] = {
+    200: {"description": "every image was already in the project: those items", "model": UploadResult},
     400: {"description": "not an image, corrupt, too many pixels, bad label, unsafe zip"},
     413: {"description": "request or file larger than the configured limit"},
+    415: {"description": "the body is not multipart/form-data"},
 }
 
 

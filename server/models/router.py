@@ -47,8 +47,10 @@ def get_model(model_id: DbId, principal: PrincipalDep, session: SessionDep) -> M
 
 
 @router.get("/models/{model_id}/download", response_class=FileResponse,
-            responses={200: {"description": "the artefact, with its sha256 in X-Content-SHA256",
-                             "content": {"application/octet-stream": {}}}})
+            responses={200: {"description": "the artefact, with its sha256 in X-Content-SHA256: "
+                                            "binary for weights and exports, JSON for format=config",
+                             "content": {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}},
+                                         "application/json": {"schema": {"type": "object"}}}}})
 def download_model(model_id: DbId, principal: PrincipalDep, session: SessionDep, request: Request,
                    format: ArtefactFormat = Query("onnx")) -> FileResponse:  # noqa: A002
     """Stream one artefact: safetensors weights + config, ONNX, or TorchScript."""
@@ -65,7 +67,9 @@ def download_model(model_id: DbId, principal: PrincipalDep, session: SessionDep,
                         headers={"X-Content-SHA256": sha, "ETag": f'"{sha}"'})
 
 
-@router.post("/models/{model_id}/predict", response_model=PredictRead, openapi_extra=PREDICT_OPENAPI)
+@router.post("/models/{model_id}/predict", response_model=PredictRead, openapi_extra=PREDICT_OPENAPI,
+             responses={413: {"description": "image larger than the per-file limit"},
+                        415: {"description": "the body is not multipart/form-data"}})
 async def predict(model_id: DbId, principal: PrincipalDep, session: SessionDep, request: Request) -> PredictRead:
     """Predict on one uploaded image (field ``file``) with the model's ONNX export on CPU.
     Returns the mean over heads (named), each head's output and their disagreement."""

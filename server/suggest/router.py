@@ -12,6 +12,7 @@ from server.errors import ERROR_RESPONSES, BadRequest
 from server.ids import MAX_DB_ID, DbId
 from server.models.item_predictions import predictions_for
 from server.projects.service import get_project
+from server.settings import MAX_SUGGEST_K
 from server.suggest import repository, service
 from server.suggest.schemas import LeaseRead, Strategy, SuggestedItem, SuggestRead
 
@@ -21,7 +22,7 @@ Annotator = Annotated[str | None, Query(max_length=200, description="who will la
 
 @router.get("/projects/{project_id}/suggest", response_model=SuggestRead)
 def suggest(project_id: DbId, principal: PrincipalDep, session: SessionDep, request: Request,
-            k: Annotated[int, Query(ge=1, description="how many items")] = 10,
+            k: Annotated[int, Query(ge=1, le=MAX_SUGGEST_K, description="how many items")] = 10,
             annotator: Annotator = None, strategy: Strategy = "xmodel",
             predictions: Annotated[bool, Query(description="attach the active model's guess to each item")] = False,
             exclude: Annotated[list[int], Query(max_length=1000, description="item ids not to hand out this time (queued or skipped by the caller)")] = [],  # noqa: B006

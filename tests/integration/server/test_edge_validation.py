@@ -143,3 +143,50 @@ def test_booleans_are_not_integers(api) -> None:
     response = api.client.post("/projects", headers=api.admin, json={
         "name": "x", "task": TASKS["classification"], "image_size": True})
     assert response.status_code == 422
+
+
+def test_schema_declares_what_the_routes_answer(api) -> None:
+    schema = api.client.get("/openapi.json").json()
+    paths = schema["paths"]
+    k = next(p for p in paths["/projects/{project_id}/suggest"]["get"]["parameters"] if p["name"] == "k")
+    assert k["schema"]["maximum"] == 200
+    for route in ("/projects/{project_id}/items", "/projects/{project_id}/items/import"):
+        assert {"200", "201", "400", "413", "415"} <= set(paths[route]["post"]["responses"])
+    download = paths["/models/{model_id}/download"]["get"]["responses"]["200"]["content"]
+    assert {"application/octet-stream", "application/json"} <= set(download)
+    item_id = next(p for p in paths["/items/{item_id}"]["get"]["parameters"] if p["name"] == "item_id")
+    assert item_id["schema"]["maximum"] == 2**63 - 1
+    project_id, owner = api.create_project()
+    response = api.client.get(f"/projects/{project_id}/suggest", headers=owner, params={"k": 201})
+    assert response.status_code == 422
+
+
+def test_options_and_405_list_every_method_of_the_path(api) -> None:
+    project_id, owner = api.create_project()
+    item_id = api.upload(project_id, owner, [("a.png", unique_png())]).json()["items"][0]["item"]["id"]
+    response = api.client.options(f"/items/{item_id}", headers=owner)
+    assert response.status_code == 204
+    assert {"GET", "DELETE", "OPTIONS"} <= set(response.headers["allow"].split(", "))
+    response = api.client.post(f"/items/{item_id}", headers=owner)
+    assert response.status_code == 405 and response.json()["error"] == "method_not_allowed"
+    assert {"GET", "DELETE"} <= set(response.headers["allow"].split(", "))
+    label = api.client.options(f"/items/{item_id}/label", headers=owner)
+    assert {"PUT", "DELETE"} <= set(label.headers["allow"].split(", "))
+
+
+def test_the_last_owner_token_cannot_be_revoked(api) -> None:
+    project_id, owner = api.create_project()
+    tokens = api.client.get(f"/projects/{project_id}/tokens", headers=owner).json()
+    first = next(t["id"] for t in tokens if t["role"] == "owner")
+    annotator_id, _ = api.create_token(project_id, owner)
+    before = row_counts(api.engine)
+    response = api.client.delete(f"/projects/{project_id}/tokens/{first}", headers=owner)
+    assert response.status_code == 409 and "last owner" in response.json()["detail"]
+    response = api.client.delete(f"/projects/{project_id}/tokens/{first}", headers=api.admin)
+    assert response.status_code == 409
+    assert row_counts(api.engine) == before
+    assert api.client.get(f"/projects/{project_id}", headers=owner).status_code == 200
+    second_id, second = api.create_token(project_id, owner, role="owner", name="second")
+    assert api.client.delete(f"/projects/{project_id}/tokens/{first}", headers=second).status_code == 200
+    assert api.client.delete(f"/projects/{project_id}/tokens/{second_id}", headers=second).status_code == 409
+    assert api.client.delete(f"/projects/{project_id}/tokens/{annotator_id}", headers=second).status_code == 200
