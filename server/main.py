@@ -21,6 +21,7 @@ from server.exports.router import router as exports_router
 from server.health.router import router as health_router
 from server.imports.router import router as imports_router
 from server.items.router import router as items_router
+from server.items.unlabellable_router import router as unlabellable_router
 from server.jobs.queue import CeleryJobQueue, JobQueue
 from server.jobs.router import router as jobs_router
 from server.labels.router import router as labels_router
@@ -89,7 +90,7 @@ def create_app(settings: Settings | None = None, *, job_queue: JobQueue | None =
     install_error_handlers(app)
     for router in (health_router, projects_router, tokens_router, items_router, labels_router,
                    suggest_router, jobs_router, models_router, metrics_router, prediction_router,
-                   page_router, exports_router, imports_router, deletion_router):
+                   unlabellable_router, page_router, exports_router, imports_router, deletion_router):
         app.include_router(router)
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_request_bytes)
     return app

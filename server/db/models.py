@@ -84,6 +84,9 @@ class Item(Base):
     label: Mapped[Any | None] = mapped_column(JSON(none_as_null=True), nullable=True)
     labelled_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     labelled_by_token_id: Mapped[int | None] = mapped_column(BigId, nullable=True)
+    # Flagged "cannot be labelled": kept out of /suggest, shown to the owner with the reason.
+    unlabellable_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    unlabellable_reason: Mapped[str | None] = mapped_column(String(500), nullable=True)
 
 
 class LabelRevision(Base):

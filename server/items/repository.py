@@ -40,6 +40,8 @@ def list_page(session: Session, project_id: int, *, status: str, after_id: int, 
         query = query.where(Item.labelled_at.is_not(None))
     elif status == "unlabelled":
         query = query.where(Item.labelled_at.is_(None))
+    elif status == "unlabellable":
+        query = query.where(Item.unlabellable_at.is_not(None))
     elif status == "leased":
         live = select(ItemLease.item_id).where(ItemLease.item_id == Item.id, ItemLease.expires_at > now)
         query = query.where(live.exists())

@@ -7,7 +7,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-ItemStatus = Literal["all", "labelled", "unlabelled", "leased"]
+ItemStatus = Literal["all", "labelled", "unlabelled", "leased", "unlabellable"]
 
 
 class ItemRead(BaseModel):
@@ -25,6 +25,9 @@ class ItemRead(BaseModel):
     label: dict[str, Any] | None
     labelled_at: datetime | None
     labelled_by_token_id: int | None
+    unlabellable_at: datetime | None = Field(
+        default=None, description="when it was flagged 'cannot be labelled' (kept out of /suggest)")
+    unlabellable_reason: str | None = None
 
 
 class UploadedItem(BaseModel):
@@ -83,3 +86,8 @@ IMPORT_OPENAPI: dict[str, Any] = {
         }},
     },
 }
+
+
+class UnlabellableCreate(BaseModel):
+    reason: str = Field(default="", max_length=500,
+                        description="why it cannot be labelled (blurred, wrong subject, ...)")

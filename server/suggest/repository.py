@@ -66,7 +66,8 @@ def top_scored(session: Session, model_id: int, strategy: str, *, holder: str, n
         query = (select(ItemScore.item_id, ItemScore.score, ItemScore.cluster)
                  .join(Item, Item.id == ItemScore.item_id)
                  .where(ItemScore.model_id == model_id, ItemScore.strategy == strategy,
-                        Item.labelled_at.is_(None), _free_for(holder, now)))
+                        Item.labelled_at.is_(None), Item.unlabellable_at.is_(None),
+                        _free_for(holder, now)))
         if cluster is not None:
             query = query.where(ItemScore.cluster == cluster)
         return query.order_by(ItemScore.score.desc(), ItemScore.item_id).limit(limit)
@@ -84,7 +85,8 @@ def random_unlabelled(session: Session, project_id: int, *, holder: str, now: da
 
     def part(condition):  # type: ignore[no-untyped-def]
         query = (select(Item.id).where(Item.project_id == project_id, Item.labelled_at.is_(None),
-                                       condition, _free_for(holder, now))
+                                       Item.unlabellable_at.is_(None), condition,
+                                       _free_for(holder, now))
                  .order_by(Item.random_key).limit(limit))
         return [int(r) for r in session.scalars(query)]
 

@@ -407,3 +407,44 @@ def test_classification_filter_box_for_many_classes(page: Any, server: LiveServe
     page.keyboard.press("1")  # no class holds "do1": the digit picks the first one shown
     wait_for_item(page, shown)
     assert label_of(server, owner, shown) == {"class": "dog"}
+
+
+def test_cannot_be_labelled_flag_undo_and_owner_view(page: Any, server: LiveServer) -> None:
+    task = {"kind": "classification", "classes": ["a", "b"]}
+    project_id, owner = create_project(server, task)
+    upload(server, project_id, owner, [(f"c{i}.png", picture(9200 + i)) for i in range(4)])
+
+    def flag_of(item_id: int) -> tuple[Any, Any]:
+        with server.client(owner) as client:
+            item = client.get(f"/items/{item_id}").json()
+        return item["unlabellable_at"], item["unlabellable_reason"]
+
+    shown = sign_in(page, server, owner, "owen")
+    page.keyboard.press("c")
+    page.keyboard.type("two cats, one dog")
+    page.keyboard.press("Escape")  # changed my mind: nothing sent
+    assert page.locator("#flag-form").is_hidden() and flag_of(shown)[0] is None
+    page.keyboard.press("c")
+    page.keyboard.type("blurred")
+    page.keyboard.press("Enter")
+    flagged = shown
+    shown = wait_for_item(page, flagged)
+    assert flag_of(flagged)[1] == "blurred"
+    page.keyboard.press("u")  # undo the flag: the item is back on screen
+    wait_for_item(page, shown)
+    assert current(page) == flagged and flag_of(flagged) == (None, None)
+    page.click("#unlabellable")
+    page.keyboard.type("not a bird")
+    page.keyboard.press("Enter")
+    wait_for_item(page, flagged)
+    assert flag_of(flagged)[1] == "not a bird"
+    # The owner sees it with its reason and can return it to the queue.
+    page.click("#owner-toggle")
+    row = page.locator(f"#flagged tr[data-item-id='{flagged}']")
+    row.wait_for()
+    assert "not a bird" in row.inner_text()
+    row.locator("button").click()
+    page.wait_for_function(
+        f"() => !document.querySelector(\"#flagged tr[data-item-id='{flagged}']\")"
+    )
+    assert flag_of(flagged) == (None, None)

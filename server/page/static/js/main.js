@@ -203,6 +203,7 @@ function showGuess(entry) {
 
 function display(entry, prefill = null) {
   session.current = entry;
+  closeFlag();
   session.zoom = 1;
   $("empty").hidden = true;
   $("canvas").hidden = false;
@@ -292,12 +293,17 @@ async function undo() {
   session.busy = true;
   const { entry } = record;
   try {
-    const path = `/items/${entry.item_id}/label`;
-    entry.meta = record.previous ? (await session.api.put(path, record.previous)).item
-      : await session.api.del(path);
+    if (record.flagged) {
+      entry.meta = await session.api.del(`/items/${entry.item_id}/unlabellable`);
+    } else {
+      const path = `/items/${entry.item_id}/label`;
+      entry.meta = record.previous ? (await session.api.put(path, record.previous)).item
+        : await session.api.del(path);
+    }
     session.queue.pushFront(entry);
-    display(entry, record.label);
-    setStatus(`undid the label of item ${entry.item_id}: label it again`);
+    display(entry, record.label ?? null);
+    setStatus(record.flagged ? `item ${entry.item_id} is back: label it or skip it`
+      : `undid the label of item ${entry.item_id}: label it again`);
     refreshCounts();
   } catch (error) {
     session?.history.push(record);
@@ -309,6 +315,47 @@ async function undo() {
     }
   }
 }
+
+function openFlag() {
+  if (!session?.current || session.busy) return;
+  $("flag-form").hidden = false;
+  $("flag-reason").value = "";
+  $("flag-reason").focus();
+}
+
+function closeFlag() {
+  $("flag-form").hidden = true;
+  if (document.activeElement === $("flag-reason")) $("flag-reason").blur();
+}
+
+async function flagCurrent(reason) {
+  if (!session?.current || session.busy) return;
+  const entry = session.current;
+  session.busy = true;
+  closeFlag();
+  try {
+    entry.meta = await session.api.put(`/items/${entry.item_id}/unlabellable`, { reason });
+    remember({ entry, flagged: true });
+    setStatus(`item ${entry.item_id} flagged: it will not be suggested again`);
+    await showNext();
+  } catch (error) {
+    if (session) setStatus(`Not flagged: ${error.message}`, true);
+  } finally {
+    if (session) session.busy = false;
+  }
+}
+
+$("unlabellable").addEventListener("click", openFlag);
+$("flag-reason").addEventListener("keydown", (event) => {
+  event.stopPropagation();  // the labelling keys do not apply while typing the reason
+  if (event.key === "Enter") {
+    event.preventDefault();
+    flagCurrent($("flag-reason").value);
+  } else if (event.key === "Escape") {
+    event.preventDefault();
+    closeFlag();
+  }
+});
 
 function submitFromTool() {
   if (!session?.current) return;
@@ -346,6 +393,9 @@ document.addEventListener("keydown", (event) => {
   } else if (key === "u") {
     event.preventDefault();
     undo();
+  } else if (key === "c") {
+    event.preventDefault();
+    openFlag();
   }
 });
 

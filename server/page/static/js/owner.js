@@ -237,7 +237,32 @@ export function createOwnerPanel({ api, project, onModelChange }) {
     setTimeout(() => URL.revokeObjectURL(link.href), 10_000);
   });
 
+  async function showFlagged() {
+    const page = await api.get(`/projects/${project.id}/items`,
+      { query: { status: "unlabellable", limit: 200 } });
+    const body = $("flagged").tBodies[0];
+    body.replaceChildren();
+    for (const item of page.items) {
+      const tr = body.insertRow();
+      tr.dataset.itemId = String(item.id);
+      tr.insertCell().textContent = item.original_name || `item ${item.id}`;
+      tr.insertCell().textContent = item.unlabellable_reason ?? "no reason given";
+      const back = document.createElement("button");
+      back.type = "button";
+      back.textContent = "Back to the queue";
+      back.addEventListener("click", async () => {
+        await api.del(`/items/${item.id}/unlabellable`);
+        showFlagged();
+      });
+      tr.insertCell().append(back);
+    }
+    $("flagged-summary").textContent = page.items.length
+      ? `${page.items.length}${page.next_cursor ? "+" : ""} flagged; they stay out of the queue.`
+      : "None flagged.";
+  }
+
   async function refresh() {
+    showFlagged().catch(() => {});
     const stats = await api.get(`/projects/${project.id}/stats`);
     activeModel = stats.active_model_id;
     $("project-counts").textContent = `${stats.items} images, ${stats.labelled} labelled; `
