@@ -166,13 +166,6 @@ def parse_coco(data: bytes, task: dict[str, Any]) -> list[LabelRecord]:
     annotations = document.get("annotations")
     if not isinstance(annotations, list):
         raise BadRequest("COCO 'annotations' must be a list")
-    if kind == "classification":
-        for category in categories.values():
-            if category.get("name") not in task["classes"]:
-                raise InvalidLabel(
-                    f"category id {category['id']!r} ({category.get('name')!r}) is not a "
-                    f"class of this project; classes are {task['classes']}"
-                )
     labels: dict[Any, tuple[str, dict[str, Any]]] = {}
     for position, annotation in enumerate(annotations):
         if not isinstance(annotation, dict):
@@ -186,6 +179,11 @@ def parse_coco(data: bytes, task: dict[str, Any]) -> list[LabelRecord]:
             raise InvalidLabel(f"{where}: unknown category_id {category_id!r}")
         category = categories[category_id]
         if kind == "classification":
+            if category.get("name") not in task["classes"]:
+                raise InvalidLabel(
+                    f"{where}: category id {category_id!r} ({category.get('name')!r}) is not a "
+                    f"class of this project; classes are {task['classes']}"
+                )
             label = {"class": category["name"]}
         else:
             label = _keypoint_label(task, category, annotation, where)

@@ -52,7 +52,7 @@ def _coco_source(images: dict[str, bytes]) -> dict[str, Any]:
     """A third-party COCO keypoints file: its own ids, point order and a hidden/unlabelled mix."""
     names = list(images)
     order = ["top", "left", "right", "bottom"]  # not the project's order: matched by name
-    points = [
+    points: list[dict[str, list[float]]] = [
         {"top": [10, 2, 2], "left": [3, 12, 2], "right": [29, 12, 1], "bottom": [16, 22, 2]},
         {"top": [11, 1, 2], "left": [0, 0, 0], "right": [30, 11, 2], "bottom": [15, 23, 2]},
         {"top": [12.5, 3.25, 1], "left": [4, 10, 2], "right": [28, 13, 2], "bottom": [0, 0, 0]},
@@ -140,9 +140,19 @@ def test_coco_categories_csv_and_jsonl_round_trip(api) -> None:
             {"id": 1, "name": "dog"},
             {"id": 2, "name": "cat"},
             {"id": 3, "name": "bird"},
+            {"id": 4, "name": "fish"},  # not a class of the project, but unused: fine
         ],
         "annotations": [{"id": 10 + i, "image_id": i, "category_id": 1 + i % 3} for i in range(5)],
     }
+    fishy = {
+        **coco,
+        "annotations": [*coco["annotations"], {"id": 99, "image_id": 5, "category_id": 4}],
+    }
+    with pytest.raises(
+        InvalidLabel, match="annotation id 99: category id 4 \\('fish'\\) is not a class"
+    ):
+        first.import_labels(first_id, "coco", json.dumps(fishy).encode())
+    assert first.project_stats(first_id).labelled == 0
     assert first.import_labels(first_id, "coco", json.dumps(coco).encode()).created == 5
 
     for fmt in ("csv", "jsonl", "coco"):
