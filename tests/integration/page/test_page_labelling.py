@@ -4,6 +4,7 @@ stored labels back through the API."""
 
 from __future__ import annotations
 
+import math
 import os
 from pathlib import Path
 from typing import Any
@@ -261,16 +262,27 @@ def test_keypoints_clicks_drag_occluded_absent_and_exif(page: Any, server: LiveS
     assert (stored_rotated["width"], stored_rotated["height"]) == (40, 80)  # upright at upload
 
 
+def most_isolated(points: dict[str, list[float]], exclude: str | None = None) -> str:
+    """The point farthest from its nearest neighbour."""
+
+    def gap(name: str) -> float:
+        return min(math.dist(points[name], at) for other, at in points.items() if other != name)
+
+    return max((n for n in points if n != exclude), key=gap)
+
+
 def test_keypoints_prefilled_by_the_model_take_only_drags(page: Any, server: LiveServer) -> None:
-    task = {"kind": "keypoints", "points": [f"p{i}" for i in range(12)]}
+    task = {"kind": "keypoints", "points": [f"p{i}" for i in range(68)]}  # a face
     _pid, owner, token, items = project_with_model(server, task, 3, size=(60, 60))
     shown = sign_in(page, server, token, "lee")
     guess = prediction_of(server, token, shown)["points"]
     # Every point is already placed by the model: nothing is asked for, a click places nothing.
     assert "All points placed" in page.locator(".next-point").inner_text()
-    assert page.locator("circle.kp.predicted").count() == 12
+    assert page.locator("circle.kp.predicted").count() == 68
     screenshot(page, "keypoints-prefilled")
-    name, (gx, gy) = "p3", guess["p3"]
+    # Grab points no other circle covers (the topmost circle under the pointer is dragged).
+    name = most_isolated(guess)
+    gx, gy = guess[name]
     box = image_box(page)
     scale = box["width"] / 60
     page.mouse.move(box["x"] + gx * scale, box["y"] + gy * scale)
@@ -280,7 +292,7 @@ def test_keypoints_prefilled_by_the_model_take_only_drags(page: Any, server: Liv
     # Zoomed in (small images): a drag still lands in image pixels.
     page.keyboard.press("+")
     assert image_box(page)["width"] == pytest.approx(2 * box["width"], rel=0.01)
-    zoomed = "p7"
+    zoomed = most_isolated({**guess, name: [10, 50]}, exclude=name)
     circle = page.locator(f"circle[data-name='{zoomed}']")
     circle.scroll_into_view_if_needed()
     at = circle.bounding_box()
