@@ -160,7 +160,9 @@ def _install_model(data_dir: Path, project_id: int, item_ids: list[int]) -> None
                     ),
                 )
         with Session(engine) as session, session.begin():
-            models_repository.activate(session, session.get(ModelVersion, model_id))
+            installed = session.get(ModelVersion, model_id)
+            assert installed is not None
+            models_repository.activate(session, installed)
     finally:
         engine.dispose()
 
