@@ -53,8 +53,16 @@ def browser() -> Iterator[object]:
 def page(browser):  # type: ignore[no-untyped-def]
     context = browser.new_context(viewport={"width": 1200, "height": 800})
     opened = context.new_page()
+
     errors: list[str] = []
     opened.on("pageerror", lambda error: errors.append(str(error)))
+    # The page loads nothing the Content-Security-Policy refuses (nothing from another host).
+    opened.on(
+        "console",
+        lambda message: (
+            errors.append(message.text) if "Content Security Policy" in message.text else None
+        ),
+    )
     yield opened
     context.close()
     assert not errors, f"the page raised: {errors}"

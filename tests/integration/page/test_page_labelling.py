@@ -460,3 +460,28 @@ def test_cannot_be_labelled_flag_undo_and_owner_view(page: Any, server: LiveServ
         f"() => !document.querySelector(\"#flagged tr[data-item-id='{flagged}']\")"
     )
     assert flag_of(flagged) == (None, None)
+
+
+def test_the_page_loads_nothing_from_another_host(browser: Any, server: LiveServer) -> None:
+    context = browser.new_context()
+    try:
+        page = context.new_page()
+        refused: list[str] = []
+        page.on(
+            "console",
+            lambda m: refused.append(m.text) if "Content Security Policy" in m.text else None,
+        )
+        response = page.goto(server.url + "/")
+        assert "default-src 'none'" in response.headers["content-security-policy"]
+        assert response.headers["referrer-policy"] == "no-referrer"
+        # Anything from another origin is refused by the browser, whatever injects it.
+        page.evaluate(
+            "() => { const img = new Image(); img.src = 'http://127.0.0.2:9/x.png';"
+            " document.body.append(img); fetch('http://127.0.0.2:9/x').catch(() => {}); }"
+        )
+        page.wait_for_function("() => true")
+        page.wait_for_timeout(300)
+        assert len(refused) >= 2, refused
+        assert page.request.get(server.url + "/page/..%2f..%2fmain.py").status == 404
+    finally:
+        context.close()

@@ -190,8 +190,9 @@ function showGuess(entry) {
   }
   box.replaceChildren();
   const line = document.createElement("div");
-  line.innerHTML = "<strong>Model's guess</strong> (v" + guess.model_version + "): ";
-  line.append(text);
+  const title = document.createElement("strong");
+  title.textContent = "Model's guess";
+  line.append(title, ` (v${guess.model_version}): ${text}`);
   const spread = document.createElement("div");
   spread.className = "small muted";
   spread.id = "disagreement";
