@@ -64,11 +64,13 @@ def _load(url: str, rows: int) -> int:
     """A keypoints project with ``rows`` labelled items and a revision for each; its id."""
     task = {"kind": "keypoints", "points": POINTS, "flip_pairs": [["left", "right"]]}
     with psycopg.connect(url) as conn:
-        project_id = conn.execute(
+        created = conn.execute(
             "INSERT INTO projects (name, task, image_size, backbone, training, created_at) "
             "VALUES ('export-bench', %s, 48, 'small_cnn', '{}', now()) RETURNING id",
             (json.dumps(task),),
-        ).fetchone()[0]
+        ).fetchone()
+        assert created is not None
+        project_id = created[0]
         conn.execute(
             "INSERT INTO items (project_id, sha256, width, height, image_format, byte_size, original_name,"
             " random_key, created_at, label, labelled_at) "

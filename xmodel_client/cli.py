@@ -36,7 +36,7 @@ from rich.progress import (
 )
 
 from xmodel_client import credentials
-from xmodel_client.client import FileOutcome, XModelClient
+from xmodel_client.client import ExportFormat, FileOutcome, XModelClient
 from xmodel_client.errors import ApiError, XModelError
 from xmodel_client.models import Job
 from xmodel_client.sources import UploadSource, collect
@@ -269,7 +269,7 @@ def cmd_upload(args: argparse.Namespace) -> int:
 
 
 # ---- labels ---------------------------------------------------------------------------------
-def _guess_format(path: Path) -> str:
+def _guess_format(path: Path) -> ExportFormat:
     name = path.name.lower()
     if name.endswith(".csv"):
         return "csv"
@@ -282,7 +282,7 @@ def _guess_format(path: Path) -> str:
 
 def cmd_labels_import(args: argparse.Namespace) -> int:
     project = _project(args)
-    fmt = args.format or _guess_format(args.file)
+    fmt: ExportFormat = args.format or _guess_format(args.file)
     report = _client(args, project=project).import_labels(
         project,
         fmt,
@@ -464,8 +464,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
     model = LocalModel(args.model_dir)
     for start in range(0, len(args.files), 64):
         chunk = args.files[start : start + 64]
-        for path, answer in zip(chunk, model.predict(chunk), strict=True):
-            out.print(json.dumps({"file": str(path), **answer}))
+        for path, result in zip(chunk, model.predict(chunk), strict=True):
+            out.print(json.dumps({"file": str(path), **result}))
     return 0
 
 

@@ -20,7 +20,7 @@ from collections.abc import Callable, Iterator
 from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any, Literal
+from typing import Any, Literal, Protocol
 
 import httpx
 
@@ -40,6 +40,13 @@ from xmodel_client.models import (
     UploadResult,
 )
 from xmodel_client.sources import UploadSource, batches
+
+
+class Writable(Protocol):
+    """Where downloads go when not to a file: an open binary file, a socket, a counter."""
+
+    def write(self, data: bytes, /) -> Any: ...
+
 
 SAFE_METHODS = {"GET", "HEAD", "OPTIONS", "PUT", "DELETE"}
 RETRY_STATUSES = {429, 502, 503, 504}
@@ -335,7 +342,7 @@ class XModelClient:
         self,
         project_id: int,
         fmt: ExportFormat,
-        destination: Path | IO[bytes],
+        destination: Path | Writable,
         *,
         include_unlabelled: bool = False,
         on_bytes: Callable[[int], None] | None = None,
@@ -457,7 +464,7 @@ class XModelClient:
 
 def _save(
     response: httpx.Response,
-    destination: Path | IO[bytes],
+    destination: Path | Writable,
     on_bytes: Callable[[int], None] | None,
     digest: Any = None,
 ) -> int:
@@ -477,7 +484,7 @@ def _save(
 
 
 def _copy(
-    response: httpx.Response, handle: IO[bytes], on_bytes: Callable[[int], None] | None, digest: Any
+    response: httpx.Response, handle: Writable, on_bytes: Callable[[int], None] | None, digest: Any
 ) -> int:
     written = 0
     for chunk in response.iter_bytes():

@@ -27,10 +27,11 @@ def stream(
 ) -> Iterator[bytes]:
     """The export as byte chunks; reads the database only while it is being consumed."""
     task: dict[str, Any] = dict(project.task)
-    summary = {"id": project.id, "name": project.name}
+    project_id = project.id
+    summary = {"id": project_id, "name": project.name}
 
     def rows() -> Iterator[repository.ExportRow]:
-        return repository.iter_rows(factory, summary["id"], include_unlabelled=include_unlabelled)
+        return repository.iter_rows(factory, project_id, include_unlabelled=include_unlabelled)
 
     if fmt == "jsonl":
         return formats.jsonl(rows())
