@@ -44,6 +44,7 @@ from xmodel_client.sources import UploadSource, collect
 out = Console(highlight=False, soft_wrap=True)
 err = Console(stderr=True, highlight=False, soft_wrap=True)
 EXIT_REFUSED = 3
+_opened: list[XModelClient] = []  # closed when the command ends
 
 
 class CliError(Exception):
@@ -69,7 +70,9 @@ def _client(args: argparse.Namespace, *, project: int | None = None) -> XModelCl
     )
     if not token:
         raise CliError("no token: run `xmodel login URL` or pass --token / set XMODEL_TOKEN")
-    return XModelClient(url, token)
+    client = XModelClient(url, token)
+    _opened.append(client)
+    return client
 
 
 def _project(args: argparse.Namespace) -> int:
@@ -90,8 +93,8 @@ def cmd_login(args: argparse.Namespace) -> int:
     )
     if not token:
         raise CliError("no token given")
-    client = XModelClient(args.url_arg, token)
-    client.list_projects()  # proves the URL and the token
+    with XModelClient(args.url_arg, token) as client:
+        client.list_projects()  # proves the URL and the token
     creds = _creds()
     creds.url, creds.token = args.url_arg, token
     where = credentials.save(creds)
@@ -616,6 +619,9 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         err.print("interrupted")
         return 130
+    finally:
+        while _opened:
+            _opened.pop().close()
     return 1
 
 

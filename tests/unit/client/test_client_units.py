@@ -32,6 +32,7 @@ class _Server:
     def __init__(self) -> None:
         self.script: Script = {}
         self.seen: list[tuple[str, str]] = []
+        self.clients: list[XModelClient] = []
         outer = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -41,8 +42,11 @@ class _Server:
                     self.rfile.read(length)
                 outer.seen.append((self.command, self.path))
                 key = (self.command, self.path.split("?")[0])
-                status, body = outer.script[key].pop(0) if outer.script.get(key) else (404, {
-                    "error": "not_found", "detail": f"nothing scripted for {key}"})
+                status, body = (
+                    outer.script[key].pop(0)
+                    if outer.script.get(key)
+                    else (404, {"error": "not_found", "detail": f"nothing scripted for {key}"})
+                )
                 data = json.dumps(body).encode()
                 self.send_response(status)
                 self.send_header("Content-Type", "application/json")
@@ -64,11 +68,16 @@ class _Server:
 def server() -> Iterator[_Server]:
     running = _Server()
     yield running
+    for client in running.clients:
+        client.close()
     running.httpd.shutdown()
+    running.httpd.server_close()
 
 
 def _client(server: _Server) -> XModelClient:
-    return XModelClient(server.url, "t", backoff=0.01)
+    client = XModelClient(server.url, "t", backoff=0.01)
+    server.clients.append(client)
+    return client
 
 
 def test_safe_calls_are_retried_and_unsafe_ones_are_not(server: _Server) -> None:
@@ -84,11 +93,16 @@ def test_safe_calls_are_retried_and_unsafe_ones_are_not(server: _Server) -> None
 
 
 def test_error_bodies_become_typed_exceptions(server: _Server) -> None:
-    server.script[("PUT", "/items/5/label")] = [(400, {"error": "invalid_label", "detail": "unknown class 'x'"})]
+    server.script[("PUT", "/items/5/label")] = [
+        (400, {"error": "invalid_label", "detail": "unknown class 'x'"})
+    ]
     with pytest.raises(InvalidLabel) as caught:
         _client(server).set_label(5, {"class": "x"})
-    assert (caught.value.status_code, caught.value.code, caught.value.detail) == (400, "invalid_label",
-                                                                                   "unknown class 'x'")
+    assert (caught.value.status_code, caught.value.code, caught.value.detail) == (
+        400,
+        "invalid_label",
+        "unknown class 'x'",
+    )
     with pytest.raises(NotFound):
         _client(server).get_item(6)
     assert server.seen.count(("GET", "/items/6")) == 1  # a 404 is an answer, not a failure
@@ -99,13 +113,22 @@ def test_error_bodies_become_typed_exceptions(server: _Server) -> None:
 
 
 def test_unreachable_service_raises_transport_error() -> None:
-    with pytest.raises(TransportError):
-        XModelClient("http://127.0.0.1:9", "t", retries=1, backoff=0.01).list_projects()
+    with XModelClient("http://127.0.0.1:9", "t", retries=1, backoff=0.01) as client:
+        with pytest.raises(TransportError):
+            client.list_projects()
 
 
 def _item(item_id: int) -> dict[str, Any]:
-    return {"id": item_id, "project_id": 1, "sha256": f"{item_id:064x}", "width": 1, "height": 1,
-            "image_format": "PNG", "byte_size": 1, "original_name": f"{item_id}.png"}
+    return {
+        "id": item_id,
+        "project_id": 1,
+        "sha256": f"{item_id:064x}",
+        "width": 1,
+        "height": 1,
+        "image_format": "PNG",
+        "byte_size": 1,
+        "original_name": f"{item_id}.png",
+    }
 
 
 def test_iter_items_follows_the_cursor(server: _Server) -> None:
@@ -115,8 +138,10 @@ def test_iter_items_follows_the_cursor(server: _Server) -> None:
         (200, {"items": [_item(5)], "next_cursor": None}),
     ]
     assert [i.id for i in _client(server).iter_items(1, page_size=2)] == [1, 2, 3, 4, 5]
-    assert [p for m, p in server.seen][1:] == ["/projects/1/items?status=all&limit=2&cursor=2",
-                                               "/projects/1/items?status=all&limit=2&cursor=4"]
+    assert [p for m, p in server.seen][1:] == [
+        "/projects/1/items?status=all&limit=2&cursor=2",
+        "/projects/1/items?status=all&limit=2&cursor=4",
+    ]
 
 
 def test_collect_walks_folders_and_zips(tmp_path: Path) -> None:
@@ -138,7 +163,9 @@ def test_collect_walks_folders_and_zips(tmp_path: Path) -> None:
     assert set(reasons) == {"notes.txt", "pack.zip:readme.md", "missing"}
 
 
-def test_credentials_are_saved_for_the_owner_only(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_credentials_are_saved_for_the_owner_only(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("XMODEL_CONFIG_DIR", str(tmp_path / "cfg"))
     monkeypatch.delenv("XMODEL_TOKEN", raising=False)
     monkeypatch.delenv("XMODEL_URL", raising=False)
