@@ -38,6 +38,7 @@ sys.path.insert(0, str(REPO))  # run as a script from anywhere
 from xmodel_client import XModelClient, collect  # noqa: E402
 from xmodel_client.cli import wait_with_bar  # noqa: E402
 from xmodel_client.local_predict import LocalModel  # noqa: E402
+from xmodel_client.sources import file_source  # noqa: E402
 
 console = Console(stderr=True, highlight=False)
 
@@ -57,6 +58,7 @@ class DemoData(NamedTuple):
     held_out: list[tuple[Path, dict[str, Any]]]
     error: Callable[[dict[str, Any], dict[str, Any]], float]
     unit: str
+    root: Path | None = None  # upload names are paths relative to it (else file names)
 
 
 def kites(folder: Path, count: int, held_out: int, size: int = 48) -> DemoData:
@@ -130,7 +132,11 @@ def class_folders(folder: Path, count: int, held_out: int) -> DemoData:
     if len(classes) < 2:
         raise SystemExit(f"{folder} needs at least two class sub-folders")
     sources, _skipped = collect([folder])
-    rows = [(Path(s.origin), {"class": s.name.split("/", 1)[0]}) for s in sources if "/" in s.name]
+    rows = [
+        (Path(s.origin), {"class": s.name.split("/", 1)[0]})
+        for s in sources
+        if "/" in s.name and Path(s.origin).is_file()
+    ]  # zip entries are left out
     random.Random(0).shuffle(rows)
     return DemoData(
         folder.name,
@@ -142,6 +148,7 @@ def class_folders(folder: Path, count: int, held_out: int) -> DemoData:
         rows[count : count + held_out],
         lambda p, t: float(p["class"] != t["class"]),
         "error rate",
+        folder,
     )
 
 
@@ -204,8 +211,11 @@ def train(owner: XModelClient, project: int) -> Any:
 
 
 def run(owner: XModelClient, project: int, data: DemoData, args: argparse.Namespace) -> None:
-    truth_by_name = {path.name: label for path, label in data.pool}
-    sources, _skipped = collect([path for path, _ in data.pool])
+    def upload_name(path: Path) -> str:
+        return path.relative_to(data.root).as_posix() if data.root else path.name
+
+    truth_by_name = {upload_name(path): label for path, label in data.pool}
+    sources = [file_source(path, upload_name(path)) for path, _ in data.pool]
     started = time.perf_counter()
     outcomes = owner.upload_sources(project, sources)
     item_of = {o.source.name: o.item_id for o in outcomes if o.item_id is not None}

@@ -49,7 +49,8 @@ def _is_hidden(parts: Iterable[str]) -> bool:
     return any(p.startswith(".") or p == "__MACOSX" for p in parts)
 
 
-def _file(path: Path, name: str) -> UploadSource:
+def file_source(path: Path, name: str) -> UploadSource:
+    """A file on disk, uploaded under ``name``."""
     return UploadSource(
         name=name, origin=str(path), size=path.stat().st_size, opener=lambda: path.open("rb")
     )
@@ -89,7 +90,7 @@ def collect(paths: Iterable[Path]) -> tuple[list[UploadSource], list[Skipped]]:
                     for entry in _zip_entries(found):
                         (sources if isinstance(entry, UploadSource) else skipped).append(entry)  # type: ignore[arg-type]
                 elif found.suffix.lower() in IMAGE_SUFFIXES:
-                    sources.append(_file(found, relative.as_posix()))
+                    sources.append(file_source(found, relative.as_posix()))
                 else:
                     skipped.append(
                         Skipped(str(found), "not an image file name (.jpg, .png, .webp, .bmp)")
@@ -98,7 +99,9 @@ def collect(paths: Iterable[Path]) -> tuple[list[UploadSource], list[Skipped]]:
             for entry in _zip_entries(path):
                 (sources if isinstance(entry, UploadSource) else skipped).append(entry)  # type: ignore[arg-type]
         elif path.is_file():
-            sources.append(_file(path, path.name))  # named explicitly: sent whatever its suffix
+            sources.append(
+                file_source(path, path.name)
+            )  # named explicitly: sent whatever its suffix
         else:
             skipped.append(Skipped(str(path), "no such file or folder"))
     return sources, skipped

@@ -12,6 +12,7 @@ from server.db.session import run_in_transaction
 from server.deletion import service
 from server.deletion.schemas import ProjectDeleted
 from server.errors import ERROR_RESPONSES
+from server.ids import DbId
 from server.jobs import repository as jobs_repository
 from server.projects.service import get_project
 
@@ -20,7 +21,7 @@ router = APIRouter(tags=["projects"], responses=ERROR_RESPONSES)
 
 @router.delete("/projects/{project_id}", response_model=ProjectDeleted)
 def delete_project(
-    project_id: int,
+    project_id: DbId,
     principal: PrincipalDep,
     session: SessionDep,
     request: Request,

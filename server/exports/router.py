@@ -12,6 +12,7 @@ from server.auth.service import check_project_access
 from server.errors import ERROR_RESPONSES
 from server.exports import service
 from server.exports.schemas import EXTENSIONS, MEDIA_TYPES, ExportFormat
+from server.ids import DbId
 from server.projects.service import get_project
 
 router = APIRouter(tags=["export"], responses=ERROR_RESPONSES)
@@ -28,7 +29,7 @@ router = APIRouter(tags=["export"], responses=ERROR_RESPONSES)
     },
 )
 def export_labels(
-    project_id: int,
+    project_id: DbId,
     principal: PrincipalDep,
     session: SessionDep,
     request: Request,

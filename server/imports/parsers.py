@@ -105,13 +105,19 @@ def parse_csv(data: bytes, task: dict[str, Any]) -> list[LabelRecord]:
     return records
 
 
+def _is_id(value: Any) -> bool:
+    return isinstance(value, int | str) and not isinstance(value, bool)
+
+
 def _by_id(entries: Any, what: str) -> dict[Any, dict[str, Any]]:
     if not isinstance(entries, list):
         raise BadRequest(f"COCO '{what}' must be a list")
     out: dict[Any, dict[str, Any]] = {}
     for position, entry in enumerate(entries):
-        if not isinstance(entry, dict) or "id" not in entry:
-            raise BadRequest(f"COCO {what}[{position}] must be an object with an 'id'")
+        if not isinstance(entry, dict) or not _is_id(entry.get("id")):
+            raise BadRequest(
+                f"COCO {what}[{position}] must be an object with an 'id' (a number or text)"
+            )
         if entry["id"] in out:
             raise BadRequest(f"COCO {what} id {entry['id']!r} appears twice")
         out[entry["id"]] = entry
@@ -172,10 +178,10 @@ def parse_coco(data: bytes, task: dict[str, Any]) -> list[LabelRecord]:
             raise BadRequest(f"annotations[{position}] must be an object")
         where = f"annotation id {annotation.get('id', f'#{position}')!r}"
         image_id = annotation.get("image_id")
-        if image_id not in images:
+        if not _is_id(image_id) or image_id not in images:
             raise BadRequest(f"{where}: image_id {image_id!r} is not among the file's images")
         category_id = annotation.get("category_id")
-        if category_id not in categories:
+        if not _is_id(category_id) or category_id not in categories:
             raise InvalidLabel(f"{where}: unknown category_id {category_id!r}")
         category = categories[category_id]
         if kind == "classification":

@@ -10,6 +10,7 @@ from fastapi.concurrency import run_in_threadpool
 from server.auth.dependencies import PrincipalDep, SessionDep
 from server.auth.service import check_project_access
 from server.errors import ERROR_RESPONSES
+from server.ids import DbId
 from server.imports import service
 from server.imports.schemas import ImportFormat, ImportReport, MatchBy
 from server.projects.service import get_project
@@ -28,7 +29,7 @@ IMPORT_BODY = {
     "/projects/{project_id}/labels/import", response_model=ImportReport, openapi_extra=IMPORT_BODY
 )
 async def import_labels(
-    project_id: int,
+    project_id: DbId,
     principal: PrincipalDep,
     session: SessionDep,
     request: Request,

@@ -163,7 +163,11 @@ def test_cli_end_to_end(
         time.sleep(0.01)
     child.send_signal(signal.SIGKILL)
     child.wait()
-    interrupted_at = owner.project_stats(project_id).items
+    # a request already sent when the client died may still commit: wait until the count settles
+    interrupted_at = -1
+    while (settled := owner.project_stats(project_id).items) != interrupted_at:
+        interrupted_at = settled
+        time.sleep(1)
     assert 10 < interrupted_at < 90, "the upload was not interrupted half-way"
     status, output = xmodel("upload", str(tmp_path / "more"))
     assert status == 0, output
