@@ -20,7 +20,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from PIL import Image
+from PIL import Image, ImageStat
 
 from xmodel_client import XModelClient
 from xmodel_client.cli import main
@@ -187,7 +187,9 @@ def test_cli_end_to_end(
             writer.writerow(
                 [
                     path.name,
-                    "dark" if sum(Image.open(path).convert("L").getdata()) < 128 * 320 else "light",
+                    "dark"
+                    if ImageStat.Stat(Image.open(path).convert("L")).mean[0] < 128
+                    else "light",
                 ]
             )
     status, output = xmodel("labels", "import", str(labels), "--dry-run")
