@@ -9,6 +9,8 @@ import csv
 import io
 import json
 import os
+import pty
+import select
 import shutil
 import signal
 import socket
@@ -24,6 +26,7 @@ from PIL import Image, ImageStat
 
 from xmodel_client import XModelClient
 from xmodel_client.cli import main
+from xmodel_client.sources import file_source
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 REPO = Path(__file__).resolve().parents[3]
@@ -39,7 +42,12 @@ def _free_port() -> int:
 def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str]]:
     data = tmp_path_factory.mktemp("service")
     port = _free_port()
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "XM_PROGRESS_SECONDS": "0.2"}
+    env = {
+        **os.environ,
+        "OMP_NUM_THREADS": "1",
+        "XM_PROGRESS_SECONDS": "0.2",
+        "XM_HEARTBEAT_SECONDS": "1",
+    }
     log = (data / "service.log").open("wb")
     child = subprocess.Popen(
         [
@@ -244,3 +252,82 @@ def test_cli_end_to_end(
     assert status == 0 and "deleted project" in output, output
     admin = XModelClient(url, admin_token)
     assert project_id not in [p.id for p in admin.list_projects()]
+
+
+def _read_until(fd: int, marker: bytes, timeout: float) -> bytes:
+    """Read a pseudo-terminal until ``marker`` shows up (or the other side closes)."""
+    seen = b""
+    deadline = time.monotonic() + timeout
+    while marker not in seen and time.monotonic() < deadline:
+        ready, _, _ = select.select([fd], [], [], 0.2)
+        if ready:
+            try:
+                chunk = os.read(fd, 4096)
+            except OSError:  # the child closed the terminal
+                break
+            if not chunk:
+                break
+            seen += chunk
+    return seen
+
+
+def test_ctrl_c_during_train_wait_offers_to_cancel(
+    service: tuple[str, str], tmp_path: Path
+) -> None:
+    """On a terminal, Ctrl-C asks whether to cancel; answering y cancels the job."""
+    url, admin_token = service
+    admin = XModelClient(url, admin_token)
+    project = admin.create_project(
+        "long",
+        {"kind": "classification", "classes": ["a", "b"]},
+        image_size=16,
+        backbone="small_cnn",
+        training={
+            "steps": 1_000_000,
+            "batch_size": 4,
+            "unlabelled_batch_size": 4,
+            "eval_every": 1_000_000,
+        },
+    )
+    owner = admin.with_token(project.owner_token)
+    paths = _images(tmp_path / "few", 12)
+    outcomes = owner.upload_sources(project.id, [file_source(p, p.name) for p in paths])
+    for n, outcome in enumerate(outcomes[:8]):
+        assert outcome.item_id is not None
+        owner.set_label(outcome.item_id, {"class": "ab"[n % 2]})
+    env = {
+        **os.environ,
+        "XMODEL_URL": url,
+        "XMODEL_TOKEN": project.owner_token,
+        "XMODEL_PROJECT": str(project.id),
+        "XMODEL_CONFIG_DIR": str(tmp_path / "config"),
+    }
+    terminal, child_side = pty.openpty()
+    child = subprocess.Popen(
+        [sys.executable, "-m", "xmodel_client", "train", "--wait", "--interval", "0.3"],
+        stdin=child_side,
+        stdout=child_side,
+        stderr=child_side,
+        env=env,
+    )
+    os.close(child_side)
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            jobs = owner.list_jobs(project.id)
+            if jobs and jobs[-1].status == "running" and jobs[-1].progress_step > 0:
+                break
+            _read_until(terminal, b"\0", 0.3)  # keep the terminal drained
+        else:
+            raise AssertionError("the training job never started")
+        child.send_signal(signal.SIGINT)
+        assert b"cancel job" in _read_until(terminal, b"[y/N]", 30)
+        os.write(terminal, b"y\n")
+        rest = _read_until(terminal, b"ended cancelled", 120)
+        assert child.wait(60) == 1, rest
+        assert b"cancel requested" in rest and b"ended cancelled" in rest, rest
+    finally:
+        if child.poll() is None:
+            child.kill()
+        os.close(terminal)
+    assert owner.list_jobs(project.id)[-1].status == "cancelled"
