@@ -18,7 +18,7 @@ setup: $(STAMP)
 
 lint: setup
 	$(BIN)/lint-imports
-	$(BIN)/ruff check xmodel_core server worker bench tests
+	$(BIN)/ruff check xmodel_core server worker bench tests xmodel_client scripts
 
 test: setup
 	$(BIN)/lint-imports
