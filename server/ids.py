@@ -4,9 +4,13 @@ id past the limit answers 422 at the edge instead of overflowing in the database
 
 from __future__ import annotations
 
+import json
 from typing import Annotated
 
 from fastapi import Path, Query
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from server.errors import error_body
 
 MAX_DB_ID = 2**63 - 1
 
@@ -22,3 +26,25 @@ def parse_cursor(cursor: str | None) -> int | None:
         return None
     value = int(cursor)
     return value if value <= MAX_DB_ID else None
+
+
+class OversizedIdMiddleware:
+    """Answer 404 for a path with an all-digit segment past ``MAX_DB_ID``, before any route
+    runs: no such row can exist, and the database driver would overflow converting it. The
+    routes declare the limit in the schema as well; this covers every route at once."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and any(
+            part.isascii() and part.isdigit() and (len(part) > 19 or int(part) > MAX_DB_ID)
+            for part in str(scope.get("path", "")).split("/")
+        ):
+            body = json.dumps(error_body("not_found", "no such resource: ids are at most 2^63-1")).encode()
+            await send({"type": "http.response.start", "status": 404,
+                        "headers": [(b"content-type", b"application/json"),
+                                    (b"content-length", str(len(body)).encode())]})
+            await send({"type": "http.response.body", "body": body})
+            return
+        await self.app(scope, receive, send)

@@ -19,6 +19,7 @@ from server.deletion.router import router as deletion_router
 from server.errors import install_error_handlers
 from server.exports.router import router as exports_router
 from server.health.router import router as health_router
+from server.ids import OversizedIdMiddleware
 from server.imports.router import router as imports_router
 from server.items.router import router as items_router
 from server.items.unlabellable_router import router as unlabellable_router
@@ -93,6 +94,7 @@ def create_app(settings: Settings | None = None, *, job_queue: JobQueue | None =
                    unlabellable_router, page_router, exports_router, imports_router, deletion_router):
         app.include_router(router)
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_request_bytes)
+    app.add_middleware(OversizedIdMiddleware)
     return app
 
 
