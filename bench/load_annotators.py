@@ -62,7 +62,9 @@ class Tally:
 
 def _png(n: int, size: int = 12) -> bytes:
     buffer = io.BytesIO()
-    Image.new("RGB", (size, size), (n % 256, (n // 256) % 256, (n // 65536) % 256)).save(buffer, format="PNG")
+    Image.new("RGB", (size, size), (n % 256, (n // 256) % 256, (n // 65536) % 256)).save(
+        buffer, format="PNG"
+    )
     return buffer.getvalue()
 
 
@@ -99,13 +101,31 @@ def _postgres_database(host: str, port: int) -> tuple[str, Any]:
 def _start_server(database_url: str, root: Path) -> tuple[subprocess.Popen[bytes], str, Path]:
     port = _free_port()
     log = root / "uvicorn.log"
-    env = {**os.environ, "XM_DATABASE_URL": database_url, "XM_STORAGE_DIR": str(root / "storage"),
-           "XM_BROKER_URL": f"sqla+sqlite:///{root / 'broker.sqlite'}", "XM_ADMIN_TOKEN": ADMIN,
-           "XM_AUTO_MIGRATE": "true"}
+    env = {
+        **os.environ,
+        "XM_DATABASE_URL": database_url,
+        "XM_STORAGE_DIR": str(root / "storage"),
+        "XM_BROKER_URL": f"sqla+sqlite:///{root / 'broker.sqlite'}",
+        "XM_ADMIN_TOKEN": ADMIN,
+        "XM_AUTO_MIGRATE": "true",
+    }
     with open(log, "wb") as out:
-        process = subprocess.Popen([sys.executable, "-m", "uvicorn", "server.main:app", "--port", str(port),
-                                    "--log-level", "warning"], cwd=REPO, env=env, stdout=out,
-                                   stderr=subprocess.STDOUT)
+        process = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "uvicorn",
+                "server.main:app",
+                "--port",
+                str(port),
+                "--log-level",
+                "warning",
+            ],
+            cwd=REPO,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
@@ -118,12 +138,23 @@ def _start_server(database_url: str, root: Path) -> tuple[subprocess.Popen[bytes
     raise SystemExit(f"the API did not start:\n{log.read_text()[-3000:]}")
 
 
-async def _annotator(http: httpx.AsyncClient, project_id: int, headers: dict[str, str], who: int,
-                     k: int, until: float, tally: Tally, holders: dict[int, int]) -> None:
+async def _annotator(
+    http: httpx.AsyncClient,
+    project_id: int,
+    headers: dict[str, str],
+    who: int,
+    k: int,
+    until: float,
+    tally: Tally,
+    holders: dict[int, int],
+) -> None:
     while time.monotonic() < until:
         started = time.perf_counter()
-        response = await http.get(f"/projects/{project_id}/suggest", headers=headers,
-                                  params={"k": k, "annotator": f"a{who}"})
+        response = await http.get(
+            f"/projects/{project_id}/suggest",
+            headers=headers,
+            params={"k": k, "annotator": f"a{who}"},
+        )
         tally.suggest_ms.append((time.perf_counter() - started) * 1000)
         tally.statuses[response.status_code] += 1
         if response.status_code != 200:
@@ -141,8 +172,9 @@ async def _annotator(http: httpx.AsyncClient, project_id: int, headers: dict[str
             if time.monotonic() >= until:
                 return
             started = time.perf_counter()
-            answer = await http.put(f"/items/{item_id}/label", headers=headers,
-                                    json={"class": CLASSES[item_id % 2]})
+            answer = await http.put(
+                f"/items/{item_id}/label", headers=headers, json={"class": CLASSES[item_id % 2]}
+            )
             tally.label_ms.append((time.perf_counter() - started) * 1000)
             tally.statuses[answer.status_code] += 1
             if answer.status_code == 200:
@@ -151,11 +183,16 @@ async def _annotator(http: httpx.AsyncClient, project_id: int, headers: dict[str
                 holders.pop(item_id, None)
 
 
-async def _import(http: httpx.AsyncClient, project_id: int, owner: dict[str, str], archive: bytes,
-                  tally: Tally) -> None:
+async def _import(
+    http: httpx.AsyncClient, project_id: int, owner: dict[str, str], archive: bytes, tally: Tally
+) -> None:
     started = time.perf_counter()
-    response = await http.post(f"/projects/{project_id}/items/import", headers=owner,
-                               files={"archive": ("big.zip", archive, "application/zip")}, timeout=600)
+    response = await http.post(
+        f"/projects/{project_id}/items/import",
+        headers=owner,
+        files={"archive": ("big.zip", archive, "application/zip")},
+        timeout=600,
+    )
     tally.import_seconds = time.perf_counter() - started
     tally.import_status = response.status_code
     tally.statuses[response.status_code] += 1
@@ -166,26 +203,46 @@ async def _run(url: str, args: argparse.Namespace) -> tuple[Tally, int]:
     admin = {"Authorization": f"Bearer {ADMIN}"}
     limits = httpx.Limits(max_connections=args.annotators + 4)
     async with httpx.AsyncClient(base_url=url, timeout=60, limits=limits) as http:
-        created = (await http.post("/projects", headers=admin, json={
-            "name": "load", "task": {"kind": "classification", "classes": CLASSES},
-            "image_size": 16, "backbone": "small_cnn"})).json()
+        created = (
+            await http.post(
+                "/projects",
+                headers=admin,
+                json={
+                    "name": "load",
+                    "task": {"kind": "classification", "classes": CLASSES},
+                    "image_size": 16,
+                    "backbone": "small_cnn",
+                },
+            )
+        ).json()
         project_id, owner = created["id"], {"Authorization": f"Bearer {created['owner_token']}"}
         for first in range(0, args.pool, 200):  # the pool the annotators label
-            files = [("files", (f"{n}.png", _png(n), "image/png")) for n in range(first, min(first + 200, args.pool))]
+            files = [
+                ("files", (f"{n}.png", _png(n), "image/png"))
+                for n in range(first, min(first + 200, args.pool))
+            ]
             response = await http.post(f"/projects/{project_id}/items", headers=owner, files=files)
             response.raise_for_status()
         tokens = []
         for who in range(args.annotators):
-            token = (await http.post(f"/projects/{project_id}/tokens", headers=owner,
-                                     json={"role": "annotator", "name": f"a{who}"})).json()["token"]
+            token = (
+                await http.post(
+                    f"/projects/{project_id}/tokens",
+                    headers=owner,
+                    json={"role": "annotator", "name": f"a{who}"},
+                )
+            ).json()["token"]
             tokens.append({"Authorization": f"Bearer {token}"})
         archive = _zip(10**6, args.import_images)
         until = time.monotonic() + args.seconds
         holders: dict[int, int] = {}
         await asyncio.gather(
             _import(http, project_id, owner, archive, tally),
-            *[_annotator(http, project_id, tokens[who], who, args.k, until, tally, holders)
-              for who in range(args.annotators)])
+            *[
+                _annotator(http, project_id, tokens[who], who, args.k, until, tally, holders)
+                for who in range(args.annotators)
+            ],
+        )
     return tally, project_id
 
 
@@ -232,39 +289,60 @@ def run_backend(backend: str, args: argparse.Namespace) -> dict[str, Any]:
                 conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
                 conn.close()
     return {
-        "backend": backend, "annotators": args.annotators, "seconds": args.seconds, "k": args.k,
-        "pool": args.pool, "import_images": args.import_images,
-        "import_status": tally.import_status, "import_seconds": round(tally.import_seconds or 0, 1),
+        "backend": backend,
+        "annotators": args.annotators,
+        "seconds": args.seconds,
+        "k": args.k,
+        "pool": args.pool,
+        "import_images": args.import_images,
+        "import_status": tally.import_status,
+        "import_seconds": round(tally.import_seconds or 0, 1),
         "suggest_requests": len(tally.suggest_ms),
         "suggest_p50_ms": _percentile(tally.suggest_ms, 0.50),
         "suggest_p95_ms": _percentile(tally.suggest_ms, 0.95),
         "suggest_p99_ms": _percentile(tally.suggest_ms, 0.99),
         "suggest_max_ms": round(max(tally.suggest_ms), 1) if tally.suggest_ms else None,
-        "suggest_mean_ms": round(statistics.fmean(tally.suggest_ms), 1) if tally.suggest_ms else None,
+        "suggest_mean_ms": round(statistics.fmean(tally.suggest_ms), 1)
+        if tally.suggest_ms
+        else None,
         "label_requests": len(tally.label_ms),
-        "label_p50_ms": _percentile(tally.label_ms, 0.50), "label_p99_ms": _percentile(tally.label_ms, 0.99),
+        "label_p50_ms": _percentile(tally.label_ms, 0.50),
+        "label_p99_ms": _percentile(tally.label_ms, 0.99),
         "statuses": {str(k): v for k, v in sorted(tally.statuses.items())},
         "server_errors": sum(v for k, v in tally.statuses.items() if k >= 500),
         "database_locked_lines": server_log.count("database is locked"),
-        "server_error_lines": sorted({line.strip()[:300] for line in server_log.splitlines()
-                                      if "Error:" in line or "Exception:" in line})[:10],
+        "server_error_lines": sorted(
+            {
+                line.strip()[:300]
+                for line in server_log.splitlines()
+                if "Error:" in line or "Exception:" in line
+            }
+        )[:10],
         "double_leases": tally.double_leases,
         "labelled_twice": sum(1 for who in tally.labelled_by.values() if len(who) > 1),
-        "confirmed_labels": len(tally.confirmed), "lost_labels": lost,
+        "confirmed_labels": len(tally.confirmed),
+        "lost_labels": lost,
     }
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--annotators", type=int, default=32)
     parser.add_argument("--seconds", type=float, default=120.0, help="load duration per backend")
     parser.add_argument("--k", type=int, default=5, help="items per /suggest")
     parser.add_argument("--pool", type=int, default=4000, help="unlabelled items before the load")
-    parser.add_argument("--import-images", type=int, default=3000, help="images in the concurrent zip import")
-    parser.add_argument("--backends", nargs="+", default=["sqlite", "postgresql"],
-                        choices=["sqlite", "postgresql"])
+    parser.add_argument(
+        "--import-images", type=int, default=3000, help="images in the concurrent zip import"
+    )
+    parser.add_argument(
+        "--backends", nargs="+", default=["sqlite", "postgresql"], choices=["sqlite", "postgresql"]
+    )
     parser.add_argument("--pg-host", default=os.environ.get("XM_TEST_PG_HOST", "127.0.0.1"))
-    parser.add_argument("--pg-port", type=int, default=int(os.environ.get("XM_TEST_PG_PORT", "5432")))
+    parser.add_argument(
+        "--pg-port", type=int, default=int(os.environ.get("XM_TEST_PG_PORT", "5432"))
+    )
     parser.add_argument("--output", type=Path, default=RESULTS)
     args = parser.parse_args(argv)
 
@@ -272,19 +350,30 @@ def main(argv: list[str] | None = None) -> int:
     for backend in args.backends:
         result = run_backend(backend, args)
         results.append(result)
-        print(f"{backend:10s} /suggest p50 {result['suggest_p50_ms']} ms  p99 {result['suggest_p99_ms']} ms  "
-              f"max {result['suggest_max_ms']} ms  ({result['suggest_requests']} requests) | "
-              f"5xx {result['server_errors']}  locked {result['database_locked_lines']}  "
-              f"double leases {result['double_leases']}  lost labels {result['lost_labels']}  "
-              f"import {result['import_status']} in {result['import_seconds']} s", flush=True)
-    output = {"benchmark": "load_annotators", "created_at": datetime.now(UTC).isoformat(),
-              "machine": {"cpus": os.cpu_count(), "python": platform.python_version()}, "results": results}
+        print(
+            f"{backend:10s} /suggest p50 {result['suggest_p50_ms']} ms  p99 {result['suggest_p99_ms']} ms  "
+            f"max {result['suggest_max_ms']} ms  ({result['suggest_requests']} requests) | "
+            f"5xx {result['server_errors']}  locked {result['database_locked_lines']}  "
+            f"double leases {result['double_leases']}  lost labels {result['lost_labels']}  "
+            f"import {result['import_status']} in {result['import_seconds']} s",
+            flush=True,
+        )
+    output = {
+        "benchmark": "load_annotators",
+        "created_at": datetime.now(UTC).isoformat(),
+        "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
+        "results": results,
+    }
     args.output.parent.mkdir(parents=True, exist_ok=True)
     tmp = args.output.with_suffix(".json.tmp")
     tmp.write_text(json.dumps(output, indent=2) + "\n")
     os.replace(tmp, args.output)
     print(f"saved {args.output}")
-    return 1 if any(r["server_errors"] or r["lost_labels"] or r["double_leases"] for r in results) else 0
+    return (
+        1
+        if any(r["server_errors"] or r["lost_labels"] or r["double_leases"] for r in results)
+        else 0
+    )
 
 
 if __name__ == "__main__":

@@ -117,7 +117,9 @@ class Child:
 
     def start(self) -> None:
         # Own session: a terminal's Ctrl-C reaches only the launcher, which stops children in order.
-        self.process = subprocess.Popen(self.command, cwd=REPO, env=self.env, start_new_session=True)
+        self.process = subprocess.Popen(
+            self.command, cwd=REPO, env=self.env, start_new_session=True
+        )
         self.started_at = time.monotonic()
         self.restart_at = None
         log(f"{self.name} started (pid {self.process.pid})")
@@ -131,8 +133,10 @@ class Child:
             if now - self.started_at >= STABLE_AFTER_S:
                 self.backoff_s = BACKOFF_START_S
             self.restart_at = now + self.backoff_s
-            log(f"{self.name} (pid {self.process.pid}) {describe_exit(code)}; restarting it in "
-                f"{self.backoff_s:.0f}s (restart {self.restarts + 1})")
+            log(
+                f"{self.name} (pid {self.process.pid}) {describe_exit(code)}; restarting it in "
+                f"{self.backoff_s:.0f}s (restart {self.restarts + 1})"
+            )
             self.backoff_s = min(self.backoff_s * 2, BACKOFF_MAX_S)
         if self.restart_at is not None and now >= self.restart_at:
             self.restarts += 1
@@ -140,12 +144,16 @@ class Child:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8000)
     parser.add_argument("--data-dir", type=Path, default=REPO / "var")
     parser.add_argument("--grace", type=float, default=15.0, help="seconds a child gets to stop")
-    parser.add_argument("--no-worker", action="store_true", help="the API only (workers run elsewhere)")
+    parser.add_argument(
+        "--no-worker", action="store_true", help="the API only (workers run elsewhere)"
+    )
     args = parser.parse_args(argv)
 
     env = environment(args.data_dir.resolve())
@@ -154,12 +162,43 @@ def main(argv: list[str] | None = None) -> int:
 
     upgrade_to_head(env["XM_DATABASE_URL"])
     python = sys.executable
-    children = [Child("API", [python, "-m", "uvicorn", "server.main:app", "--host", args.host,
-                              "--port", str(args.port)], env)]
+    children = [
+        Child(
+            "API",
+            [
+                python,
+                "-m",
+                "uvicorn",
+                "server.main:app",
+                "--host",
+                args.host,
+                "--port",
+                str(args.port),
+            ],
+            env,
+        )
+    ]
     if not args.no_worker:
-        children.append(Child("worker", [python, "-m", "celery", "-A", "worker.app", "worker", "--pool=solo",
-                                         "--concurrency=1", "--loglevel=INFO", "--without-mingle",
-                                         "--without-gossip", "--without-heartbeat"], env))
+        children.append(
+            Child(
+                "worker",
+                [
+                    python,
+                    "-m",
+                    "celery",
+                    "-A",
+                    "worker.app",
+                    "worker",
+                    "--pool=solo",
+                    "--concurrency=1",
+                    "--loglevel=INFO",
+                    "--without-mingle",
+                    "--without-gossip",
+                    "--without-heartbeat",
+                ],
+                env,
+            )
+        )
     for child in children:
         child.start()
     processes = [c.process for c in children if c.process is not None]
@@ -178,10 +217,13 @@ def main(argv: list[str] | None = None) -> int:
         print(exc, file=sys.stderr)
         stop(processes, args.grace)
         return 1
-    print(f"\nxmodel is running: {url}  (API docs: {url}/docs)\n"
-          f"admin token: {env['XM_ADMIN_TOKEN']}\n"
-          f"data: {args.data_dir}   broker: {env['XM_BROKER_URL']}\n"
-          "Ctrl-C stops the API and the worker.\n", flush=True)
+    print(
+        f"\nxmodel is running: {url}  (API docs: {url}/docs)\n"
+        f"admin token: {env['XM_ADMIN_TOKEN']}\n"
+        f"data: {args.data_dir}   broker: {env['XM_BROKER_URL']}\n"
+        "Ctrl-C stops the API and the worker.\n",
+        flush=True,
+    )
     while not stopping:
         now = time.monotonic()
         for child in children:

@@ -41,10 +41,19 @@ class OversizedIdMiddleware:
             part.isascii() and part.isdigit() and (len(part) > 19 or int(part) > MAX_DB_ID)
             for part in str(scope.get("path", "")).split("/")
         ):
-            body = json.dumps(error_body("not_found", "no such resource: ids are at most 2^63-1")).encode()
-            await send({"type": "http.response.start", "status": 404,
-                        "headers": [(b"content-type", b"application/json"),
-                                    (b"content-length", str(len(body)).encode())]})
+            body = json.dumps(
+                error_body("not_found", "no such resource: ids are at most 2^63-1")
+            ).encode()
+            await send(
+                {
+                    "type": "http.response.start",
+                    "status": 404,
+                    "headers": [
+                        (b"content-type", b"application/json"),
+                        (b"content-length", str(len(body)).encode()),
+                    ],
+                }
+            )
             await send({"type": "http.response.body", "body": body})
             return
         await self.app(scope, receive, send)

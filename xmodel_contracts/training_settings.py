@@ -37,60 +37,138 @@ Float = StrictFloat | None  # an int is fine, a bool or a string is not
 class TrainingSettings(BaseModel):
     """Optional overrides of the training defaults (unknown keys are refused)."""
 
-    model_config = ConfigDict(extra="forbid", json_schema_extra={
-        "examples": [{"steps": 2000, "batch_size": 64, "lr": 0.001}]})
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={"examples": [{"steps": 2000, "batch_size": 64, "lr": 0.001}]},
+    )
 
     # the model (ModelConfig)
-    num_heads: Int = Field(default=None, ge=2, le=64, description="number of prediction heads whose disagreement ranks items")
+    num_heads: Int = Field(
+        default=None,
+        ge=2,
+        le=64,
+        description="number of prediction heads whose disagreement ranks items",
+    )
     head_hidden: Int = Field(default=None, ge=1, le=8192, description="hidden units of each head")
-    dropout: Float = Field(default=None, ge=0.0, lt=1.0, allow_inf_nan=False,
-                           description="dropout in the heads")
-    freeze_blocks: Int = Field(default=None, ge=0, le=1000, description="backbone blocks kept frozen")
+    dropout: Float = Field(
+        default=None, ge=0.0, lt=1.0, allow_inf_nan=False, description="dropout in the heads"
+    )
+    freeze_blocks: Int = Field(
+        default=None, ge=0, le=1000, description="backbone blocks kept frozen"
+    )
     pretrained: StrictBool | None = Field(default=None, description="start from ImageNet weights")
     # the training loop (TrainConfig)
     method: Method | None = Field(default=None, description="training method")
     steps: Int = Field(default=None, ge=1, le=MAX_STEPS, description="optimiser steps")
-    batch_size: Int = Field(default=None, ge=1, le=MAX_BATCH, description="labelled images per step")
-    unlabelled_batch_size: Int = Field(default=None, ge=1, le=MAX_BATCH, description="unlabelled images per step")
-    lr: Float = Field(default=None, gt=0.0, lt=10.0, allow_inf_nan=False,
-                      description="learning rate")
-    extractor_lr_scale: Float = Field(default=None, ge=0.0, le=10.0, allow_inf_nan=False,
-                                      description="learning-rate factor of the backbone")
-    weight_decay: Float = Field(default=None, ge=0.0, lt=10.0, allow_inf_nan=False,
-                                description="weight decay")
-    consistency_weight: Float = Field(default=None, ge=0.0, le=1000.0, allow_inf_nan=False,
-                                      description="weight of the consistency loss")
-    minimax_weight: Float = Field(default=None, ge=0.0, le=1000.0, allow_inf_nan=False,
-                                  description="weight of the heads' minimax loss")
-    rampup_fraction: Float = Field(default=None, ge=0.0, le=1.0, allow_inf_nan=False,
-                                   description="share of the steps the consistency weight ramps up over")
-    ema_decay: Float = Field(default=None, ge=0.0, le=1.0, allow_inf_nan=False,
-                             description="decay of the teacher's moving average")
-    bn_stats_from_labelled: StrictBool | None = Field(default=None, description="batch-norm statistics from the labelled batch only")
+    batch_size: Int = Field(
+        default=None, ge=1, le=MAX_BATCH, description="labelled images per step"
+    )
+    unlabelled_batch_size: Int = Field(
+        default=None, ge=1, le=MAX_BATCH, description="unlabelled images per step"
+    )
+    lr: Float = Field(
+        default=None, gt=0.0, lt=10.0, allow_inf_nan=False, description="learning rate"
+    )
+    extractor_lr_scale: Float = Field(
+        default=None,
+        ge=0.0,
+        le=10.0,
+        allow_inf_nan=False,
+        description="learning-rate factor of the backbone",
+    )
+    weight_decay: Float = Field(
+        default=None, ge=0.0, lt=10.0, allow_inf_nan=False, description="weight decay"
+    )
+    consistency_weight: Float = Field(
+        default=None,
+        ge=0.0,
+        le=1000.0,
+        allow_inf_nan=False,
+        description="weight of the consistency loss",
+    )
+    minimax_weight: Float = Field(
+        default=None,
+        ge=0.0,
+        le=1000.0,
+        allow_inf_nan=False,
+        description="weight of the heads' minimax loss",
+    )
+    rampup_fraction: Float = Field(
+        default=None,
+        ge=0.0,
+        le=1.0,
+        allow_inf_nan=False,
+        description="share of the steps the consistency weight ramps up over",
+    )
+    ema_decay: Float = Field(
+        default=None,
+        ge=0.0,
+        le=1.0,
+        allow_inf_nan=False,
+        description="decay of the teacher's moving average",
+    )
+    bn_stats_from_labelled: StrictBool | None = Field(
+        default=None, description="batch-norm statistics from the labelled batch only"
+    )
     seed: Int = Field(default=None, ge=0, le=2**32 - 1, description="random seed")
     amp: StrictBool | None = Field(default=None, description="bfloat16 autocast on CUDA")
-    eval_every: Int = Field(default=None, ge=1, le=MAX_STEPS, description="steps between evaluations")
-    patience: Int = Field(default=None, ge=1, le=1_000_000, description="evaluations without progress before stopping early")
-    checkpoint_every: Int = Field(default=None, ge=0, le=MAX_STEPS, description="steps between checkpoints (0: the worker's default)")
+    eval_every: Int = Field(
+        default=None, ge=1, le=MAX_STEPS, description="steps between evaluations"
+    )
+    patience: Int = Field(
+        default=None,
+        ge=1,
+        le=1_000_000,
+        description="evaluations without progress before stopping early",
+    )
+    checkpoint_every: Int = Field(
+        default=None,
+        ge=0,
+        le=MAX_STEPS,
+        description="steps between checkpoints (0: the worker's default)",
+    )
     # the job around it
-    val_fraction: Float = Field(default=None, ge=0.0, lt=1.0, allow_inf_nan=False,
-                                description="share of the labels held out for validation")
-    clusters: Int = Field(default=None, ge=1, le=10_000, description="k-means clusters for diversity (default grows with the pool)")
-    score_views: Int = Field(default=None, ge=1, le=64, description="augmented views averaged when scoring")
+    val_fraction: Float = Field(
+        default=None,
+        ge=0.0,
+        lt=1.0,
+        allow_inf_nan=False,
+        description="share of the labels held out for validation",
+    )
+    clusters: Int = Field(
+        default=None,
+        ge=1,
+        le=10_000,
+        description="k-means clusters for diversity (default grows with the pool)",
+    )
+    score_views: Int = Field(
+        default=None, ge=1, le=64, description="augmented views averaged when scoring"
+    )
     warm_start: StrictBool | None = Field(
-        default=None, description="start from the project's active model (default) rather than "
-        "from the backbone's pretrained weights")
+        default=None,
+        description="start from the project's active model (default) rather than "
+        "from the backbone's pretrained weights",
+    )
     trunk_cache: StrictBool | None = Field(
-        default=None, description="train and score on cached activations of the frozen stages "
-        "(needs freeze_blocks > 0); false recomputes them at every step")
-    weak_views: Int = Field(default=None, ge=1, le=64,
-                            description="cached weak views per labelled image (trunk_cache)")
-    strong_views: Int = Field(default=None, ge=2, le=64,
-                              description="cached strong views per image (trunk_cache): the "
-                              "consistency pairs and the scoring views")
+        default=None,
+        description="train and score on cached activations of the frozen stages "
+        "(needs freeze_blocks > 0); false recomputes them at every step",
+    )
+    weak_views: Int = Field(
+        default=None, ge=1, le=64, description="cached weak views per labelled image (trunk_cache)"
+    )
+    strong_views: Int = Field(
+        default=None,
+        ge=2,
+        le=64,
+        description="cached strong views per image (trunk_cache): the "
+        "consistency pairs and the scoring views",
+    )
     score_strategies: list[ScoreStrategy] | None = Field(
-        default=None, max_length=16,
-        description="baseline scores to write beside xmodel's (for /suggest?strategy=)")
+        default=None,
+        max_length=16,
+        description="baseline scores to write beside xmodel's (for /suggest?strategy=)",
+    )
 
 
 TRAINING_SETTING_KEYS = frozenset(TrainingSettings.model_fields)

@@ -4,13 +4,18 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import and_, func, or_, select, update
+from sqlalchemy import CursorResult, Result, and_, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from server.db.base import utcnow
 from server.db.models import ACTIVE_JOB_STATUSES, Job, JobEvent
+
+
+def _changed(result: Result[Any]) -> int:
+    """Rows an UPDATE changed (``execute`` is typed as returning any ``Result``)."""
+    return int(cast(CursorResult[Any], result).rowcount)
 
 
 def get(session: Session, job_id: int) -> Job | None:
@@ -36,7 +41,7 @@ def cancel_if_queued(session: Session, job_id: int, now: datetime) -> bool:
         .values(status="cancelled", cancel_requested=True, finished_at=now)
         .execution_options(synchronize_session=False)
     )
-    return result.rowcount == 1
+    return _changed(result) == 1
 
 
 def request_cancel_if_running(session: Session, job_id: int) -> bool:
@@ -44,7 +49,7 @@ def request_cancel_if_running(session: Session, job_id: int) -> bool:
         update(Job).where(Job.id == job_id, Job.status == "running")
         .values(cancel_requested=True).execution_options(synchronize_session=False)
     )
-    return result.rowcount == 1
+    return _changed(result) == 1
 
 
 # ---- the worker's side: claim, heartbeat, progress, finish, requeue -----------------------
@@ -66,7 +71,7 @@ def claim(session: Session, job_id: int, owner: str, now: datetime, lease_expire
                 started_at=func.coalesce(Job.started_at, now))
         .execution_options(synchronize_session=False)
     )
-    if result.rowcount != 1:
+    if _changed(result) != 1:
         return None
     job = session.get(Job, job_id)
     if job is not None:
@@ -136,9 +141,9 @@ def finish(session: Session, job_id: int, owner: str, status: str, now: datetime
         values["metrics"] = metrics
     result = session.execute(update(Job).where(_owned(job_id, owner)).values(**values)
                              .execution_options(synchronize_session=False))
-    if result.rowcount == 1 and status == "failed":
+    if _changed(result) == 1 and status == "failed":
         add_event(session, job_id, _attempt(session, job_id), "failed", error or "failed", now)
-    return result.rowcount == 1
+    return _changed(result) == 1
 
 
 def release(session: Session, job_id: int, owner: str, error: str) -> bool:
@@ -148,9 +153,9 @@ def release(session: Session, job_id: int, owner: str, error: str) -> bool:
         .values(status="queued", lease_owner=None, lease_expires_at=None, error=error, phase="retrying")
         .execution_options(synchronize_session=False)
     )
-    if result.rowcount == 1:
+    if _changed(result) == 1:
         add_event(session, job_id, _attempt(session, job_id), "retry", error, utcnow())
-    return result.rowcount == 1
+    return _changed(result) == 1
 
 
 @dataclass

@@ -31,8 +31,13 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 REPO = Path(__file__).resolve().parents[3]
 EXAMPLES = int(os.environ.get("XM_FUZZ_EXAMPLES", "12"))
-CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance,
-          response_schema_conformance, response_headers_conformance]
+CHECKS = [
+    not_a_server_error,
+    status_code_conformance,
+    content_type_conformance,
+    response_schema_conformance,
+    response_headers_conformance,
+]
 
 
 @dataclass
@@ -50,8 +55,11 @@ def _free_port() -> int:
 
 @pytest.fixture(params=["sqlite", "postgresql"])
 def live(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Live]:
-    database_url = (f"sqlite:///{tmp_path / 'xmodel.db'}" if request.param == "sqlite"
-                    else request.getfixturevalue("postgres_url"))
+    database_url = (
+        f"sqlite:///{tmp_path / 'xmodel.db'}"
+        if request.param == "sqlite"
+        else request.getfixturevalue("postgres_url")
+    )
     if request.param == "postgresql":
         from sqlalchemy import text
 
@@ -64,14 +72,32 @@ def live(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Live]:
             connection.execute(text(f"TRUNCATE {names} RESTART IDENTITY CASCADE"))
         engine.dispose()
     port = _free_port()
-    env = {**os.environ, "XM_DATABASE_URL": database_url, "XM_STORAGE_DIR": str(tmp_path / "storage"),
-           "XM_BROKER_URL": f"sqla+sqlite:///{tmp_path / 'broker.sqlite'}", "XM_ADMIN_TOKEN": ADMIN_TOKEN,
-           "XM_AUTO_MIGRATE": "true"}
+    env = {
+        **os.environ,
+        "XM_DATABASE_URL": database_url,
+        "XM_STORAGE_DIR": str(tmp_path / "storage"),
+        "XM_BROKER_URL": f"sqla+sqlite:///{tmp_path / 'broker.sqlite'}",
+        "XM_ADMIN_TOKEN": ADMIN_TOKEN,
+        "XM_AUTO_MIGRATE": "true",
+    }
     log = tmp_path / "uvicorn.log"
     with open(log, "wb") as out:
-        process = subprocess.Popen([sys.executable, "-m", "uvicorn", "server.main:app", "--port", str(port),
-                                    "--log-level", "warning"], cwd=REPO, env=env, stdout=out,
-                                   stderr=subprocess.STDOUT)
+        process = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "uvicorn",
+                "server.main:app",
+                "--port",
+                str(port),
+                "--log-level",
+                "warning",
+            ],
+            cwd=REPO,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
     url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 60
@@ -84,12 +110,22 @@ def live(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Live]:
             assert process.poll() is None and time.monotonic() < deadline, log.read_text()
             time.sleep(0.2)
         admin = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
-        created = httpx.post(f"{url}/projects", headers=admin, json={
-            "name": "fuzz", "task": {"kind": "classification", "classes": ["cat", "dog"]},
-            "image_size": 16, "backbone": "small_cnn"}).json()
+        created = httpx.post(
+            f"{url}/projects",
+            headers=admin,
+            json={
+                "name": "fuzz",
+                "task": {"kind": "classification", "classes": ["cat", "dog"]},
+                "image_size": 16,
+                "backbone": "small_cnn",
+            },
+        ).json()
         owner = {"Authorization": f"Bearer {created['owner_token']}"}
-        httpx.post(f"{url}/projects/{created['id']}/items", headers=owner,
-                   files=[("files", (f"{i}.png", unique_png(), "image/png")) for i in range(3)])
+        httpx.post(
+            f"{url}/projects/{created['id']}/items",
+            headers=owner,
+            files=[("files", (f"{i}.png", unique_png(), "image/png")) for i in range(3)],
+        )
         yield Live(url, {"admin": admin, "owner": owner}, log)
     finally:
         process.terminate()
@@ -99,8 +135,13 @@ def live(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Live]:
 def _fuzz(operation: schemathesis.APIOperation, base_url: str, headers: dict[str, str]) -> None:
     """Up to ``EXAMPLES`` generated requests to one operation; raises on the first failure."""
 
-    @settings(max_examples=EXAMPLES, deadline=None, derandomize=True, database=None,
-              suppress_health_check=list(HealthCheck))
+    @settings(
+        max_examples=EXAMPLES,
+        deadline=None,
+        derandomize=True,
+        database=None,
+        suppress_health_check=list(HealthCheck),
+    )
     @given(case=operation.as_strategy())
     def run(case: schemathesis.Case) -> None:
         case.call_and_validate(base_url=base_url, headers=headers, checks=CHECKS)
@@ -118,6 +159,8 @@ def test_every_operation_answers_within_its_schema(live: Live) -> None:
             try:
                 _fuzz(operation, live.url, headers)
             except (Exception, BaseExceptionGroup) as exc:  # noqa: BLE001 - collect every failure
-                failures.append(f"{operation.method.upper()} {operation.path} ({who}): {str(exc)[:1500]}")
+                failures.append(
+                    f"{operation.method.upper()} {operation.path} ({who}): {str(exc)[:1500]}"
+                )
     server_log = live.log.read_text(errors="replace")
     assert not failures, "\n\n".join(failures) + "\n\nserver log:\n" + server_log[-4000:]

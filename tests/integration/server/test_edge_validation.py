@@ -10,12 +10,23 @@ pytestmark = pytest.mark.integration
 
 HUGE = 2**63
 ID_ROUTES = [
-    ("GET", "/projects/{id}"), ("PATCH", "/projects/{id}"), ("GET", "/projects/{id}/stats"),
-    ("GET", "/projects/{id}/items"), ("GET", "/items/{id}"), ("GET", "/items/{id}/image"),
-    ("DELETE", "/items/{id}"), ("PUT", "/items/{id}/label"), ("GET", "/items/{id}/label/revisions"),
-    ("GET", "/jobs/{id}"), ("POST", "/jobs/{id}/cancel"), ("GET", "/models/{id}"),
-    ("GET", "/models/{id}/download"), ("GET", "/projects/{id}/suggest"), ("GET", "/projects/{id}/jobs"),
-    ("GET", "/projects/{id}/tokens"), ("DELETE", "/projects/1/tokens/{id}"),
+    ("GET", "/projects/{id}"),
+    ("PATCH", "/projects/{id}"),
+    ("GET", "/projects/{id}/stats"),
+    ("GET", "/projects/{id}/items"),
+    ("GET", "/items/{id}"),
+    ("GET", "/items/{id}/image"),
+    ("DELETE", "/items/{id}"),
+    ("PUT", "/items/{id}/label"),
+    ("GET", "/items/{id}/label/revisions"),
+    ("GET", "/jobs/{id}"),
+    ("POST", "/jobs/{id}/cancel"),
+    ("GET", "/models/{id}"),
+    ("GET", "/models/{id}/download"),
+    ("GET", "/projects/{id}/suggest"),
+    ("GET", "/projects/{id}/jobs"),
+    ("GET", "/projects/{id}/tokens"),
+    ("DELETE", "/projects/1/tokens/{id}"),
 ]
 
 
@@ -24,8 +35,12 @@ def test_ids_past_64_bits_are_refused_at_the_edge(api, method: str, route: str) 
     project_id, owner = api.create_project()
     for value in (HUGE, 10**30, -HUGE - 1):
         for headers in (api.admin, owner):
-            response = api.client.request(method, route.format(id=value), headers=headers,
-                                          json={"class": "cat"} if method in ("PUT", "PATCH") else None)
+            response = api.client.request(
+                method,
+                route.format(id=value),
+                headers=headers,
+                json={"class": "cat"} if method in ("PUT", "PATCH") else None,
+            )
             assert response.status_code in (404, 422), (route, value, response.text)
             assert response.json()["error"] in ("not_found", "validation_error")
 
@@ -33,11 +48,17 @@ def test_ids_past_64_bits_are_refused_at_the_edge(api, method: str, route: str) 
 def test_cursor_and_after_id_past_64_bits(api) -> None:
     project_id, owner = api.create_project()
     for cursor in (str(HUGE), "9" * 40, "-1", "１２"):
-        response = api.client.get(f"/projects/{project_id}/items", headers=owner, params={"cursor": cursor})
+        response = api.client.get(
+            f"/projects/{project_id}/items", headers=owner, params={"cursor": cursor}
+        )
         assert response.status_code in (400, 422), response.text
-    response = api.client.get(f"/projects/{project_id}/jobs", headers=owner, params={"after_id": HUGE})
+    response = api.client.get(
+        f"/projects/{project_id}/jobs", headers=owner, params={"after_id": HUGE}
+    )
     assert response.status_code == 422, response.text
-    last = api.client.get(f"/projects/{project_id}/items", headers=owner, params={"cursor": str(HUGE - 1)})
+    last = api.client.get(
+        f"/projects/{project_id}/items", headers=owner, params={"cursor": str(HUGE - 1)}
+    )
     assert last.status_code == 200 and last.json()["items"] == []
 
 
@@ -48,13 +69,16 @@ TASKS = {
     "keypoints": {"kind": "keypoints", "points": ["left", "right"]},
 }
 NUMBER_CASES = {
-    "regression_400_digits": ("regression", '{"values": {"age": ' + HUGE_INT + '}}'),
-    "regression_400_digits_list": ("regression", '{"values": [-' + HUGE_INT + ']}'),
+    "regression_400_digits": ("regression", '{"values": {"age": ' + HUGE_INT + "}}"),
+    "regression_400_digits_list": ("regression", '{"values": [-' + HUGE_INT + "]}"),
     "regression_1e308_without_range": ("regression", '{"values": {"age": 1e308}}'),
     "regression_beyond_float": ("regression", '{"values": {"age": 1e400}}'),
-    "keypoint_400_digits": ("keypoints", '{"points": [[' + HUGE_INT + ', 1], [1, 1]]}'),
+    "keypoint_400_digits": ("keypoints", '{"points": [[' + HUGE_INT + ", 1], [1, 1]]}"),
     "keypoint_invisible_far_away": ("keypoints", '{"points": [[-1e308, 1e308, 0], [1, 1]]}'),
-    "keypoint_visibility_400_digits": ("keypoints", '{"points": [[1, 1, ' + HUGE_INT + '], [1, 1]]}'),
+    "keypoint_visibility_400_digits": (
+        "keypoints",
+        '{"points": [[1, 1, ' + HUGE_INT + "], [1, 1]]}",
+    ),
 }
 
 
@@ -62,28 +86,39 @@ NUMBER_CASES = {
 def test_numbers_past_a_float_are_a_400_and_keep_the_connection(api, case: str) -> None:
     kind, raw = NUMBER_CASES[case]
     project_id, owner = api.create_project(task=TASKS[kind])
-    item_id = api.upload(project_id, owner, [("a.png", unique_png())]).json()["items"][0]["item"]["id"]
+    item_id = api.upload(project_id, owner, [("a.png", unique_png())]).json()["items"][0]["item"][
+        "id"
+    ]
     before = row_counts(api.engine)
-    response = api.client.put(f"/items/{item_id}/label", content=raw,
-                              headers={**owner, "Content-Type": "application/json"})
+    response = api.client.put(
+        f"/items/{item_id}/label",
+        content=raw,
+        headers={**owner, "Content-Type": "application/json"},
+    )
     assert response.status_code == 400, response.text
     assert response.json()["error"] == "invalid_label"
     assert row_counts(api.engine) == before
     assert api.client.get(f"/items/{item_id}", headers=owner).json()["label"] is None
     # the same label through the upload's labels field
     label = raw.encode()
-    response = api.client.post(f"/projects/{project_id}/items", headers=owner,
-                               data={"labels": "[" + label.decode() + "]"},
-                               files=[("files", ("b.png", unique_png(), "image/png"))])
+    response = api.client.post(
+        f"/projects/{project_id}/items",
+        headers=owner,
+        data={"labels": "[" + label.decode() + "]"},
+        files=[("files", ("b.png", unique_png(), "image/png"))],
+    )
     assert response.status_code == 400, response.text
     assert row_counts(api.engine) == before
 
 
 def test_invisible_keypoint_at_origin_is_accepted(api) -> None:
     project_id, owner = api.create_project(task=TASKS["keypoints"])
-    item_id = api.upload(project_id, owner, [("a.png", unique_png())]).json()["items"][0]["item"]["id"]
-    response = api.client.put(f"/items/{item_id}/label", headers=owner,
-                              json={"points": [[0, 0, 0], [3.5, 4, 2]]})
+    item_id = api.upload(project_id, owner, [("a.png", unique_png())]).json()["items"][0]["item"][
+        "id"
+    ]
+    response = api.client.put(
+        f"/items/{item_id}/label", headers=owner, json={"points": [[0, 0, 0], [3.5, 4, 2]]}
+    )
     assert response.status_code == 200, response.text
     assert response.json()["item"]["label"] == {"points": [[0.0, 0.0, 0], [3.5, 4.0, 2]]}
 
@@ -106,16 +141,23 @@ def test_training_settings_the_worker_would_refuse_are_refused_by_the_api(api, c
     before = row_counts(api.engine)
 
     def send(method: str, url: str, body: str, headers: dict[str, str]):  # type: ignore[no-untyped-def]
-        return api.client.request(method, url, content=body, headers={**headers, "Content-Type": "application/json"})
+        return api.client.request(
+            method, url, content=body, headers={**headers, "Content-Type": "application/json"}
+        )
 
     import json
 
     settings = '{"lr": NaN}' if training == "NAN" else json.dumps(training)
     for method, url, body, headers in (
-        ("POST", f"/projects/{project_id}/jobs", '{"training": ' + settings + '}', owner),
-        ("PATCH", f"/projects/{project_id}", '{"training": ' + settings + '}', owner),
-        ("POST", "/projects", '{"name": "x", "task": {"kind": "classification", "classes": ["a", "b"]},'
-                              ' "training": ' + settings + '}', api.admin),
+        ("POST", f"/projects/{project_id}/jobs", '{"training": ' + settings + "}", owner),
+        ("PATCH", f"/projects/{project_id}", '{"training": ' + settings + "}", owner),
+        (
+            "POST",
+            "/projects",
+            '{"name": "x", "task": {"kind": "classification", "classes": ["a", "b"]},'
+            ' "training": ' + settings + "}",
+            api.admin,
+        ),
     ):
         response = send(method, url, body, headers)
         assert response.status_code == 422, (method, url, response.text)
@@ -125,12 +167,19 @@ def test_training_settings_the_worker_would_refuse_are_refused_by_the_api(api, c
 
 
 def test_good_training_settings_round_trip(api) -> None:
-    project_id, owner = api.create_project(training={"steps": 20, "lr": 1, "score_strategies": ["entropy"]})
-    response = api.client.patch(f"/projects/{project_id}", headers=owner,
-                                json={"training": {"steps": 30, "pretrained": False, "patience": 3}})
+    project_id, owner = api.create_project(
+        training={"steps": 20, "lr": 1, "score_strategies": ["entropy"]}
+    )
+    response = api.client.patch(
+        f"/projects/{project_id}",
+        headers=owner,
+        json={"training": {"steps": 30, "pretrained": False, "patience": 3}},
+    )
     assert response.status_code == 200, response.text
     assert response.json()["training"] == {"steps": 30, "pretrained": False, "patience": 3}
-    job = api.client.post(f"/projects/{project_id}/jobs", headers=owner, json={"training": {"seed": 4}})
+    job = api.client.post(
+        f"/projects/{project_id}/jobs", headers=owner, json={"training": {"seed": 4}}
+    )
     assert job.status_code == 201, job.text
     assert job.json()["params"] == {"steps": 30, "pretrained": False, "patience": 3, "seed": 4}
 
@@ -140,21 +189,28 @@ def test_booleans_are_not_integers(api) -> None:
     for body in ({"retrain_every": False}, {"retrain_every": True}):
         response = api.client.patch(f"/projects/{project_id}", headers=owner, json=body)
         assert response.status_code == 422, response.text
-    response = api.client.post("/projects", headers=api.admin, json={
-        "name": "x", "task": TASKS["classification"], "image_size": True})
+    response = api.client.post(
+        "/projects",
+        headers=api.admin,
+        json={"name": "x", "task": TASKS["classification"], "image_size": True},
+    )
     assert response.status_code == 422
 
 
 def test_schema_declares_what_the_routes_answer(api) -> None:
     schema = api.client.get("/openapi.json").json()
     paths = schema["paths"]
-    k = next(p for p in paths["/projects/{project_id}/suggest"]["get"]["parameters"] if p["name"] == "k")
+    k = next(
+        p for p in paths["/projects/{project_id}/suggest"]["get"]["parameters"] if p["name"] == "k"
+    )
     assert k["schema"]["maximum"] == 200
     for route in ("/projects/{project_id}/items", "/projects/{project_id}/items/import"):
         assert {"200", "201", "400", "413", "415"} <= set(paths[route]["post"]["responses"])
     download = paths["/models/{model_id}/download"]["get"]["responses"]["200"]["content"]
     assert {"application/octet-stream", "application/json"} <= set(download)
-    item_id = next(p for p in paths["/items/{item_id}"]["get"]["parameters"] if p["name"] == "item_id")
+    item_id = next(
+        p for p in paths["/items/{item_id}"]["get"]["parameters"] if p["name"] == "item_id"
+    )
     assert item_id["schema"]["maximum"] == 2**63 - 1
     project_id, owner = api.create_project()
     response = api.client.get(f"/projects/{project_id}/suggest", headers=owner, params={"k": 201})
@@ -163,7 +219,9 @@ def test_schema_declares_what_the_routes_answer(api) -> None:
 
 def test_options_and_405_list_every_method_of_the_path(api) -> None:
     project_id, owner = api.create_project()
-    item_id = api.upload(project_id, owner, [("a.png", unique_png())]).json()["items"][0]["item"]["id"]
+    item_id = api.upload(project_id, owner, [("a.png", unique_png())]).json()["items"][0]["item"][
+        "id"
+    ]
     response = api.client.options(f"/items/{item_id}", headers=owner)
     assert response.status_code == 204
     assert {"GET", "DELETE", "OPTIONS"} <= set(response.headers["allow"].split(", "))
@@ -187,6 +245,17 @@ def test_the_last_owner_token_cannot_be_revoked(api) -> None:
     assert row_counts(api.engine) == before
     assert api.client.get(f"/projects/{project_id}", headers=owner).status_code == 200
     second_id, second = api.create_token(project_id, owner, role="owner", name="second")
-    assert api.client.delete(f"/projects/{project_id}/tokens/{first}", headers=second).status_code == 200
-    assert api.client.delete(f"/projects/{project_id}/tokens/{second_id}", headers=second).status_code == 409
-    assert api.client.delete(f"/projects/{project_id}/tokens/{annotator_id}", headers=second).status_code == 200
+    assert (
+        api.client.delete(f"/projects/{project_id}/tokens/{first}", headers=second).status_code
+        == 200
+    )
+    assert (
+        api.client.delete(f"/projects/{project_id}/tokens/{second_id}", headers=second).status_code
+        == 409
+    )
+    assert (
+        api.client.delete(
+            f"/projects/{project_id}/tokens/{annotator_id}", headers=second
+        ).status_code
+        == 200
+    )

@@ -29,7 +29,9 @@ def sideways_photo(orientation: int = 6, fmt: str = "JPEG") -> bytes:
     exif = Image.Exif()
     exif[0x0112] = orientation
     buffer = io.BytesIO()
-    image.save(buffer, format=fmt, exif=exif.tobytes(), **({"quality": 95} if fmt == "JPEG" else {}))
+    image.save(
+        buffer, format=fmt, exif=exif.tobytes(), **({"quality": 95} if fmt == "JPEG" else {})
+    )
     return buffer.getvalue()
 
 
@@ -81,5 +83,7 @@ def test_plain_images_are_stored_byte_for_byte(api) -> None:
     image = Image.new("RGB", (30, 10), (1, 2, 3))
     buffer = io.BytesIO()
     image.save(buffer, format="JPEG")
-    item = api.upload(project_id, owner, [("plain.jpg", buffer.getvalue())]).json()["items"][0]["item"]
+    item = api.upload(project_id, owner, [("plain.jpg", buffer.getvalue())]).json()["items"][0][
+        "item"
+    ]
     assert api.client.get(f"/items/{item['id']}/image", headers=owner).content == buffer.getvalue()

@@ -29,7 +29,9 @@ def many_tiny_pngs(count: int) -> bytes:
 
 @pytest.mark.parametrize("backend", ["sqlite"])
 @pytest.mark.parametrize("settings_overrides", [{"sqlite_busy_timeout_ms": 1000}])
-def test_other_requests_are_served_during_a_large_import(api, backend: str, settings_overrides) -> None:
+def test_other_requests_are_served_during_a_large_import(
+    api, backend: str, settings_overrides
+) -> None:
     project_id, owner = api.create_project()
     seeded = api.upload(project_id, owner, [("seed.png", _png(1))]).json()
     item_id = seeded["items"][0]["item"]["id"]
@@ -37,8 +39,11 @@ def test_other_requests_are_served_during_a_large_import(api, backend: str, sett
     outcome: dict[str, object] = {}
 
     def run_import() -> None:
-        response = api.client.post(f"/projects/{project_id}/items/import", headers=owner,
-                                   files={"archive": ("big.zip", archive, "application/zip")})
+        response = api.client.post(
+            f"/projects/{project_id}/items/import",
+            headers=owner,
+            files={"archive": ("big.zip", archive, "application/zip")},
+        )
         outcome["status"], outcome["body"] = response.status_code, response.json()
 
     importer = threading.Thread(target=run_import)
@@ -49,8 +54,11 @@ def test_other_requests_are_served_during_a_large_import(api, backend: str, sett
         while importer.is_alive():
             for response in (
                 api.client.get(f"/projects/{project_id}/stats", headers=owner),
-                api.client.put(f"/items/{item_id}/label", headers=owner,
-                               json={"class": classes[len(statuses) % 2]}),
+                api.client.put(
+                    f"/items/{item_id}/label",
+                    headers=owner,
+                    json={"class": classes[len(statuses) % 2]},
+                ),
                 api.client.get(f"/projects/{project_id}/suggest", headers=owner, params={"k": 2}),
             ):
                 statuses.append(response.status_code)

@@ -48,7 +48,9 @@ class Launcher:
             if value:
                 return value
             time.sleep(0.2)
-        raise AssertionError(f"{what} not seen within {timeout}s; launcher log:\n{self.text()[-6000:]}")
+        raise AssertionError(
+            f"{what} not seen within {timeout}s; launcher log:\n{self.text()[-6000:]}"
+        )
 
 
 @pytest.fixture
@@ -59,13 +61,27 @@ def launcher(tmp_path: Path) -> Iterator[Launcher]:
     for name in ("XM_DATABASE_URL", "XM_STORAGE_DIR", "XM_BROKER_URL", "XM_BROKER_QUEUE"):
         env.pop(name, None)  # the launcher derives them from --data-dir
     with open(log, "wb") as out:
-        process = subprocess.Popen([sys.executable, "scripts/run_embedded.py", "--port", str(port),
-                                    "--data-dir", str(tmp_path / "data"), "--grace", "10"],
-                                   cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT)
+        process = subprocess.Popen(
+            [
+                sys.executable,
+                "scripts/run_embedded.py",
+                "--port",
+                str(port),
+                "--data-dir",
+                str(tmp_path / "data"),
+                "--grace",
+                "10",
+            ],
+            cwd=REPO,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
     running = Launcher(process, log, f"http://127.0.0.1:{port}")
     try:
-        running.wait_for(lambda: "xmodel is running" in running.text() and running.worker_pids(), 120,
-                         "start-up")
+        running.wait_for(
+            lambda: "xmodel is running" in running.text() and running.worker_pids(), 120, "start-up"
+        )
         yield running
     finally:
         process.send_signal(signal.SIGTERM)
@@ -79,19 +95,42 @@ def launcher(tmp_path: Path) -> Iterator[Launcher]:
 def test_killed_worker_is_restarted_and_its_job_finishes(launcher: Launcher) -> None:
     admin = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
     with httpx.Client(base_url=launcher.url, timeout=30) as http:
-        body = {"name": "colours", "task": {"kind": "classification", "classes": ["red", "blue"]},
-                "image_size": 16, "backbone": "small_cnn",
-                "training": {"steps": 300, "batch_size": 32, "unlabelled_batch_size": 32, "eval_every": 1000}}
+        body = {
+            "name": "colours",
+            "task": {"kind": "classification", "classes": ["red", "blue"]},
+            "image_size": 16,
+            "backbone": "small_cnn",
+            "training": {
+                "steps": 300,
+                "batch_size": 32,
+                "unlabelled_batch_size": 32,
+                "eval_every": 1000,
+            },
+        }
         created = http.post("/projects", json=body, headers=admin)
         assert created.status_code == 201, created.text
         project_id = created.json()["id"]
         owner = {"Authorization": f"Bearer {created.json()['owner_token']}"}
-        files = [("files", (f"{i}.png", png((200, 30, 30) if i % 2 == 0 else (30, 30, 200), 1000 + i),
-                            "image/png")) for i in range(24)]
-        items = http.post(f"/projects/{project_id}/items", headers=owner, files=files).json()["items"]
+        files = [
+            (
+                "files",
+                (
+                    f"{i}.png",
+                    png((200, 30, 30) if i % 2 == 0 else (30, 30, 200), 1000 + i),
+                    "image/png",
+                ),
+            )
+            for i in range(24)
+        ]
+        items = http.post(f"/projects/{project_id}/items", headers=owner, files=files).json()[
+            "items"
+        ]
         for i, entry in enumerate(items[:12]):
-            answer = http.put(f"/items/{entry['item']['id']}/label", headers=owner,
-                              json={"class": "red" if i % 2 == 0 else "blue"})
+            answer = http.put(
+                f"/items/{entry['item']['id']}/label",
+                headers=owner,
+                json={"class": "red" if i % 2 == 0 else "blue"},
+            )
             assert answer.status_code == 200, answer.text
         job_id = http.post(f"/projects/{project_id}/jobs", headers=owner).json()["id"]
 
@@ -108,13 +147,21 @@ def test_killed_worker_is_restarted_and_its_job_finishes(launcher: Launcher) -> 
         for _ in range(10):
             assert http.get("/health").status_code == 200
             assert http.get(f"/projects/{project_id}/stats", headers=owner).status_code == 200
-        launcher.wait_for(lambda: f"worker (pid {first}) was killed by SIGKILL; restarting" in launcher.text(),
-                          30, "the launcher's log line")
+        launcher.wait_for(
+            lambda: f"worker (pid {first}) was killed by SIGKILL; restarting" in launcher.text(),
+            30,
+            "the launcher's log line",
+        )
         launcher.wait_for(lambda: len(launcher.worker_pids()) == 2, 30, "a new worker")
         assert launcher.process.poll() is None
 
-        done = launcher.wait_for(lambda: (lambda j: j if j["status"] in ("succeeded", "failed", "cancelled")
-                                          else None)(job()), 240, "the job finishing")
+        done = launcher.wait_for(
+            lambda: (lambda j: j if j["status"] in ("succeeded", "failed", "cancelled") else None)(
+                job()
+            ),
+            240,
+            "the job finishing",
+        )
         assert done["status"] == "succeeded", done
         assert done["attempts"] == 2
         assert [(e["attempt"], e["kind"]) for e in done["history"]] == [(1, "lost")]
