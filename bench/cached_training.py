@@ -13,7 +13,14 @@ import torch
 from xmodel_core.data import LabelledSet
 from xmodel_core.model import ModelConfig, XModel
 from xmodel_core.trainer import TrainConfig, Trainer, TrainingViews
-from xmodel_core.trunk_cache import CachedViews, TrunkCache, ViewKind, ViewPlan, cached_views, onnx_trunk
+from xmodel_core.trunk_cache import (
+    CachedViews,
+    TrunkCache,
+    ViewKind,
+    ViewPlan,
+    cached_views,
+    onnx_trunk,
+)
 
 from .datasets import Benchmark
 

@@ -171,6 +171,7 @@ def main(argv: list[str] | None = None) -> int:
     threads = torch.get_num_threads()
     demo = _demo()
     work = Path(tempfile.mkdtemp(prefix="pvs-"))
+    (work / "data").mkdir(parents=True)
     server, url, token = demo.start_local(free_port(), work / "data")
 
     def log(message: str) -> None:

@@ -33,8 +33,8 @@ from typing import Any
 
 import torch
 
-from xmodel_core.export import atomic_write_bytes
 from xmodel_contracts.training_defaults import DEFAULT_IMAGE_SIZE, product_defaults
+from xmodel_core.export import atomic_write_bytes
 
 from .active_learning import Annotator, Spec, _demo, free_port, onnx_predict, prepare, test_errors
 from .datasets import utkface
@@ -149,10 +149,23 @@ def main(argv: list[str] | None = None) -> int:
                 unit="MAE (years)")
     threads = torch.get_num_threads()
     out = args.out or RESULTS / f"retrain_speed{'_quick' if args.quick else ''}.json"
+    saved = json.loads(out.read_text()) if out.exists() else {}
+    runs: list[dict[str, Any]] = saved.get("runs", [])  # resumable: finished (path, seed) runs stay
+    done = {(r["path"], r["seed"]) for r in runs if not r["warm"]}
+    ort: float | None = saved.get("onnxruntime_images_per_second")
+
+    def save() -> dict[str, Any]:
+        summary = summarise(runs, ort)
+        document = {"settings": {"labels": labels, "pool": pool, "image_size": size, "threads": threads,
+                                 "training": defaults, "seeds": seeds}, "runs": runs, **summary}
+        out.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_bytes(out, json.dumps(document, indent=1).encode())
+        return summary
+
     demo = _demo()
     work = Path(tempfile.mkdtemp(prefix="retrain-speed-"))
+    (work / "data").mkdir(parents=True)
     server, url, token = demo.start_local(free_port(), work / "data")
-    runs: list[dict[str, Any]] = []
     try:
         api = demo.Api(url, token)
         time.sleep(5)
@@ -163,6 +176,8 @@ def main(argv: list[str] | None = None) -> int:
         labelled = list(range(labels))
         for seed in seeds:
             for path in ("cached", "recompute") if seed % 2 == 0 else ("recompute", "cached"):
+                if (path, seed) in done:
+                    continue
                 who = Annotator(api, spec, bench, f"speed-{path}-s{seed}", seed, "xmodel")
                 who.upload()
                 who.label(labelled)
@@ -170,29 +185,23 @@ def main(argv: list[str] | None = None) -> int:
                 runs.append({"path": path, "seed": seed, "warm": False, **result})
                 print(f"seed {seed} {path:9s}: {result['total_seconds']:.1f} s {result['phases']} "
                       f"test {result['test_error']:.3f} rss {result['rss_mb']}", flush=True)
-                if path == "cached" and seed == seeds[0]:
+                if path == "cached" and ort is None:
+                    # the onnxruntime rate of this very model on the same pool images
+                    ort = onnx_rate(Path(result["model_dir"]), bench.pool.images[labels:], threads)
                     again = one_job(who, PATHS[path], pid, cache_dir, False, work, bench, threads, spec)
                     runs.append({"path": path, "seed": seed, "warm": True, **again})
-                    print(f"seed {seed} {path:9s} (warm cache): {again['total_seconds']:.1f} s {again['phases']}",
-                          flush=True)
-        first = next(r for r in runs if r["path"] == "cached" and not r["warm"])
-        pool_images = bench.pool.images[labels:]
-        ort = onnx_rate(Path(first["model_dir"]), pool_images, threads)
+                    print(f"seed {seed} {path:9s} (warm cache): {again['total_seconds']:.1f} s "
+                          f"{again['phases']}", flush=True)
+                save()
     finally:
-        demo.stop_local(server) if hasattr(demo, "stop_local") else server.terminate()
+        server.terminate()
         server.wait(timeout=60)
-    summary = summarise(runs, ort)
-    document = {"settings": {"labels": labels, "pool": pool, "image_size": size, "threads": threads,
-                             "training": defaults, "seeds": seeds},
-                "runs": runs, **summary}
-    out.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write_bytes(out, json.dumps(document, indent=1).encode())
-    print(json.dumps(summary, indent=1))
+    print(json.dumps(save(), indent=1))
     shutil.rmtree(work, ignore_errors=True)
     return 0
 
 
-def summarise(runs: list[dict[str, Any]], ort_rate: float) -> dict[str, Any]:
+def summarise(runs: list[dict[str, Any]], ort_rate: float | None) -> dict[str, Any]:
     def mean(path: str, key: str, warm: bool = False) -> float:
         values = [r[key] for r in runs if r["path"] == path and r["warm"] == warm and r.get(key) is not None]
         return float(statistics.mean(values)) if values else float("nan")
@@ -211,8 +220,8 @@ def summarise(runs: list[dict[str, Any]], ort_rate: float) -> dict[str, Any]:
         "steps_per_second": {"cached": mean("cached", "steps_per_second"),
                              "recompute": mean("recompute", "steps_per_second")},
         "scoring_views_per_second": {"cached": scoring, "recompute": mean("recompute", "scoring_views_per_second")},
-        "onnxruntime_images_per_second": round(ort_rate, 1),
-        "scoring_vs_onnxruntime": round(scoring / ort_rate, 2),
+        "onnxruntime_images_per_second": round(ort_rate, 1) if ort_rate else None,
+        "scoring_vs_onnxruntime": round(scoring / ort_rate, 2) if ort_rate else None,
         "rss_after_minus_before_mb": [round(r["rss_mb"]["after"] - r["rss_mb"]["before"], 1) for r in runs],
     }
 

@@ -2,8 +2,8 @@
 
 On a CPU the frozen early stages of the extractor (high resolution, most of the FLOPs) cost far
 more than the trainable top. Recomputing them for every view at every step is the old path;
-here each image gets a fixed set of views, drawn from a generator seeded by the image's sha256,
-and the frozen stages run once per view. Training and pool scoring then run only the trainable
+here each image gets a fixed set of views, drawn once (from a generator seeded by the sha256s of
+the images computed together), and the frozen stages run once per view. Training and pool scoring then run only the trainable
 stages and the heads on the stored activations.
 
 View kinds (one entry per image and kind):
@@ -94,19 +94,22 @@ def frozen_weights_digest(model: XModel) -> str:
     return digest.hexdigest()
 
 
-def image_views(image: torch.Tensor, sha256: str, kind: ViewKind, plan: ViewPlan) -> Views:
-    """The fixed views of one float image ``[3, S, S]``: ``images`` ``[V, 3, S, S]``.
+def batch_views(images: torch.Tensor, shas: Sequence[str], kind: ViewKind, plan: ViewPlan) -> Views:
+    """The views of float images ``[n, 3, S, S]``: ``images`` ``[n * V, 3, S, S]``, image-major.
 
-    Drawn from a generator seeded by the image's sha256 and the kind, so an image gets the same
-    views in every job, whatever batch it comes in.
+    One batched warp for the whole chunk (per-image calls cost far more on a CPU). The
+    parameters come from a generator seeded by the chunk's sha256s and the kind: the same
+    images in the same chunk get the same views; a rebuilt entry may get others, which is
+    harmless (they are random augmentations, and an entry, once stored, is what jobs reuse).
     """
     count = plan.count(kind)
+    n = images.shape[0]
     if kind == "plain":
         eye = torch.tensor([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]])
-        return Views(image.unsqueeze(0), eye.unsqueeze(0), torch.zeros(1, dtype=torch.bool))
-    seed = int(hashlib.sha256(f"{sha256}:{kind}".encode()).hexdigest()[:15], 16)
-    gen = torch.Generator().manual_seed(seed)
-    batch = image.unsqueeze(0).expand(count, -1, -1, -1).contiguous()
+        return Views(images, eye.expand(n, 2, 3).clone(), torch.zeros(n, dtype=torch.bool))
+    digest = hashlib.sha256(f"{kind}:{','.join(shas)}".encode()).hexdigest()
+    gen = torch.Generator().manual_seed(int(digest[:15], 16))
+    batch = images.repeat_interleave(count, dim=0)
     return augment(batch, plan.config(kind), gen, plan.allow_hflip)
 
 
@@ -298,10 +301,11 @@ def cached_views(
     for start in range(0, len(missing), per_batch):
         chunk = missing[start : start + per_batch]
         images = load(chunk).float().div_(255.0)
-        views = [image_views(img, shas[i], kind, plan) for img, i in zip(images, chunk, strict=True)]
-        acts = trunk(torch.cat([v.images for v in views])).to(CACHE_DTYPE)
-        for j, (i, v) in enumerate(zip(chunk, views, strict=True)):
-            entry = CachedViews(acts[j * count : (j + 1) * count][None].clone(), v.theta[None], v.flipped[None])
+        views = batch_views(images, [shas[i] for i in chunk], kind, plan)
+        acts = trunk(views.images).to(CACHE_DTYPE)
+        for j, i in enumerate(chunk):
+            part = slice(j * count, (j + 1) * count)
+            entry = CachedViews(acts[part][None].clone(), views.theta[part][None], views.flipped[part][None])
             found[i] = entry
             if cache is not None:
                 cache.put(key, shas[i], kind, entry)

@@ -19,7 +19,7 @@ from xmodel_core.trunk_cache import (
     TrunkCache,
     ViewPlan,
     cached_views,
-    image_views,
+    batch_views,
     torch_trunk,
 )
 
@@ -52,16 +52,16 @@ def test_trunk_then_trainable_part_equals_the_whole_extractor() -> None:
         assert torch.allclose(model.features_from_trunk(model.trunk(x)), model.features(x), atol=1e-6)
 
 
-def test_views_are_fixed_per_image_whatever_the_batch() -> None:
+def test_views_are_seeded_by_the_images() -> None:
     x = images(3).float() / 255
-    first = image_views(x[1], shas(3)[1], "strong", PLAN)
-    again = image_views(x[1], shas(3)[1], "strong", PLAN)
-    other = image_views(x[1], shas(3)[2], "strong", PLAN)
-    assert first.images.shape == (2, 3, SIZE, SIZE)
+    first = batch_views(x, shas(3), "strong", PLAN)
+    again = batch_views(x, shas(3), "strong", PLAN)
+    other = batch_views(x, shas(4)[1:], "strong", PLAN)
+    assert first.images.shape == (6, 3, SIZE, SIZE)
     assert torch.equal(first.images, again.images) and torch.equal(first.theta, again.theta)
-    assert not torch.equal(first.theta, other.theta)  # another image, other views
-    plain = image_views(x[1], shas(3)[1], "plain", PLAN)
-    assert torch.equal(plain.images[0], x[1])
+    assert not torch.equal(first.theta, other.theta)  # other images, other views
+    plain = batch_views(x, shas(3), "plain", PLAN)
+    assert torch.equal(plain.images, x) and not plain.flipped.any()
 
 
 def test_cache_hits_return_the_computed_views(tmp_path: Path) -> None:
@@ -76,7 +76,7 @@ def test_cache_hits_return_the_computed_views(tmp_path: Path) -> None:
     cache = TrunkCache(tmp_path, max_bytes=10**9)
     stats = BuildStats()
     key = PLAN.key(model)
-    first = cached_views(shas(6), "weak", PLAN, key, load, torch_trunk(model), cache, batch_size=6, stats=stats)
+    first = cached_views(shas(6), "weak", PLAN, key, load, torch_trunk(model), cache, batch_size=18, stats=stats)
     assert first.trunk.shape[:2] == (6, 3) and first.trunk.dtype == torch.float16
     assert stats.computed == 6 and stats.hits == 0
     loads.clear()
@@ -84,9 +84,9 @@ def test_cache_hits_return_the_computed_views(tmp_path: Path) -> None:
     assert loads == [] and stats.hits == 6  # nothing decoded, nothing recomputed
     assert torch.equal(first.trunk, second.trunk) and torch.equal(first.theta, second.theta)
     # the cached activations are what the model computes on that view
-    view = image_views(pics[2].float() / 255, shas(6)[2], "weak", PLAN)
+    view = batch_views(pics.float() / 255, shas(6), "weak", PLAN)  # the chunk computed above
     with torch.no_grad():
-        direct = model.trunk(view.images)
+        direct = model.trunk(view.images[6:9])
     assert torch.allclose(first.trunk[2].float(), direct, atol=1e-2, rtol=1e-2)
 
 
@@ -122,7 +122,7 @@ def test_the_cache_key_follows_the_frozen_weights() -> None:
 def test_keypoints_map_through_cached_views() -> None:
     pics = images(2)
     plan = ViewPlan(WEAK, STRONG, weak_views=4, strong_views=4)
-    views = image_views(pics[0].float() / 255, shas(1)[0], "strong", plan)
+    views = batch_views(pics[:1].float() / 255, shas(1), "strong", plan)
     points = torch.rand(4, 3, 2) * 0.5 + 0.25
     back = keypoints_from_view(keypoints_to_view(points, views, None), views, None)
     assert torch.allclose(back, points, atol=1e-5)
