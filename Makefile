@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup test test-unit lint bench bench-quick bench-al bench-al-quick bench-export bench-page run worker demo clean
+.PHONY: bench-retrain bench-product setup test test-unit lint bench bench-quick bench-al bench-al-quick bench-export bench-page run worker demo clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -41,6 +41,12 @@ bench-al-quick: setup
 
 bench-export: setup
 	$(BIN)/python -m bench.export_speed
+
+bench-retrain: setup
+	$(BIN)/python -m bench.retrain_speed
+
+bench-product: setup
+	$(BIN)/python -m bench.product_vs_supervised
 
 bench-page: setup
 	$(BIN)/python -m bench.labelling_page
