@@ -33,6 +33,33 @@ from xmodel_core.trunk_cache import (
 )
 
 
+class JobMemo(TrunkCache):
+    """The worker's cache seen through one job's memory: entries read or computed by this job
+    are kept in a dict, so scoring reuses the views training just loaded instead of reading
+    thousands of small files again. Dropped with the job (bounded by the job's own pool)."""
+
+    def __init__(self, disk: TrunkCache | None) -> None:
+        super().__init__(disk.root if disk is not None else Path("."), disk.max_bytes if disk is not None else 0)
+        self.disk = disk
+        self.entries: dict[tuple[str, str, str], CachedViews] = {}
+
+    def get(self, key: str, sha256: str, kind: ViewKind, views: int) -> CachedViews | None:
+        entry = self.entries.get((key, sha256, kind))
+        if entry is None and self.disk is not None:
+            entry = self.disk.get(key, sha256, kind, views)
+            if entry is not None:
+                self.entries[(key, sha256, kind)] = entry
+        return entry
+
+    def put(self, key: str, sha256: str, kind: ViewKind, entry: CachedViews) -> None:
+        self.entries[(key, sha256, kind)] = entry
+        if self.disk is not None:
+            self.disk.put(key, sha256, kind, entry)
+
+    def trim(self) -> int:
+        return self.disk.trim() if self.disk is not None else 0
+
+
 def view_plan(task: TaskSpec, train: TrainConfig, weak_views: int, strong_views: int) -> ViewPlan:
     allow_flip = task.kind != "keypoints" or task.flip_permutation is not None
     return ViewPlan(train.weak, train.strong, weak_views, strong_views, allow_flip)
@@ -54,6 +81,10 @@ class ViewBuilder:
     seconds: float = 0.0
     _trunk: TrunkFn | None = None
     _key: str | None = None
+    memo: JobMemo = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.memo = JobMemo(self.cache)
 
     @property
     def key(self) -> str:
@@ -81,7 +112,7 @@ class ViewBuilder:
             return load_images(self.store, [shas[i] for i in indices], self.image_size)
 
         try:
-            return cached_views(shas, kind, self.plan, self.key, load, self.trunk, self.cache,
+            return cached_views(shas, kind, self.plan, self.key, load, self.trunk, self.memo,
                                 self.batch_size, self.stats, check)
         finally:
             self.seconds += time.monotonic() - start
