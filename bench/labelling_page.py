@@ -25,7 +25,6 @@ import shutil
 import socket
 import statistics
 import subprocess
-import sys
 import tempfile
 import time
 from datetime import UTC, datetime
@@ -35,6 +34,8 @@ from typing import Any
 import httpx
 import numpy as np
 from PIL import Image
+
+from bench.live_api import start_uvicorn
 
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = Path(__file__).parent / "results" / "labelling_page.json"
@@ -54,22 +55,7 @@ def _serve(data_dir: Path) -> tuple[subprocess.Popen[bytes], str]:
         "XM_BROKER_URL": f"sqla+sqlite:///{data_dir / 'broker.sqlite'}",
         "XM_ADMIN_TOKEN": ADMIN,
     }
-    child = subprocess.Popen(
-        [sys.executable, "-m", "uvicorn", "server.main:app", "--port", str(port)]
-        + ["--log-level", "warning"],
-        cwd=REPO,
-        env=env,
-    )
-    base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(f"{base}/health", timeout=2).status_code == 200:
-                return child, base
-        except httpx.HTTPError:
-            time.sleep(0.2)
-    child.kill()
-    raise SystemExit("the API did not start")
+    return start_uvicorn(port, env)
 
 
 def _image(index: int, rng: np.random.Generator) -> bytes:

@@ -34,6 +34,7 @@ import httpx
 import numpy as np
 from PIL import Image
 
+from bench.live_api import start_uvicorn
 from server.db.migrate import upgrade_to_head
 from server.storage.image_store import atomic_write
 from xmodel_client import XModelClient
@@ -70,30 +71,7 @@ def _serve(data: Path) -> tuple[subprocess.Popen[bytes], str]:
         "XM_AUTO_MIGRATE": "false",
         "XM_BROKER_URL": f"sqla+sqlite:///{data / 'broker.sqlite'}",
     }
-    child = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "uvicorn",
-            "server.main:app",
-            "--port",
-            str(port),
-            "--log-level",
-            "warning",
-        ],
-        cwd=REPO,
-        env=env,
-    )
-    base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(f"{base}/health", timeout=2).status_code == 200:
-                return child, base
-        except httpx.HTTPError:
-            time.sleep(0.2)
-    child.kill()
-    raise SystemExit("the API did not start")
+    return start_uvicorn(port, env)
 
 
 def _raw(base: str, token: str, project_id: int, paths: list[Path], batch: int) -> float:
