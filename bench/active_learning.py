@@ -34,7 +34,7 @@ choice of items differs):
   clusters), ``xmodel_nodiv`` (disagreement only), ``random``, ``mc_dropout`` (dropout
   variance, scored by the worker when the project's ``training.score_strategies`` asks),
   ``entropy`` (classification only).
-- Errors: UTKFace MAE in years, overall and balanced (the mean of the per-decade MAE, PAPER.md);
+- Errors: UTKFace MAE in years, overall and balanced (the mean of the per-decade MAE: the overall MAE hides the rare old faces);
   Fashion-MNIST top-1 error in %; kites mean point distance in pixels. The prediction is the
   mean over the heads.
 
@@ -47,16 +47,15 @@ Chosen settings (full run; ``settings()`` holds them) and time on 2 CPU cores:
 - Kites: small_cnn at 48 px, 100 steps per round, 2 score views.
 - Warm start: always (the service's behaviour); the step count per round stays fixed.
 
-Measured on 2 CPU cores, 1 thread per process, two processes side by side (session of
-2026-11-29, fourth stop): one run of 10 rounds (train, export, score the pool, measure) took
+Measured on 2 CPU cores, 1 thread per process, two processes side by side: one run of 10 rounds (train, export, score the pool, measure) took
 ~6.9 min on UTKFace (~41 s a round), ~4.4 min on Fashion-MNIST and ~6.8 min on the kites (with
 ``mc_dropout`` the slowest). The whole protocol (every strategy, 3 seeds, three datasets: 39
 runs) is ~3 h 50 min of process time. Split over two processes it takes about 2 h of wall time,
-inside the issue's 2.5 h: process A runs UTKFace, then the kites' ``xmodel_nodiv`` and
+inside a 2.5 h budget: process A runs UTKFace, then the kites' ``xmodel_nodiv`` and
 ``mc_dropout`` with ``--cold-starts-from`` B's file (one dataset's strategies must share each
 seed's cold start); process B runs Fashion-MNIST, then the kites' ``xmodel`` and ``random``;
 ``--merge`` joins the files (docs/RESULTS.md §4 has the commands). ``--seed-ids`` splits by seed
-instead. Earlier sessions' machines were slower (~55-70 s a UTKFace round). On a GPU worker the
+instead. Slower machines took ~55-70 s a UTKFace round. On a GPU worker the
 same run takes minutes. Runs from different machines differ in floating-point detail (the same
 50-label Fashion-MNIST model: 33.00 % on one, 33.95 % on another), so every strategy of one seed
 runs on one machine.

@@ -3,7 +3,7 @@
 Every scorer has one interface: ``score(inputs) -> [N]``, higher = label first. ``rank_pool``
 computes what the chosen scorer needs (through ``predict.py``), scores the pool and, with
 diversity on, spreads the picks with k-center greedy over the best-scored candidates: pure
-uncertainty picks tend to be near-duplicates and atypical images (PAPER.md), which a label
+uncertainty picks tend to be near-duplicates and atypical images (measured in docs/RESULTS.md §4), which a label
 budget serves badly.
 
 Scorers (``SCORERS``):
@@ -82,7 +82,7 @@ class XModelScorer(Scorer):
     """Variance across the V×H predictions of each item (every head on every view).
 
     Heads trained to disagree where the features leave room for it, and views that move the
-    prediction, both signal an image the model is unsure of (PAPER.md, "Why it fits").
+    prediction, both signal an image the model is unsure of (docs/ARCHITECTURE.md).
     """
 
     name = "xmodel"

@@ -7,7 +7,7 @@ the ``[-1, 1]`` frame), so that
 
 - keypoint labels move with the image (``keypoints_to_view``), and
 - a view's keypoint prediction is mapped back to the original frame (``keypoints_from_view``)
-  before two views are compared (PAPER.md: "map each view's prediction back").
+  before two views are compared as the X-model's crossed consistency needs (Wang et al., ICLR 2022, arXiv 2110.04572).
 
 Batched warps instead of per-image ``torchvision.transforms.v2`` calls: one kernel per batch
 keeps CPU training fast and gives the exact matrix for the inverse mapping.

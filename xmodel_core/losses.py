@@ -47,7 +47,7 @@ class CrossedConsistencyLoss(nn.Module):
     ``L_x = 1/(H(H-1)) Σ_{i≠j} 1/B Σ_b d(h_i(ψ(a(x_b))), h_j(ψ(b(x_b))))``
 
     with views a, b two strong augmentations (data noise) and heads with dropout (model noise),
-    so the pair differs in both kinds of noise at once (PAPER.md). Inputs ``pred_a``, ``pred_b``
+    so the pair differs in both kinds of noise at once (Wang et al., ICLR 2022, arXiv 2110.04572). Inputs ``pred_a``, ``pred_b``
     are ``[H, B, D]`` in comparison space, already in the original frame. Gradients flow into
     both sides: neither view is a fixed target.
     """

@@ -1,4 +1,4 @@
-"""The X-model: one shared feature extractor and H task heads with dropout (PAPER.md)."""
+"""The X-model: one shared feature extractor and H task heads with dropout (Wang et al., ICLR 2022, arXiv 2110.04572)."""
 
 from __future__ import annotations
 

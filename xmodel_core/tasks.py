@@ -5,7 +5,7 @@ the supervised loss, the consistency losses and the disagreement scores are comp
 
 - classification: class probabilities (``D`` = number of classes);
 - regression: standardised targets squashed by ``k * tanh(z / k)`` (``k`` = 4 std), bounded so
-  that the heads' maximisation in the minimax game stays finite (PAPER.md);
+  that the heads' maximisation in the minimax game stays finite (Wang et al., ICLR 2022, arXiv 2110.04572);
 - keypoints: ``(x, y)`` as fractions of the image width / height through a sigmoid
   (``D`` = 2K), so views can be mapped back to the original frame with an affine matrix.
 """

@@ -18,8 +18,8 @@ from xmodel_core.trunk_cache import (
     BuildStats,
     TrunkCache,
     ViewPlan,
-    cached_views,
     batch_views,
+    cached_views,
     torch_trunk,
 )
 
