@@ -1,8 +1,8 @@
-"""Start the API alone (uvicorn in a child process) for a benchmark and wait until it answers.
+"""Start the API (or the embedded service) in a child process and wait until it answers.
 
-Benchmarks that measure the API itself (exports, uploads, the labelling page, load) need a
-live server on a free port with their own environment; ``bench.active_learning`` and
-``scripts/demo.py`` start the whole embedded service (API + worker) instead.
+Benchmarks and integration tests that need a live server on a free port with their own
+environment share these two functions; ``scripts/demo.py``'s ``start_local`` starts the whole
+embedded service for the client-side benchmarks.
 """
 
 from __future__ import annotations
@@ -11,43 +11,44 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import IO
 
 import httpx
 
 REPO = Path(__file__).resolve().parents[1]
 
 
-def start_uvicorn(
-    port: int, env: dict[str, str], log: IO[bytes] | None = None, timeout: float = 60
-) -> tuple[subprocess.Popen[bytes], str]:
-    """``uvicorn server.main:app`` on ``port`` with ``env``; returns the child and its base URL
-    once ``/health`` answers 200 (the child is killed and ``SystemExit`` raised otherwise)."""
-    child = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "uvicorn",
-            "server.main:app",
-            "--port",
-            str(port),
-            "--log-level",
-            "warning",
-        ],
-        cwd=REPO,
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT if log is not None else None,
-    )
-    base = f"http://127.0.0.1:{port}"
+def wait_healthy(url: str, child: subprocess.Popen[bytes], log: Path | None = None,
+                 timeout: float = 60) -> None:
+    """Poll ``url/health`` until it answers 200. Raises ``RuntimeError`` (with the end of
+    ``log``) when the child exits first or ``timeout`` seconds pass; the child is then killed."""
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if child.poll() is not None:
-            break
+    while child.poll() is None and time.monotonic() < deadline:
         try:
-            if httpx.get(f"{base}/health", timeout=2).status_code == 200:
-                return child, base
+            if httpx.get(f"{url}/health", timeout=2).status_code == 200:
+                return
         except httpx.HTTPError:
-            time.sleep(0.2)
+            pass
+        time.sleep(0.2)
+    exited = child.poll() is not None
     child.kill()
-    raise SystemExit("the API did not start")
+    tail = log.read_text(errors="replace")[-3000:] if log is not None and log.exists() else ""
+    raise RuntimeError(f"the server {'exited' if exited else f'did not answer within {timeout:.0f} s'}\n{tail}")
+
+
+def start_uvicorn(port: int, env: dict[str, str], log: Path | None = None,
+                  timeout: float = 60) -> tuple[subprocess.Popen[bytes], str]:
+    """``uvicorn server.main:app`` on 127.0.0.1:``port`` with ``env`` (output to ``log`` when
+    given); returns the child and its base URL once ``/health`` answers."""
+    out = log.open("wb") if log is not None else None
+    try:
+        child = subprocess.Popen(
+            [sys.executable, "-m", "uvicorn", "server.main:app", "--host", "127.0.0.1", "--port", str(port),
+             "--log-level", "warning"],
+            cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT if out is not None else None,
+        )
+    finally:
+        if out is not None:
+            out.close()  # the child keeps its own descriptor
+    base = f"http://127.0.0.1:{port}"
+    wait_healthy(base, child, log, timeout)
+    return child, base

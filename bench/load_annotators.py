@@ -42,6 +42,8 @@ from typing import Any
 import httpx
 from PIL import Image
 
+from bench.live_api import start_uvicorn
+
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = Path(__file__).parent / "results" / "load_annotators.json"
 ADMIN = "bench-admin-token-" + secrets.token_hex(12)
@@ -109,33 +111,8 @@ def _start_server(database_url: str, root: Path) -> tuple[subprocess.Popen[bytes
         "XM_ADMIN_TOKEN": ADMIN,
         "XM_AUTO_MIGRATE": "true",
     }
-    with open(log, "wb") as out:
-        process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "uvicorn",
-                "server.main:app",
-                "--port",
-                str(port),
-                "--log-level",
-                "warning",
-            ],
-            cwd=REPO,
-            env=env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(f"{url}/health", timeout=2).status_code == 200:
-                return process, url, log
-        except httpx.HTTPError:
-            time.sleep(0.2)
-    process.kill()
-    raise SystemExit(f"the API did not start:\n{log.read_text()[-3000:]}")
+    process, url = start_uvicorn(port, env, log)
+    return process, url, log
 
 
 async def _annotator(

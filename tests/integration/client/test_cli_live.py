@@ -20,10 +20,10 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import httpx
 import pytest
 from PIL import Image, ImageStat
 
+from bench.live_api import wait_healthy
 from xmodel_client import XModelClient
 from xmodel_client.cli import main
 from xmodel_client.sources import file_source
@@ -65,16 +65,7 @@ def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str
     )
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 180
-        while True:
-            assert child.poll() is None, (data / "service.log").read_text()
-            assert time.monotonic() < deadline, "service did not start"
-            try:
-                if httpx.get(f"{url}/health", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.3)
+        wait_healthy(url, child, data / "service.log", timeout=180)
         yield url, (data / "admin_token").read_text().strip()
     finally:
         child.send_signal(signal.SIGINT)

@@ -21,6 +21,8 @@ import httpx
 import numpy as np
 from PIL import Image
 
+from bench.live_api import start_uvicorn
+
 REPO = Path(__file__).resolve().parents[3]
 ADMIN_TOKEN = "page-test-admin-token-0123456789abcdef"
 
@@ -57,39 +59,8 @@ def live_server(data_dir: Path) -> Iterator[LiveServer]:
         "XM_BROKER_URL": f"sqla+sqlite:///{data_dir / 'broker.sqlite'}",
         "XM_ADMIN_TOKEN": ADMIN_TOKEN,
     }
-    log = (data_dir / "uvicorn.log").open("wb")
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "uvicorn",
-            "server.main:app",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--log-level",
-            "warning",
-        ],
-        cwd=REPO,
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    url = f"http://127.0.0.1:{port}"
+    process, url = start_uvicorn(port, env, data_dir / "uvicorn.log")
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            if process.poll() is not None:
-                raise RuntimeError("uvicorn exited: " + (data_dir / "uvicorn.log").read_text())
-            try:
-                if httpx.get(f"{url}/health", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline:
-                raise RuntimeError("uvicorn did not answer /health within 60 s")
-            time.sleep(0.2)
         yield LiveServer(
             url=url,
             database_url=env["XM_DATABASE_URL"],
@@ -103,7 +74,6 @@ def live_server(data_dir: Path) -> Iterator[LiveServer]:
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
-        log.close()
 
 
 def create_project(server: LiveServer, task: dict[str, Any], name: str = "p") -> tuple[int, str]:

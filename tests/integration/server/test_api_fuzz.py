@@ -7,9 +7,6 @@ from __future__ import annotations
 
 import os
 import socket
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,6 +23,8 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 from server_test_helpers import ADMIN_TOKEN, unique_png
+
+from bench.live_api import start_uvicorn
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -81,34 +80,8 @@ def live(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Live]:
         "XM_AUTO_MIGRATE": "true",
     }
     log = tmp_path / "uvicorn.log"
-    with open(log, "wb") as out:
-        process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "uvicorn",
-                "server.main:app",
-                "--port",
-                str(port),
-                "--log-level",
-                "warning",
-            ],
-            cwd=REPO,
-            env=env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
-    url = f"http://127.0.0.1:{port}"
+    process, url = start_uvicorn(port, env, log)
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if httpx.get(f"{url}/health", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            assert process.poll() is None and time.monotonic() < deadline, log.read_text()
-            time.sleep(0.2)
         admin = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
         created = httpx.post(
             f"{url}/projects",
