@@ -22,6 +22,8 @@ lint: setup
 
 test: setup
 	$(BIN)/lint-imports
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 	$(BIN)/python -m pytest -q
 
 test-unit: setup

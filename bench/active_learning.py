@@ -144,34 +144,88 @@ def settings(mode: str) -> dict[str, Spec]:
     base = {"batch_size": 32, "unlabelled_batch_size": 32, "lr": 3e-3, "score_views": 2}
     budget = {"budget": 200} if quick else {}
     if smoke:
-        return {"kites_keypoints": Spec(
-            build=lambda: kites(24, n_pool=80, n_val=1, n_test=40),
-            task={"kind": "keypoints", "points": ["left", "right", "top", "bottom"], "flip_pairs": [["left", "right"]]},
-            image_size=24, backbone="small_cnn",
-            training={**base, "steps": 4, "eval_every": 2, "batch_size": 8, "unlabelled_batch_size": 8,
-                      "pretrained": False, "checkpoint_every": 0},
-            strategies=["xmodel", "random", "mc_dropout"], unit="mean point error (px at 24 px)",
-            cold_start=10, round_size=10, budget=20)}
+        return {
+            "kites_keypoints": Spec(
+                build=lambda: kites(24, n_pool=80, n_val=1, n_test=40),
+                task={
+                    "kind": "keypoints",
+                    "points": ["left", "right", "top", "bottom"],
+                    "flip_pairs": [["left", "right"]],
+                },
+                image_size=24,
+                backbone="small_cnn",
+                training={
+                    **base,
+                    "steps": 4,
+                    "eval_every": 2,
+                    "batch_size": 8,
+                    "unlabelled_batch_size": 8,
+                    "pretrained": False,
+                    "checkpoint_every": 0,
+                },
+                strategies=["xmodel", "random", "mc_dropout"],
+                unit="mean point error (px at 24 px)",
+                cold_start=10,
+                round_size=10,
+                budget=20,
+            )
+        }
     return {
         "utkface_age": Spec(
-            build=lambda: utkface(48, n_test=500 if quick else 1000, pool_limit=1000 if quick else 4000),
+            build=lambda: utkface(
+                48, n_test=500 if quick else 1000, pool_limit=1000 if quick else 4000
+            ),
             task={"kind": "regression", "targets": ["age"], "ranges": {"age": [1, 116]}},
-            image_size=48, backbone="mobilenet_v2",
-            training={**base, "steps": steps["utkface_age"], "eval_every": 20, "freeze_blocks": 14,
-                      "extractor_lr_scale": 0.3},
-            strategies=REGRESSION, unit="MAE (years)", balanced=True, **budget),
+            image_size=48,
+            backbone="mobilenet_v2",
+            training={
+                **base,
+                "steps": steps["utkface_age"],
+                "eval_every": 20,
+                "freeze_blocks": 14,
+                "extractor_lr_scale": 0.3,
+            },
+            strategies=REGRESSION,
+            unit="MAE (years)",
+            balanced=True,
+            **budget,
+        ),
         "fashion_mnist": Spec(
-            build=lambda: fashion_mnist(pool_limit=2000 if quick else 10_000, test_limit=1000 if quick else 2000),
+            build=lambda: fashion_mnist(
+                pool_limit=2000 if quick else 10_000, test_limit=1000 if quick else 2000
+            ),
             task={"kind": "classification", "classes": list(FASHION_CLASSES)},
-            image_size=28, backbone="small_cnn",
-            training={**base, "steps": steps["fashion_mnist"], "eval_every": 25, "pretrained": False},
-            strategies=CLASSIFICATION, unit="error (%)", **budget),
+            image_size=28,
+            backbone="small_cnn",
+            training={
+                **base,
+                "steps": steps["fashion_mnist"],
+                "eval_every": 25,
+                "pretrained": False,
+            },
+            strategies=CLASSIFICATION,
+            unit="error (%)",
+            **budget,
+        ),
         "kites_keypoints": Spec(
             build=lambda: kites(48, n_pool=500 if quick else 2000, n_test=250 if quick else 500),
-            task={"kind": "keypoints", "points": ["left", "right", "top", "bottom"], "flip_pairs": [["left", "right"]]},
-            image_size=48, backbone="small_cnn",
-            training={**base, "steps": steps["kites_keypoints"], "eval_every": 25, "pretrained": False},
-            strategies=REGRESSION, unit="mean point error (px at 48 px)", **budget),
+            task={
+                "kind": "keypoints",
+                "points": ["left", "right", "top", "bottom"],
+                "flip_pairs": [["left", "right"]],
+            },
+            image_size=48,
+            backbone="small_cnn",
+            training={
+                **base,
+                "steps": steps["kites_keypoints"],
+                "eval_every": 25,
+                "pretrained": False,
+            },
+            strategies=REGRESSION,
+            unit="mean point error (px at 48 px)",
+            **budget,
+        ),
     }
 
 
@@ -191,20 +245,32 @@ def label_json(spec: Spec, target: torch.Tensor) -> dict[str, Any]:
     if kind == "classification":
         return {"class": spec.task["classes"][int(target)]}
     side = spec.image_size
-    return {"points": [[float(x) * side, float(y) * side] for x, y in target.reshape(-1, 2).tolist()]}
+    return {
+        "points": [[float(x) * side, float(y) * side] for x, y in target.reshape(-1, 2).tolist()]
+    }
 
 
 class Annotator:
     """One project seen from outside: uploads, suggestions, labels, training, evaluation."""
 
-    def __init__(self, api: Any, spec: Spec, bench: Benchmark, name: str, seed: int, strategy: str) -> None:
+    def __init__(
+        self, api: Any, spec: Spec, bench: Benchmark, name: str, seed: int, strategy: str
+    ) -> None:
         self.api, self.spec, self.bench, self.strategy = api, spec, bench, strategy
         training = {**spec.training, "seed": seed}
         if strategy in BASELINE_SCORES:
             training["score_strategies"] = [strategy]
-        project = api.call("POST", "/projects", json={
-            "name": name, "task": spec.task, "image_size": spec.image_size, "backbone": spec.backbone,
-            "training": training})
+        project = api.call(
+            "POST",
+            "/projects",
+            json={
+                "name": name,
+                "task": spec.task,
+                "image_size": spec.image_size,
+                "backbone": spec.backbone,
+                "training": training,
+            },
+        )
         self.project = project["id"]
         self.owner = {"Authorization": f"Bearer {project['owner_token']}"}
         self.item_of: dict[int, int] = {}  # pool index -> item id
@@ -214,9 +280,13 @@ class Annotator:
         started = time.perf_counter()
         images = self.bench.pool.images
         for start in range(0, len(images), batch):
-            files = [("files", (f"{i:06d}.png", png(images[i]), "image/png"))
-                     for i in range(start, min(len(images), start + batch))]
-            result = self.api.call("POST", f"/projects/{self.project}/items", headers=self.owner, files=files)
+            files = [
+                ("files", (f"{i:06d}.png", png(images[i]), "image/png"))
+                for i in range(start, min(len(images), start + batch))
+            ]
+            result = self.api.call(
+                "POST", f"/projects/{self.project}/items", headers=self.owner, files=files
+            )
             for entry in result["items"]:
                 index, item_id = int(entry["name"].split(".")[0]), int(entry["item"]["id"])
                 self.item_of[index] = item_id
@@ -225,15 +295,25 @@ class Annotator:
 
     def suggest(self, k: int) -> tuple[list[int], dict[str, Any]]:
         """Pool indices of ``k`` suggestions and the answer's header (strategy, cold start)."""
-        answer = self.api.call("GET", f"/projects/{self.project}/suggest", headers=self.owner,
-                               params={"k": k, "strategy": self.strategy, "annotator": ANNOTATOR})
+        answer = self.api.call(
+            "GET",
+            f"/projects/{self.project}/suggest",
+            headers=self.owner,
+            params={"k": k, "strategy": self.strategy, "annotator": ANNOTATOR},
+        )
         picks = [self.index_of[item["item_id"]] for item in answer["items"]]
-        return picks, {key: answer[key] for key in ("strategy", "cold_start", "model_version", "note")}
+        return picks, {
+            key: answer[key] for key in ("strategy", "cold_start", "model_version", "note")
+        }
 
     def label(self, indices: list[int]) -> None:
         for index in indices:
-            self.api.call("PUT", f"/items/{self.item_of[index]}/label", headers=self.owner,
-                          json=label_json(self.spec, self.bench.pool.targets[index]))
+            self.api.call(
+                "PUT",
+                f"/items/{self.item_of[index]}/label",
+                headers=self.owner,
+                json=label_json(self.spec, self.bench.pool.targets[index]),
+            )
 
     def train(self, timeout: float = 3600) -> dict[str, Any]:
         job = self.api.call("POST", f"/projects/{self.project}/jobs", headers=self.owner)
@@ -244,13 +324,17 @@ class Annotator:
             time.sleep(0.5)
             job = self.api.call("GET", f"/jobs/{job['id']}", headers=self.owner)
         if job["status"] != "succeeded":
-            raise RuntimeError(f"training job {job['id']} ended {job['status']}: {job.get('error')}")
+            raise RuntimeError(
+                f"training job {job['id']} ended {job['status']}: {job.get('error')}"
+            )
         return job
 
     def download(self, model_id: int, folder: Path) -> Path:
         folder.mkdir(parents=True, exist_ok=True)
         for fmt, name in (("onnx", "model.onnx"), ("config", "config.json")):
-            response = self.api.http.get(f"/models/{model_id}/download", headers=self.owner, params={"format": fmt})
+            response = self.api.http.get(
+                f"/models/{model_id}/download", headers=self.owner, params={"format": fmt}
+            )
             response.raise_for_status()
             (folder / name).write_bytes(response.content)
         return folder
@@ -263,9 +347,18 @@ def prepare(images: torch.Tensor, preprocess: dict[str, Any]) -> np.ndarray:
         raise ValueError(f"unexpected preprocessing {preprocess}")
     height, width = preprocess["size"]
     if tuple(images.shape[-2:]) != (height, width):
-        images = torch.stack([torch.from_numpy(np.asarray(
-            Image.fromarray(im.permute(1, 2, 0).numpy()).resize((width, height), Image.Resampling.BILINEAR)
-        ).copy()).permute(2, 0, 1) for im in images])
+        images = torch.stack(
+            [
+                torch.from_numpy(
+                    np.asarray(
+                        Image.fromarray(im.permute(1, 2, 0).numpy()).resize(
+                            (width, height), Image.Resampling.BILINEAR
+                        )
+                    ).copy()
+                ).permute(2, 0, 1)
+                for im in images
+            ]
+        )
     x = images.numpy().astype(np.float32) * float(preprocess.get("scale", 1 / 255))
     if not preprocess.get("normalize_inside_model", True):
         mean = np.asarray(preprocess["mean"], np.float32).reshape(1, -1, 1, 1)
@@ -282,7 +375,9 @@ def onnx_predict(folder: Path, images: torch.Tensor, threads: int, batch: int = 
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads
     options.inter_op_num_threads = 1
-    session = ort.InferenceSession(str(folder / "model.onnx"), options, providers=["CPUExecutionProvider"])
+    session = ort.InferenceSession(
+        str(folder / "model.onnx"), options, providers=["CPUExecutionProvider"]
+    )
     out = []
     for start in range(0, len(images), batch):
         x = prepare(images[start : start + batch], config["preprocess"])
@@ -305,19 +400,33 @@ def test_errors(spec: Spec, prediction: np.ndarray, targets: torch.Tensor) -> di
         balanced = float(np.mean([wrong[truth == c].mean() for c in np.unique(truth)]))
         return {"test_error": float(wrong.mean()), "balanced_error": balanced}
     truth = targets.numpy().reshape(len(targets), -1, 2)
-    distance = np.linalg.norm(prediction.reshape(truth.shape) - truth, axis=-1).mean(-1) * spec.image_size
+    distance = (
+        np.linalg.norm(prediction.reshape(truth.shape) - truth, axis=-1).mean(-1) * spec.image_size
+    )
     return {"test_error": float(distance.mean())}
 
 
 # ---- one run -----------------------------------------------------------------------------------
-def run_one(api: Any, spec: Spec, bench: Benchmark, dataset: str, strategy: str, seed: int,
-            cold: list[int] | None, work: Path, threads: int, log: Callable[[str], None],
-            on_cold_start: Callable[[list[int]], None] | None = None) -> tuple[dict[str, Any], list[int]]:
+def run_one(
+    api: Any,
+    spec: Spec,
+    bench: Benchmark,
+    dataset: str,
+    strategy: str,
+    seed: int,
+    cold: list[int] | None,
+    work: Path,
+    threads: int,
+    log: Callable[[str], None],
+    on_cold_start: Callable[[list[int]], None] | None = None,
+) -> tuple[dict[str, Any], list[int]]:
     """One strategy on one seed, cold start to budget. ``cold``: the seed's cold-start pool
     indices, or None to ask the service (then handed to ``on_cold_start`` at once, so another
     process waiting on it can start, and returned for the other strategies)."""
     started = time.perf_counter()
-    who = Annotator(api, spec, bench, f"al-{dataset}-{strategy}-s{seed}-{int(time.time())}", seed, strategy)
+    who = Annotator(
+        api, spec, bench, f"al-{dataset}-{strategy}-s{seed}-{int(time.time())}", seed, strategy
+    )
     upload_seconds = who.upload()
     distinct = len(who.index_of)
     if cold is None:
@@ -338,26 +447,51 @@ def run_one(api: Any, spec: Spec, bench: Benchmark, dataset: str, strategy: str,
         who.label(fresh)
         labelled += fresh
         job = who.train()
-        folder = who.download(job["model_id"], work / f"{dataset}-{strategy}-s{seed}" / f"m{job['model_id']}")
-        errors = test_errors(spec, onnx_predict(folder, bench.test.images, threads), bench.test.targets)
+        folder = who.download(
+            job["model_id"], work / f"{dataset}-{strategy}-s{seed}" / f"m{job['model_id']}"
+        )
+        errors = test_errors(
+            spec, onnx_predict(folder, bench.test.images, threads), bench.test.targets
+        )
         metrics = job.get("metrics") or {}
-        rounds.append({"labels": len(labelled), **errors, "val_error": metrics.get("val_error"),
-                       "train_seconds": metrics.get("train_seconds"), "job_seconds": metrics.get("total_seconds"),
-                       "suggested_by": header["strategy"], "picked": fresh})
+        rounds.append(
+            {
+                "labels": len(labelled),
+                **errors,
+                "val_error": metrics.get("val_error"),
+                "train_seconds": metrics.get("train_seconds"),
+                "job_seconds": metrics.get("total_seconds"),
+                "suggested_by": header["strategy"],
+                "picked": fresh,
+            }
+        )
         extra = f" balanced {errors['balanced_error']:.3f}" if spec.balanced else ""
-        log(f"{dataset} {strategy:12s} seed {seed} {len(labelled):4d} labels: test {errors['test_error']:.3f}{extra} "
-            f"(job {metrics.get('total_seconds', float('nan')):.0f}s)")
+        log(
+            f"{dataset} {strategy:12s} seed {seed} {len(labelled):4d} labels: test {errors['test_error']:.3f}{extra} "
+            f"(job {metrics.get('total_seconds', float('nan')):.0f}s)"
+        )
         if len(labelled) >= spec.budget:
             break
         picks, header = who.suggest(min(spec.round_size, spec.budget - len(labelled)))
         if header["strategy"] != strategy:
-            raise RuntimeError(f"/suggest fell back to {header['strategy']!r} for {strategy!r}: {header.get('note')}")
+            raise RuntimeError(
+                f"/suggest fell back to {header['strategy']!r} for {strategy!r}: {header.get('note')}"
+            )
         if not picks:
             break
-    run = {"dataset": dataset, "strategy": strategy, "seed": seed, "project_id": who.project,
-           "pool": len(bench.pool), "distinct_items": distinct, "test": len(bench.test),
-           "upload_seconds": round(upload_seconds, 2), "wall_seconds": round(time.perf_counter() - started, 2),
-           "cold_start_source": cold_source, "rounds": rounds}
+    run = {
+        "dataset": dataset,
+        "strategy": strategy,
+        "seed": seed,
+        "project_id": who.project,
+        "pool": len(bench.pool),
+        "distinct_items": distinct,
+        "test": len(bench.test),
+        "upload_seconds": round(upload_seconds, 2),
+        "wall_seconds": round(time.perf_counter() - started, 2),
+        "cold_start_source": cold_source,
+        "rounds": rounds,
+    }
     return run, cold
 
 
@@ -372,7 +506,8 @@ def seed_curves(runs: list[dict[str, Any]], dataset: str, key: str) -> SeedCurve
     for run in runs:
         if run["dataset"] == dataset:
             out.setdefault(run["strategy"], {})[run["seed"]] = {
-                r["labels"]: r[key] for r in run["rounds"] if r.get(key) is not None}
+                r["labels"]: r[key] for r in run["rounds"] if r.get(key) is not None
+            }
     return out
 
 
@@ -389,11 +524,17 @@ def curves(by_seed: SeedCurves, seeds: set[int] | None = None) -> dict[str, dict
 
 def _paired(by_seed: SeedCurves, strategy: str) -> list[float]:
     ours, ref = by_seed.get(strategy, {}), by_seed.get("random", {})
-    return [ours[s][b] - ref[s][b] for s in sorted(set(ours) & set(ref))
-            for b in sorted(ours[s])[1:] if b in ref[s]]
+    return [
+        ours[s][b] - ref[s][b]
+        for s in sorted(set(ours) & set(ref))
+        for b in sorted(ours[s])[1:]
+        if b in ref[s]
+    ]
 
 
-def paired_differences(runs: list[dict[str, Any]], dataset: str, key: str, strategy: str) -> list[float]:
+def paired_differences(
+    runs: list[dict[str, Any]], dataset: str, key: str, strategy: str
+) -> list[float]:
     """``strategy`` minus ``random`` on the same seed and budget, for every (seed, budget) both
     measured after the shared cold start: a paired view that the seeds' spread does not swamp."""
     return _paired(seed_curves(runs, dataset, key), strategy)
@@ -423,45 +564,70 @@ def table(runs: list[dict[str, Any]], dataset: str, key: str, title: str) -> lis
     if not data:
         return []
     budgets = sorted({b for c in data.values() for b in c})
-    lines = [f"#### {title}", "", "| strategy | " + " | ".join(str(b) for b in budgets)
-             + " | labels to reach random@max | within 1 std of random | seeds | paired with random |",
-             "|---|" + "---|" * (len(budgets) + 4)]
+    lines = [
+        f"#### {title}",
+        "",
+        "| strategy | "
+        + " | ".join(str(b) for b in budgets)
+        + " | labels to reach random@max | within 1 std of random | seeds | paired with random |",
+        "|---|" + "---|" * (len(budgets) + 4),
+    ]
     top = budgets[-1]
     for strategy, curve in data.items():
-        ref = curves({"random": by_seed.get("random", {})}, set(by_seed[strategy])).get("random", {})
+        ref = curves({"random": by_seed.get("random", {})}, set(by_seed[strategy])).get(
+            "random", {}
+        )
         target = statistics.fmean(ref[top]) if top in ref else None
-        cells = [f"{statistics.fmean(curve[b]):.2f} ± {_std(curve[b]):.2f}" if b in curve else "–" for b in budgets]
+        cells = [
+            f"{statistics.fmean(curve[b]):.2f} ± {_std(curve[b]):.2f}" if b in curve else "–"
+            for b in budgets
+        ]
         mean_curve = [(b, statistics.fmean(curve[b])) for b in budgets if b in curve]
         if target is None:
             reach = "–"
         else:
             needed = labels_to_reach(mean_curve, target)
-            reach = f"{needed:.0f} ({needed / top:.0%})" if needed is not None else f"not reached (> {top})"
+            reach = (
+                f"{needed:.0f} ({needed / top:.0%})"
+                if needed is not None
+                else f"not reached (> {top})"
+            )
         seeds = min((len(v) for v in curve.values()), default=0)
         if strategy == "random" or not ref:
             within = "–"
         elif seeds < 2 or min(len(v) for v in ref.values()) < 2:
             within = "n/a (1 seed)"
         else:
-            gaps = [(statistics.fmean(curve[b]) - statistics.fmean(ref[b])) / max(_std(ref[b]), 1e-12)
-                    for b in budgets[1:] if b in curve and b in ref]
+            gaps = [
+                (statistics.fmean(curve[b]) - statistics.fmean(ref[b])) / max(_std(ref[b]), 1e-12)
+                for b in budgets[1:]
+                if b in curve and b in ref
+            ]
             within = f"{'yes' if max(gaps, default=0) <= 1 else 'no'} (worst {max(gaps, default=0):+.1f} std)"
         diffs = _paired(by_seed, strategy) if strategy != "random" else []
-        paired = (f"better in {sum(d < 0 for d in diffs)}/{len(diffs)}, mean {statistics.fmean(diffs):+.2f}"
-                  if diffs else "–")
-        lines.append(f"| {strategy} | " + " | ".join(cells) + f" | {reach} | {within} | {seeds} | {paired} |")
+        paired = (
+            f"better in {sum(d < 0 for d in diffs)}/{len(diffs)}, mean {statistics.fmean(diffs):+.2f}"
+            if diffs
+            else "–"
+        )
+        lines.append(
+            f"| {strategy} | " + " | ".join(cells) + f" | {reach} | {within} | {seeds} | {paired} |"
+        )
     lines.append("")
     return lines
 
 
 def summarise(runs: list[dict[str, Any]], specs: dict[str, Spec]) -> str:
-    lines = ["Test error (mean ± std over seeds) against labels; the cold start (first column) is "
-             "shared. \"labels to reach random@max\": labels each strategy's mean curve needs to reach "
-             "the error random sampling reaches with the most labels on the same seeds (linear interpolation; share of "
-             "that budget). \"within 1 std\": mean never above random's mean by more than random's "
-             "std at any budget after the cold start. \"paired with random\": over every (seed, budget) "
-             "after the cold start that both ran, how often the strategy's error is lower than "
-             "random's on the same seed, and the mean difference.", ""]
+    lines = [
+        "Test error (mean ± std over seeds) against labels; the cold start (first column) is "
+        'shared. "labels to reach random@max": labels each strategy\'s mean curve needs to reach '
+        "the error random sampling reaches with the most labels on the same seeds (linear interpolation; share of "
+        "that budget). \"within 1 std\": mean never above random's mean by more than random's "
+        'std at any budget after the cold start. "paired with random": over every (seed, budget) '
+        "after the cold start that both ran, how often the strategy's error is lower than "
+        "random's on the same seed, and the mean difference.",
+        "",
+    ]
     for dataset in dict.fromkeys(r["dataset"] for r in runs):
         spec = specs.get(dataset)
         unit = spec.unit if spec else ""
@@ -473,7 +639,13 @@ def summarise(runs: list[dict[str, Any]], specs: dict[str, Spec]) -> str:
     return "\n".join(lines)
 
 
-COLOURS = {"random": "C0", "xmodel": "C1", "xmodel_nodiv": "C2", "mc_dropout": "C3", "entropy": "C4"}  # the same in every panel
+COLOURS = {
+    "random": "C0",
+    "xmodel": "C1",
+    "xmodel_nodiv": "C2",
+    "mc_dropout": "C3",
+    "entropy": "C4",
+}  # the same in every panel
 
 
 def plot(runs: list[dict[str, Any]], specs: dict[str, Spec], path: Path) -> None:
@@ -495,9 +667,16 @@ def plot(runs: list[dict[str, Any]], specs: dict[str, Spec], path: Path) -> None
             budgets = sorted(curve)
             mean = np.array([statistics.fmean(curve[b]) for b in budgets])
             std = np.array([_std(curve[b]) for b in budgets])
-            line = axes.plot(budgets, mean, marker="o", markersize=3, label=strategy, color=COLOURS.get(strategy),
-                             linewidth=2.2 if strategy == "xmodel" else 1.2,
-                             linestyle="--" if strategy == "random" else "-")[0]
+            line = axes.plot(
+                budgets,
+                mean,
+                marker="o",
+                markersize=3,
+                label=strategy,
+                color=COLOURS.get(strategy),
+                linewidth=2.2 if strategy == "xmodel" else 1.2,
+                linestyle="--" if strategy == "random" else "-",
+            )[0]
             axes.fill_between(budgets, mean - std, mean + std, color=line.get_color(), alpha=0.12)
         axes.set_title(dataset if key == "test_error" else f"{dataset} (balanced)")
         axes.set_xlabel("labels")
@@ -509,14 +688,17 @@ def plot(runs: list[dict[str, Any]], specs: dict[str, Spec], path: Path) -> None
 
 
 # ---- main ------------------------------------------------------------------------------------
-def wait_for_cold_start(path: Path, key: str, log: Callable[[str], None], poll: float = 15.0,
-                        timeout: float = 6 * 3600) -> list[int]:
+def wait_for_cold_start(
+    path: Path, key: str, log: Callable[[str], None], poll: float = 15.0, timeout: float = 6 * 3600
+) -> list[int]:
     """The cold start ``key`` ("dataset/seed") from another process's result file, waiting until
     that process has written it: one dataset's strategies split over processes must share it."""
     deadline = time.monotonic() + timeout
     logged = False
     while True:
-        cold = json.loads(path.read_text()).get("cold_starts", {}).get(key) if path.exists() else None
+        cold = (
+            json.loads(path.read_text()).get("cold_starts", {}).get(key) if path.exists() else None
+        )
         if cold:
             return [int(i) for i in cold]
         if time.monotonic() > deadline:
@@ -570,31 +752,63 @@ def merge(paths: list[Path], out: Path, seed_ids: list[int] | None = None) -> st
                 raise SystemExit(f"the files disagree on the cold start {key}")
         meta["settings"] |= document["meta"]["settings"]
     specs = {n: s for n, s in settings(mode).items() if n in meta["settings"]}
-    return write_outputs(out, {"meta": meta, "cold_starts": cold_starts, "runs": list(runs.values())}, specs)
+    return write_outputs(
+        out, {"meta": meta, "cold_starts": cold_starts, "runs": list(runs.values())}, specs
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     mode = parser.add_mutually_exclusive_group()
-    mode.add_argument("--quick", action="store_true", help="1 seed, small pools, rounds up to 200 labels")
-    mode.add_argument("--smoke", action="store_true", help="CI: tiny kites, two rounds, a few steps")
-    parser.add_argument("--seeds", type=int, default=None, help="number of seeds (default 3; quick/smoke 1)")
+    mode.add_argument(
+        "--quick", action="store_true", help="1 seed, small pools, rounds up to 200 labels"
+    )
+    mode.add_argument(
+        "--smoke", action="store_true", help="CI: tiny kites, two rounds, a few steps"
+    )
+    parser.add_argument(
+        "--seeds", type=int, default=None, help="number of seeds (default 3; quick/smoke 1)"
+    )
     parser.add_argument("--datasets", nargs="*", default=None)
-    parser.add_argument("--strategies", nargs="*", default=None, help="subset of each dataset's strategies")
+    parser.add_argument(
+        "--strategies", nargs="*", default=None, help="subset of each dataset's strategies"
+    )
     parser.add_argument("--url", help="a running service (default: start one here)")
-    parser.add_argument("--token", default=os.environ.get("XM_ADMIN_TOKEN"), help="admin token (with --url)")
+    parser.add_argument(
+        "--token", default=os.environ.get("XM_ADMIN_TOKEN"), help="admin token (with --url)"
+    )
     parser.add_argument("--out-dir", type=Path, default=RESULTS)
-    parser.add_argument("--data-dir", type=Path, default=None, help="the local service's data (default: a temp dir)")
-    parser.add_argument("--merge", nargs="+", type=Path, default=None,
-                        help="only merge these result files (a run split over processes) into --out-dir's files")
-    parser.add_argument("--seed-ids", nargs="+", type=int, default=None,
-                        help="run only these seeds instead of 0..--seeds-1 (seeds split over processes); with "
-                             "--merge: keep only these seeds (e.g. 0 1 2, the seeds every strategy ran)")
-    parser.add_argument("--cold-starts-from", type=Path, default=None,
-                        help="another process's result file: take each seed's cold start from it, waiting "
-                             "until it is there (one dataset's strategies split over processes)")
-    parser.add_argument("--threads", type=int, default=None,
-                        help="torch/onnxruntime threads here and in the local worker (default: all cores)")
+    parser.add_argument(
+        "--data-dir", type=Path, default=None, help="the local service's data (default: a temp dir)"
+    )
+    parser.add_argument(
+        "--merge",
+        nargs="+",
+        type=Path,
+        default=None,
+        help="only merge these result files (a run split over processes) into --out-dir's files",
+    )
+    parser.add_argument(
+        "--seed-ids",
+        nargs="+",
+        type=int,
+        default=None,
+        help="run only these seeds instead of 0..--seeds-1 (seeds split over processes); with "
+        "--merge: keep only these seeds (e.g. 0 1 2, the seeds every strategy ran)",
+    )
+    parser.add_argument(
+        "--cold-starts-from",
+        type=Path,
+        default=None,
+        help="another process's result file: take each seed's cold start from it, waiting "
+        "until it is there (one dataset's strategies split over processes)",
+    )
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="torch/onnxruntime threads here and in the local worker (default: all cores)",
+    )
     args = parser.parse_args(argv)
 
     mode_name = "smoke" if args.smoke else "quick" if args.quick else "full"
@@ -606,7 +820,9 @@ def main(argv: list[str] | None = None) -> int:
     threads = args.threads or os.cpu_count() or 1
     torch.set_num_threads(threads)
     seeds = args.seeds or (3 if mode_name == "full" else 1)
-    specs = {n: s for n, s in settings(mode_name).items() if not args.datasets or n in args.datasets}
+    specs = {
+        n: s for n, s in settings(mode_name).items() if not args.datasets or n in args.datasets
+    }
     if not specs:
         raise SystemExit(f"no dataset among {args.datasets}; known: {sorted(settings(mode_name))}")
     out = args.out_dir / f"active_learning{suffix}.json"
@@ -614,10 +830,23 @@ def main(argv: list[str] | None = None) -> int:
     runs: list[dict[str, Any]] = previous.get("runs", [])
     cold_starts: dict[str, list[int]] = previous.get("cold_starts", {})
     finished = {(r["dataset"], r["strategy"], r["seed"]) for r in runs}
-    meta = {"mode": mode_name, "seeds": len(args.seed_ids) if args.seed_ids else seeds, "threads": threads,
-            "settings": {n: {"task": s.task, "image_size": s.image_size, "backbone": s.backbone,
-                             "training": s.training, "strategies": s.strategies, "budgets": s.budgets,
-                             "unit": s.unit} for n, s in specs.items()}}
+    meta = {
+        "mode": mode_name,
+        "seeds": len(args.seed_ids) if args.seed_ids else seeds,
+        "threads": threads,
+        "settings": {
+            n: {
+                "task": s.task,
+                "image_size": s.image_size,
+                "backbone": s.backbone,
+                "training": s.training,
+                "strategies": s.strategies,
+                "budgets": s.budgets,
+                "unit": s.unit,
+            }
+            for n, s in specs.items()
+        },
+    }
     t0 = time.perf_counter()
 
     def log(message: str) -> None:
@@ -658,9 +887,19 @@ def main(argv: list[str] | None = None) -> int:
                     cold = cold_starts.get(cold_key)
                     if cold is None and args.cold_starts_from is not None:
                         cold = wait_for_cold_start(args.cold_starts_from, cold_key, log)
-                    run, cold = run_one(api, spec, bench, dataset, strategy, seed, cold,
-                                        Path(scratch.name) / "models", threads, log,
-                                        functools.partial(keep_cold_start, cold_key))
+                    run, cold = run_one(
+                        api,
+                        spec,
+                        bench,
+                        dataset,
+                        strategy,
+                        seed,
+                        cold,
+                        Path(scratch.name) / "models",
+                        threads,
+                        log,
+                        functools.partial(keep_cold_start, cold_key),
+                    )
                     cold_starts[cold_key] = cold
                     runs.append(run)
                     checkpoint()

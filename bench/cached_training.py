@@ -30,17 +30,42 @@ def _ids(bench: Benchmark, part: str, index: torch.Tensor) -> list[str]:
     return [f"{bench.name}:{part}:{int(i)}" for i in index]
 
 
-def bench_views(bench: Benchmark, part: str, index: torch.Tensor, kind: ViewKind, plan: ViewPlan,
-                model: XModel, cache: TrunkCache | None, trunk: Any) -> CachedViews:
+def bench_views(
+    bench: Benchmark,
+    part: str,
+    index: torch.Tensor,
+    kind: ViewKind,
+    plan: ViewPlan,
+    model: XModel,
+    cache: TrunkCache | None,
+    trunk: Any,
+) -> CachedViews:
     images = {"pool": bench.pool, "val": bench.val, "test": bench.test}[part].images
     key = plan.key(model)
-    return cached_views(_ids(bench, part, index), kind, plan, key, lambda j: images[index[j]], trunk, cache,
-                        batch_size=128)
+    return cached_views(
+        _ids(bench, part, index),
+        kind,
+        plan,
+        key,
+        lambda j: images[index[j]],
+        trunk,
+        cache,
+        batch_size=128,
+    )
 
 
-def train_cached(bench: Benchmark, labelled_idx: torch.Tensor, model_config: dict[str, Any],
-                 train_config: dict[str, Any], *, weak_views: int = 8, strong_views: int = 3,
-                 cache: TrunkCache | None = None, seed: int = 0, test: bool = True) -> dict[str, Any]:
+def train_cached(
+    bench: Benchmark,
+    labelled_idx: torch.Tensor,
+    model_config: dict[str, Any],
+    train_config: dict[str, Any],
+    *,
+    weak_views: int = 8,
+    strong_views: int = 3,
+    cache: TrunkCache | None = None,
+    seed: int = 0,
+    test: bool = True,
+) -> dict[str, Any]:
     """Train on ``bench.pool[labelled_idx]`` (the rest of the pool unlabelled) with cached views;
     return validation error, test error (plain images through the whole model) and seconds."""
     torch.manual_seed(seed)
@@ -58,16 +83,32 @@ def train_cached(bench: Benchmark, labelled_idx: torch.Tensor, model_config: dic
     consistency = config.method != "supervised"
     views = TrainingViews(
         bench_views(bench, "pool", labelled_idx, "weak", plan, model, cache, trunk),
-        bench_views(bench, "pool", torch.cat([unlabelled_idx, labelled_idx]), "strong", plan, model, cache,
-                    trunk) if consistency else None,
+        bench_views(
+            bench,
+            "pool",
+            torch.cat([unlabelled_idx, labelled_idx]),
+            "strong",
+            plan,
+            model,
+            cache,
+            trunk,
+        )
+        if consistency
+        else None,
         bench_views(bench, "val", torch.arange(len(bench.val)), "plain", plan, model, cache, trunk),
     )
     cache_seconds = time.perf_counter() - start
     trainer = Trainer(model, bench.task, config)
-    placeholder = LabelledSet(torch.empty(len(labelled), 0, dtype=torch.uint8), labelled.targets, labelled.visible)
+    placeholder = LabelledSet(
+        torch.empty(len(labelled), 0, dtype=torch.uint8), labelled.targets, labelled.visible
+    )
     result = trainer.fit(placeholder, None, val=bench.val, views=views)
-    out = {"val_error": result.best_val_error, "best_step": result.best_step,
-           "cache_seconds": cache_seconds, "seconds": time.perf_counter() - start}
+    out = {
+        "val_error": result.best_val_error,
+        "best_step": result.best_step,
+        "cache_seconds": cache_seconds,
+        "seconds": time.perf_counter() - start,
+    }
     if test:
         trainer.views = None  # the test set goes through the whole model, as in the product
         out["test_error"] = trainer.evaluate(bench.test)

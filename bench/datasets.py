@@ -20,11 +20,24 @@ from xmodel_core.synthetic import KITE_FLIP_PAIRS, KITE_POINTS, make_kites
 from xmodel_core.tasks import ClassificationTask, KeypointTask, RegressionTask, TaskSpec
 
 ROOT = Path(__file__).resolve().parent.parent
-UTKFACE_DIR = Path(os.environ.get("XM_UTKFACE_DIR", ROOT.parent / "shared" / "data" / "utkface" / "crop_part1"))
+UTKFACE_DIR = Path(
+    os.environ.get("XM_UTKFACE_DIR", ROOT.parent / "shared" / "data" / "utkface" / "crop_part1")
+)
 FASHION_DIR = Path(os.environ.get("XM_FASHION_MNIST_DIR", "/usr/share/datasets/fashion-mnist"))
 CACHE_DIR = ROOT / "var" / "bench_cache"
 SPLIT_SEED = 12345
-FASHION_CLASSES = ["t-shirt", "trouser", "pullover", "dress", "coat", "sandal", "shirt", "sneaker", "bag", "boot"]
+FASHION_CLASSES = [
+    "t-shirt",
+    "trouser",
+    "pullover",
+    "dress",
+    "coat",
+    "sandal",
+    "shirt",
+    "sneaker",
+    "bag",
+    "boot",
+]
 
 
 @dataclass
@@ -71,14 +84,18 @@ def _split(n: int, n_test: int, n_val: int) -> tuple[torch.Tensor, torch.Tensor,
     return order[n_test + n_val :], order[n_test : n_test + n_val], order[:n_test]
 
 
-def utkface(size: int = 64, n_test: int = 1000, n_val: int = 200, pool_limit: int | None = None) -> Benchmark:
+def utkface(
+    size: int = 64, n_test: int = 1000, n_val: int = 200, pool_limit: int | None = None
+) -> Benchmark:
     images, ages, _ = load_utkface(size)
     pool, val, test = _split(len(images), n_test, n_val)
     if pool_limit:
         pool = pool[:pool_limit]
     data = LabelledSet(images, ages.view(-1, 1))
     task = RegressionTask(["age"], ranges=[(1.0, 116.0)])
-    return Benchmark("utkface_age", task, data.subset(pool), data.subset(val), data.subset(test), False)
+    return Benchmark(
+        "utkface_age", task, data.subset(pool), data.subset(val), data.subset(test), False
+    )
 
 
 def _read_idx(path: Path, offset: int) -> np.ndarray:
@@ -86,7 +103,9 @@ def _read_idx(path: Path, offset: int) -> np.ndarray:
         return np.frombuffer(fh.read(), np.uint8, offset=offset)
 
 
-def fashion_mnist(n_val: int = 500, pool_limit: int | None = None, test_limit: int | None = None) -> Benchmark:
+def fashion_mnist(
+    n_val: int = 500, pool_limit: int | None = None, test_limit: int | None = None
+) -> Benchmark:
     """Fashion-MNIST from the Debian package (train side -> pool + val; official test set)."""
 
     def load(prefix: str) -> LabelledSet:
@@ -101,7 +120,9 @@ def fashion_mnist(n_val: int = 500, pool_limit: int | None = None, test_limit: i
     if test_limit:
         test = test.subset(torch.arange(test_limit))
     task = ClassificationTask(FASHION_CLASSES)
-    return Benchmark("fashion_mnist", task, train.subset(pool), train.subset(order[:n_val]), test, True)
+    return Benchmark(
+        "fashion_mnist", task, train.subset(pool), train.subset(order[:n_val]), test, True
+    )
 
 
 def kites(size: int = 48, n_pool: int = 5000, n_val: int = 200, n_test: int = 1000) -> Benchmark:
@@ -111,8 +132,12 @@ def kites(size: int = 48, n_pool: int = 5000, n_val: int = 200, n_test: int = 10
     data = LabelledSet(pool_x, pool_y)
     task = KeypointTask(list(KITE_POINTS), flip_pairs=list(KITE_FLIP_PAIRS))
     return Benchmark(
-        "kites_keypoints", task, data.subset(torch.arange(n_val, n_pool + n_val)),
-        data.subset(torch.arange(n_val)), LabelledSet(test_x, test_y), False,
+        "kites_keypoints",
+        task,
+        data.subset(torch.arange(n_val, n_pool + n_val)),
+        data.subset(torch.arange(n_val)),
+        LabelledSet(test_x, test_y),
+        False,
     )
 
 

@@ -32,7 +32,12 @@ from xmodel_core.tasks import RegressionTask
 
 RESULTS = Path(__file__).parent / "results" / "export_speed.json"
 MODELS = {  # the benchmarks' and the active-learning run's configurations
-    "mobilenet_v2@48": {"backbone": "mobilenet_v2", "image_size": 48, "freeze_blocks": 14, "pretrained": True},
+    "mobilenet_v2@48": {
+        "backbone": "mobilenet_v2",
+        "image_size": 48,
+        "freeze_blocks": 14,
+        "pretrained": True,
+    },
     "small_cnn@28": {"backbone": "small_cnn", "image_size": 28, "pretrained": False},
 }
 
@@ -48,28 +53,40 @@ def measure(name: str, repeats: int) -> dict[str, Any]:
     task = RegressionTask(targets=["age"], ranges=[(1.0, 116.0)])
     task.fit(torch.tensor([[10.0], [50.0]]))
     model = XModel(ModelConfig(output_dim=1, **MODELS[name])).eval()
-    times: dict[str, list[float]] = {kind: [] for kind in ("safetensors", "torchscript", *ONNX_EXPORTERS)}
+    times: dict[str, list[float]] = {
+        kind: [] for kind in ("safetensors", "torchscript", *ONNX_EXPORTERS)
+    }
     diffs: dict[str, float] = {}
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp)
         for _ in range(repeats):
             times["safetensors"].append(_timed(lambda: save_model(model, task, out / "saved"))[0])
-            times["torchscript"].append(_timed(lambda: export_torchscript(model, task, out / "m.pt"))[0])
+            times["torchscript"].append(
+                _timed(lambda: export_torchscript(model, task, out / "m.pt"))[0]
+            )
             for exporter in ONNX_EXPORTERS:  # alternate, so noise hits both
-                seconds, info = _timed(lambda e=exporter: export_onnx(model, task, out / f"{e}.onnx", exporter=e))
+                seconds, info = _timed(
+                    lambda e=exporter: export_onnx(model, task, out / f"{e}.onnx", exporter=e)
+                )
                 if info["exporter"] != exporter:
                     raise RuntimeError(f"{exporter} export fell back to {info['exporter']}")
                 times[exporter].append(seconds)
                 diffs[exporter] = max(diffs.get(exporter, 0.0), info["max_abs_diff"])
     median = {kind: statistics.median(values) for kind, values in times.items()}
-    return {"median_seconds": median, "all_seconds": times, "max_abs_diff": diffs,
-            "dynamo_over_classic": median["dynamo"] / median["classic"]}
+    return {
+        "median_seconds": median,
+        "all_seconds": times,
+        "max_abs_diff": diffs,
+        "dynamo_over_classic": median["dynamo"] / median["classic"],
+    }
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--threads", type=int, default=1, help="torch threads (a worker's share of the CPU)")
+    parser.add_argument(
+        "--threads", type=int, default=1, help="torch threads (a worker's share of the CPU)"
+    )
     parser.add_argument("--output", type=Path, default=RESULTS)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -78,13 +95,25 @@ def main() -> None:
     print("|---|---|---|---|---|---|")
     for name, r in results.items():
         m = r["median_seconds"]
-        print(f"| {name} | {m['safetensors']:.2f} s | {m['torchscript']:.2f} s | {m['classic']:.2f} s | "
-              f"{m['dynamo']:.2f} s | {r['dynamo_over_classic']:.1f}x |")
+        print(
+            f"| {name} | {m['safetensors']:.2f} s | {m['torchscript']:.2f} s | {m['classic']:.2f} s | "
+            f"{m['dynamo']:.2f} s | {r['dynamo_over_classic']:.1f}x |"
+        )
     args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_text(json.dumps({
-        "when": datetime.now(UTC).isoformat(timespec="seconds"), "machine": platform.platform(),
-        "torch": torch.__version__, "threads": args.threads, "repeats": args.repeats, "results": results,
-    }, indent=2) + "\n")
+    args.output.write_text(
+        json.dumps(
+            {
+                "when": datetime.now(UTC).isoformat(timespec="seconds"),
+                "machine": platform.platform(),
+                "torch": torch.__version__,
+                "threads": args.threads,
+                "repeats": args.repeats,
+                "results": results,
+            },
+            indent=2,
+        )
+        + "\n"
+    )
     print(f"wrote {args.output}")
 
 

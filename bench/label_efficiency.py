@@ -55,8 +55,12 @@ class Setting:
     error_scale: float = 1.0  # test error shown in these units (years, %, pixels)
     unit: str = ""
     lr_grid: list[float] = field(default_factory=lambda: [1.0])  # semi-supervised methods
-    supervised_lr_grid: list[float] = field(default_factory=lambda: [1.0])  # its only knob: a wider grid
-    weight_grid: list[float] = field(default_factory=lambda: [1.0])  # consistency weight η (MT: its weight)
+    supervised_lr_grid: list[float] = field(
+        default_factory=lambda: [1.0]
+    )  # its only knob: a wider grid
+    weight_grid: list[float] = field(
+        default_factory=lambda: [1.0]
+    )  # consistency weight η (MT: its weight)
 
 
 def method_overrides(method: str, weight: float) -> dict[str, Any]:
@@ -77,38 +81,81 @@ def candidates(setting: Setting, method: str) -> list[tuple[float, float]]:
 
 
 def settings(quick: bool) -> dict[str, Setting]:
-    steps = {"utkface_age": 30, "fashion_mnist": 40, "kites_keypoints": 40} if quick else {
-        "utkface_age": 150, "fashion_mnist": 300, "kites_keypoints": 300}
-    grid = {"lr_grid": [1.0], "supervised_lr_grid": [1.0], "weight_grid": [1.0]} if quick else {
-        "lr_grid": [0.3, 1.0, 3.0], "supervised_lr_grid": [0.1, 0.3, 1.0, 3.0, 10.0],
-        "weight_grid": [0.1, 0.3, 1.0]}
+    steps = (
+        {"utkface_age": 30, "fashion_mnist": 40, "kites_keypoints": 40}
+        if quick
+        else {"utkface_age": 150, "fashion_mnist": 300, "kites_keypoints": 300}
+    )
+    grid = (
+        {"lr_grid": [1.0], "supervised_lr_grid": [1.0], "weight_grid": [1.0]}
+        if quick
+        else {
+            "lr_grid": [0.3, 1.0, 3.0],
+            "supervised_lr_grid": [0.1, 0.3, 1.0, 3.0, 10.0],
+            "weight_grid": [0.1, 0.3, 1.0],
+        }
+    )
     return {
         "utkface_age": Setting(
             build=lambda: utkface(48, pool_limit=2000 if quick else None),
             budgets=[50, 250, 1000],
-            model={"backbone": "mobilenet_v2", "image_size": 48, "freeze_blocks": 14, "pretrained": True},
-            train={"steps": steps["utkface_age"], "lr": 3e-3, "extractor_lr_scale": 0.3, "eval_every": 50},
-            unit="MAE (years)", **grid,
+            model={
+                "backbone": "mobilenet_v2",
+                "image_size": 48,
+                "freeze_blocks": 14,
+                "pretrained": True,
+            },
+            train={
+                "steps": steps["utkface_age"],
+                "lr": 3e-3,
+                "extractor_lr_scale": 0.3,
+                "eval_every": 50,
+            },
+            unit="MAE (years)",
+            **grid,
         ),
         "fashion_mnist": Setting(
-            build=lambda: fashion_mnist(pool_limit=5000 if quick else 20000, test_limit=2000 if quick else None),
+            build=lambda: fashion_mnist(
+                pool_limit=5000 if quick else 20000, test_limit=2000 if quick else None
+            ),
             budgets=[40, 250, 1000],
             model={"backbone": "small_cnn", "image_size": 28, "pretrained": False},
-            train={"steps": steps["fashion_mnist"], "lr": 3e-3, "extractor_lr_scale": 1.0, "eval_every": 50},
-            error_scale=100.0, unit="error (%)", **grid,
+            train={
+                "steps": steps["fashion_mnist"],
+                "lr": 3e-3,
+                "extractor_lr_scale": 1.0,
+                "eval_every": 50,
+            },
+            error_scale=100.0,
+            unit="error (%)",
+            **grid,
         ),
         "kites_keypoints": Setting(
             build=lambda: kites(48, n_pool=1000 if quick else 5000),
             budgets=[50, 250],
             model={"backbone": "small_cnn", "image_size": 48, "pretrained": False},
-            train={"steps": steps["kites_keypoints"], "lr": 3e-3, "extractor_lr_scale": 1.0, "eval_every": 50},
-            error_scale=48.0, unit="mean point error (px at 48 px)", **grid,
+            train={
+                "steps": steps["kites_keypoints"],
+                "lr": 3e-3,
+                "extractor_lr_scale": 1.0,
+                "eval_every": 50,
+            },
+            error_scale=48.0,
+            unit="mean point error (px at 48 px)",
+            **grid,
         ),
     }
 
 
-def train_once(bench: Benchmark, labelled_idx: torch.Tensor, setting: Setting, method: str, seed: int,
-               lr_factor: float = 1.0, weight: float = 1.0) -> dict[str, Any]:
+def train_once(
+    bench: Benchmark,
+    labelled_idx: torch.Tensor,
+    setting: Setting,
+    method: str,
+    seed: int,
+    lr_factor: float = 1.0,
+    weight: float = 1.0,
+) -> dict[str, Any]:
     """Train one method on one labelled subset; return validation and test errors."""
     torch.manual_seed(seed)
     labelled = bench.pool.subset(labelled_idx)
@@ -117,7 +164,11 @@ def train_once(bench: Benchmark, labelled_idx: torch.Tensor, setting: Setting, m
     unlabelled = bench.pool.images[mask]
     bench.task.fit(labelled.targets)
     model = XModel(ModelConfig(output_dim=bench.task.output_dim, **setting.model))
-    overrides = {**method_overrides(method, weight), **setting.train, "seed": seed}  # a probe's train wins
+    overrides = {
+        **method_overrides(method, weight),
+        **setting.train,
+        "seed": seed,
+    }  # a probe's train wins
     overrides["lr"] = overrides["lr"] * lr_factor
     trainer = Trainer(model, bench.task, TrainConfig(**overrides))
     start = time.perf_counter()
@@ -139,17 +190,31 @@ TUNING_SEED = 100  # never one of the evaluation seeds
 def tune(bench: Benchmark, setting: Setting, method: str) -> dict[str, Any]:
     """Pick ``method``'s (learning-rate factor, consistency weight) on validation at the smallest budget."""
     idx = draw_labelled(bench, setting.budgets[0], TUNING_SEED)
-    tried = {c: train_once(bench, idx, setting, method, TUNING_SEED, *c) for c in candidates(setting, method)}
+    tried = {
+        c: train_once(bench, idx, setting, method, TUNING_SEED, *c)
+        for c in candidates(setting, method)
+    }
     best = min(tried, key=lambda c: tried[c]["val_error"])
-    return {"factor": best[0], "weight": best[1],
-            "val_error": {f"lr={tried[c]['lr']:.4g} w={c[1]:g}": tried[c]["val_error"] for c in tried}}
+    return {
+        "factor": best[0],
+        "weight": best[1],
+        "val_error": {f"lr={tried[c]['lr']:.4g} w={c[1]:g}": tried[c]["val_error"] for c in tried},
+    }
 
 
-def run_cell(bench: Benchmark, setting: Setting, budget: int, method: str, seed: int,
-             choice: dict[str, Any]) -> dict[str, Any]:
+def run_cell(
+    bench: Benchmark, setting: Setting, budget: int, method: str, seed: int, choice: dict[str, Any]
+) -> dict[str, Any]:
     """One (budget, method, seed) at the method's tuned point."""
-    return train_once(bench, draw_labelled(bench, budget, seed), setting, method, seed,
-                      choice["factor"], choice.get("weight", 1.0))
+    return train_once(
+        bench,
+        draw_labelled(bench, budget, seed),
+        setting,
+        method,
+        seed,
+        choice["factor"],
+        choice.get("weight", 1.0),
+    )
 
 
 def summarise(rows: list[dict[str, Any]], units: dict[str, str]) -> str:
@@ -158,9 +223,12 @@ def summarise(rows: list[dict[str, Any]], units: dict[str, str]) -> str:
     for dataset in dict.fromkeys(r["dataset"] for r in rows):
         sub = [r for r in rows if r["dataset"] == dataset]
         budgets = sorted({r["budget"] for r in sub})
-        lines += [f"### {dataset} — test {units.get(dataset, '')}, mean ± std over seeds", "",
-                  "| method | " + " | ".join(f"{b} labels" for b in budgets) + " |",
-                  "|---|" + "---|" * len(budgets)]
+        lines += [
+            f"### {dataset} — test {units.get(dataset, '')}, mean ± std over seeds",
+            "",
+            "| method | " + " | ".join(f"{b} labels" for b in budgets) + " |",
+            "|---|" + "---|" * len(budgets),
+        ]
         stats: dict[tuple[str, int], tuple[float, float, int]] = {}
         for method in METHODS:
             cells = []
@@ -180,7 +248,9 @@ def summarise(rows: list[dict[str, Any]], units: dict[str, str]) -> str:
                 (xm, xs, _), (sm, ss, _) = stats[("xmodel", b)], stats[("supervised", b)]
                 ratio_cells.append(f"{xm / sm:.3f}")
                 enough = min(stats[("xmodel", b)][2], stats[("supervised", b)][2]) > 1
-                margin_cells.append(("yes" if sm - xm > max(xs, ss) else "no") if enough else "n/a (1 seed)")
+                margin_cells.append(
+                    ("yes" if sm - xm > max(xs, ss) else "no") if enough else "n/a (1 seed)"
+                )
             else:
                 ratio_cells.append("–")
                 margin_cells.append("–")
@@ -192,15 +262,20 @@ def summarise(rows: list[dict[str, Any]], units: dict[str, str]) -> str:
 
 def tuning_table(tuning: dict[str, dict[str, Any]]) -> str:
     """Markdown: what each method's tuning phase chose, with its validation error and the grid's spread."""
-    lines = ["### Hyper-parameters chosen on the validation split (tuning seed, smallest budget)", "",
-             "| dataset / method | points tried | chosen lr | chosen weight | validation error (best / worst) |",
-             "|---|---|---|---|---|"]
+    lines = [
+        "### Hyper-parameters chosen on the validation split (tuning seed, smallest budget)",
+        "",
+        "| dataset / method | points tried | chosen lr | chosen weight | validation error (best / worst) |",
+        "|---|---|---|---|---|",
+    ]
     for key, choice in sorted(tuning.items()):
         errors = choice["val_error"]
         best = min(errors, key=errors.get)
         lr = best.split()[0].removeprefix("lr=") if best.startswith("lr=") else best
         weight = "–" if key.endswith("/supervised") else f"{choice.get('weight', 1.0):g}"
-        lines.append(f"| {key} | {len(errors)} | {lr} | {weight} | {errors[best]:.4g} / {max(errors.values()):.4g} |")
+        lines.append(
+            f"| {key} | {len(errors)} | {lr} | {weight} | {errors[best]:.4g} / {max(errors.values()):.4g} |"
+        )
     return "\n".join(lines) + "\n"
 
 
@@ -214,19 +289,44 @@ def stored_tunings(paths: list[Path], into: dict[str, dict[str, Any]]) -> dict[s
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--quick", action="store_true", help="smoke of every cell: 1 seed, few steps, small pools")
-    parser.add_argument("--seeds", type=int, default=None, help="number of seeds (default 3, quick 1)")
+    parser.add_argument(
+        "--quick", action="store_true", help="smoke of every cell: 1 seed, few steps, small pools"
+    )
+    parser.add_argument(
+        "--seeds", type=int, default=None, help="number of seeds (default 3, quick 1)"
+    )
     parser.add_argument("--datasets", nargs="*", default=None, help="subset of datasets to run")
-    parser.add_argument("--budgets", nargs="*", type=int, default=None, help="subset of budgets to run")
-    parser.add_argument("--seed-ids", nargs="*", type=int, default=None, help="run only these seeds (split a run)")
-    parser.add_argument("--methods", nargs="*", choices=list(METHODS), default=None,
-                        help="run only these methods (split a run; an ablation uses its parent's tuning, "
-                             "from --tuning-from or tuned here)")
-    parser.add_argument("--out", type=Path, default=None, help="JSON path (default under bench/results/)")
-    parser.add_argument("--tuning-from", nargs="*", type=Path, default=[],
-                        help="reuse the tuning choices stored in these result files (a run split over processes)")
-    parser.add_argument("--report", nargs="+", type=Path, default=None,
-                        help="only summarise these result files (runs split over processes) into one table")
+    parser.add_argument(
+        "--budgets", nargs="*", type=int, default=None, help="subset of budgets to run"
+    )
+    parser.add_argument(
+        "--seed-ids", nargs="*", type=int, default=None, help="run only these seeds (split a run)"
+    )
+    parser.add_argument(
+        "--methods",
+        nargs="*",
+        choices=list(METHODS),
+        default=None,
+        help="run only these methods (split a run; an ablation uses its parent's tuning, "
+        "from --tuning-from or tuned here)",
+    )
+    parser.add_argument(
+        "--out", type=Path, default=None, help="JSON path (default under bench/results/)"
+    )
+    parser.add_argument(
+        "--tuning-from",
+        nargs="*",
+        type=Path,
+        default=[],
+        help="reuse the tuning choices stored in these result files (a run split over processes)",
+    )
+    parser.add_argument(
+        "--report",
+        nargs="+",
+        type=Path,
+        default=None,
+        help="only summarise these result files (runs split over processes) into one table",
+    )
     args = parser.parse_args()
     if args.report:
         unique: dict[tuple, dict[str, Any]] = {}
@@ -240,7 +340,9 @@ def main() -> None:
         print(summary)
         return
     seeds = args.seeds or (1 if args.quick else 3)
-    out = args.out or RESULTS / ("label_efficiency_quick.json" if args.quick else "label_efficiency.json")
+    out = args.out or RESULTS / (
+        "label_efficiency_quick.json" if args.quick else "label_efficiency.json"
+    )
     out.parent.mkdir(parents=True, exist_ok=True)
     previous = json.loads(out.read_text()) if out.exists() else {}
     done: list[dict[str, Any]] = previous.get("runs", [])
@@ -250,17 +352,36 @@ def main() -> None:
     chosen = settings(args.quick)
     units = {name: s.unit for name, s in chosen.items()}
     started = time.perf_counter()
-    benches = {name: s.build() for name, s in chosen.items() if not args.datasets or name in args.datasets}
+    benches = {
+        name: s.build() for name, s in chosen.items() if not args.datasets or name in args.datasets
+    }
     # the cells the bar is about (the two smallest budgets of the real datasets) run first
     order = sorted(
         ((name, rank) for name in benches for rank in range(len(chosen[name].budgets))),
-        key=lambda nr: (nr[1] >= 2 or nr[0] == "kites_keypoints", nr[1], nr[0] == "kites_keypoints"),
+        key=lambda nr: (
+            nr[1] >= 2 or nr[0] == "kites_keypoints",
+            nr[1],
+            nr[0] == "kites_keypoints",
+        ),
     )
-    meta = {"quick": args.quick, "seeds": seeds, "tuning": tuning, "settings": {  # tuning fills in as we go
-        n: {"model": s.model, "train": s.train, "budgets": s.budgets, "lr_grid": s.lr_grid,
-            "supervised_lr_grid": s.supervised_lr_grid, "weight_grid": s.weight_grid,
-            "minimax_per_consistency": MINIMAX_PER_CONSISTENCY, "tuned_like": TUNED_LIKE}
-        for n, s in chosen.items()}}
+    meta = {
+        "quick": args.quick,
+        "seeds": seeds,
+        "tuning": tuning,
+        "settings": {  # tuning fills in as we go
+            n: {
+                "model": s.model,
+                "train": s.train,
+                "budgets": s.budgets,
+                "lr_grid": s.lr_grid,
+                "supervised_lr_grid": s.supervised_lr_grid,
+                "weight_grid": s.weight_grid,
+                "minimax_per_consistency": MINIMAX_PER_CONSISTENCY,
+                "tuned_like": TUNED_LIKE,
+            }
+            for n, s in chosen.items()
+        },
+    }
     for name, rank in order:
         bench, setting = benches[name], chosen[name]
         budget = setting.budgets[rank]
@@ -273,12 +394,23 @@ def main() -> None:
                 tune_key = f"{name}/{TUNED_LIKE.get(method, method)}"
                 if tune_key not in tuning:
                     tuning[tune_key] = tune(bench, setting, TUNED_LIKE.get(method, method))
-                    print(f"tuned {tune_key}: validation error {tuning[tune_key]['val_error']}", flush=True)
-                row = {"dataset": name, "budget": budget, "method": method, "seed": seed,
-                       **run_cell(bench, setting, budget, method, seed, tuning[tune_key])}
+                    print(
+                        f"tuned {tune_key}: validation error {tuning[tune_key]['val_error']}",
+                        flush=True,
+                    )
+                row = {
+                    "dataset": name,
+                    "budget": budget,
+                    "method": method,
+                    "seed": seed,
+                    **run_cell(bench, setting, budget, method, seed, tuning[tune_key]),
+                }
                 done.append(row)
-                print(f"[{time.perf_counter() - started:7.0f}s] {name} {budget:5d} {method:18s} seed {seed}: "
-                      f"test {row['test_error']:.3f} val {row['val_error']:.4f} ({row['seconds']:.0f}s)", flush=True)
+                print(
+                    f"[{time.perf_counter() - started:7.0f}s] {name} {budget:5d} {method:18s} seed {seed}: "
+                    f"test {row['test_error']:.3f} val {row['val_error']:.4f} ({row['seconds']:.0f}s)",
+                    flush=True,
+                )
                 atomic_write_bytes(out, json.dumps({"meta": meta, "runs": done}, indent=1).encode())
     summary = summarise(done, units)
     out.with_suffix(".md").write_text(summary)

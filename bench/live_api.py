@@ -17,8 +17,9 @@ import httpx
 REPO = Path(__file__).resolve().parents[1]
 
 
-def wait_healthy(url: str, child: subprocess.Popen[bytes], log: Path | None = None,
-                 timeout: float = 60) -> None:
+def wait_healthy(
+    url: str, child: subprocess.Popen[bytes], log: Path | None = None, timeout: float = 60
+) -> None:
     """Poll ``url/health`` until it answers 200. Raises ``RuntimeError`` (with the end of
     ``log``) when the child exits first or ``timeout`` seconds pass; the child is then killed."""
     deadline = time.monotonic() + timeout
@@ -32,19 +33,35 @@ def wait_healthy(url: str, child: subprocess.Popen[bytes], log: Path | None = No
     exited = child.poll() is not None
     child.kill()
     tail = log.read_text(errors="replace")[-3000:] if log is not None and log.exists() else ""
-    raise RuntimeError(f"the server {'exited' if exited else f'did not answer within {timeout:.0f} s'}\n{tail}")
+    raise RuntimeError(
+        f"the server {'exited' if exited else f'did not answer within {timeout:.0f} s'}\n{tail}"
+    )
 
 
-def start_uvicorn(port: int, env: dict[str, str], log: Path | None = None,
-                  timeout: float = 60) -> tuple[subprocess.Popen[bytes], str]:
+def start_uvicorn(
+    port: int, env: dict[str, str], log: Path | None = None, timeout: float = 60
+) -> tuple[subprocess.Popen[bytes], str]:
     """``uvicorn server.main:app`` on 127.0.0.1:``port`` with ``env`` (output to ``log`` when
     given); returns the child and its base URL once ``/health`` answers."""
     out = log.open("wb") if log is not None else None
     try:
         child = subprocess.Popen(
-            [sys.executable, "-m", "uvicorn", "server.main:app", "--host", "127.0.0.1", "--port", str(port),
-             "--log-level", "warning"],
-            cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT if out is not None else None,
+            [
+                sys.executable,
+                "-m",
+                "uvicorn",
+                "server.main:app",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+                "--log-level",
+                "warning",
+            ],
+            cwd=REPO,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT if out is not None else None,
         )
     finally:
         if out is not None:

@@ -26,12 +26,35 @@ from xmodel_core.export import atomic_write_bytes
 from .cached_training import train_cached
 from .datasets import Benchmark, draw_labelled, fashion_mnist, kites, utkface
 
-MODEL_KEYS = {"backbone", "image_size", "freeze_blocks", "pretrained", "num_heads", "head_hidden", "dropout"}
+MODEL_KEYS = {
+    "backbone",
+    "image_size",
+    "freeze_blocks",
+    "pretrained",
+    "num_heads",
+    "head_hidden",
+    "dropout",
+}
 VIEW_KEYS = {"weak_views", "strong_views"}
 BASE: dict[str, dict[str, Any]] = {
-    "utkface_age": {"backbone": "mobilenet_v2", "pretrained": True, "image_size": 96, "freeze_blocks": 14},
-    "fashion_mnist": {"backbone": "mobilenet_v2", "pretrained": True, "image_size": 96, "freeze_blocks": 14},
-    "kites_keypoints": {"backbone": "mobilenet_v2", "pretrained": True, "image_size": 96, "freeze_blocks": 14},
+    "utkface_age": {
+        "backbone": "mobilenet_v2",
+        "pretrained": True,
+        "image_size": 96,
+        "freeze_blocks": 14,
+    },
+    "fashion_mnist": {
+        "backbone": "mobilenet_v2",
+        "pretrained": True,
+        "image_size": 96,
+        "freeze_blocks": 14,
+    },
+    "kites_keypoints": {
+        "backbone": "mobilenet_v2",
+        "pretrained": True,
+        "image_size": 96,
+        "freeze_blocks": 14,
+    },
 }
 SCALE = {"utkface_age": 1.0, "fashion_mnist": 100.0, "kites_keypoints": 96.0}
 
@@ -49,27 +72,35 @@ def resized(bench: Benchmark, size: int) -> Benchmark:
     from xmodel_core.data import LabelledSet
 
     def up(s: LabelledSet) -> LabelledSet:
-        x = torch.nn.functional.interpolate(s.images.float(), size=(size, size), mode="bilinear",
-                                            align_corners=False)
+        x = torch.nn.functional.interpolate(
+            s.images.float(), size=(size, size), mode="bilinear", align_corners=False
+        )
         return LabelledSet(x.round().clamp(0, 255).to(torch.uint8), s.targets, s.visible)
 
-    return Benchmark(bench.name, bench.task, up(bench.pool), up(bench.val), up(bench.test), bench.balanced)
+    return Benchmark(
+        bench.name, bench.task, up(bench.pool), up(bench.val), up(bench.test), bench.balanced
+    )
 
 
-def run_variant(bench: Benchmark, dataset: str, budget: int, seed: int, variant: dict[str, Any]) -> dict[str, Any]:
+def run_variant(
+    bench: Benchmark, dataset: str, budget: int, seed: int, variant: dict[str, Any]
+) -> dict[str, Any]:
     settings = {**BASE[dataset], **variant}
     model = {k: v for k, v in settings.items() if k in MODEL_KEYS}
     views = {k: v for k, v in settings.items() if k in VIEW_KEYS}
     train = {k: v for k, v in settings.items() if k not in MODEL_KEYS | VIEW_KEYS}
     train.setdefault("eval_every", 50)
-    result = train_cached(bench, draw_labelled(bench, budget, seed), model, train, seed=seed, test=False,
-                          **views)
+    result = train_cached(
+        bench, draw_labelled(bench, budget, seed), model, train, seed=seed, test=False, **views
+    )
     result["val_error"] = result["val_error"] * SCALE[dataset]
     return result
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--dataset", choices=sorted(BASE), required=True)
     parser.add_argument("--budget", type=int, required=True)
     parser.add_argument("--seeds", type=int, nargs="+", default=[100, 101, 102])
@@ -90,10 +121,21 @@ def main(argv: list[str] | None = None) -> int:
             if size not in benches:
                 benches[size] = build(args.dataset, size)
             result = run_variant(benches[size], args.dataset, args.budget, seed, variant)
-            document["runs"].append({"dataset": args.dataset, "budget": args.budget, "variant": name,
-                                     "settings": variant, "seed": seed, **result})
-            print(f"{args.dataset} {args.budget} {name} seed {seed}: val {result['val_error']:.3f} "
-                  f"({result['seconds']:.0f} s, cache {result['cache_seconds']:.0f} s)", flush=True)
+            document["runs"].append(
+                {
+                    "dataset": args.dataset,
+                    "budget": args.budget,
+                    "variant": name,
+                    "settings": variant,
+                    "seed": seed,
+                    **result,
+                }
+            )
+            print(
+                f"{args.dataset} {args.budget} {name} seed {seed}: val {result['val_error']:.3f} "
+                f"({result['seconds']:.0f} s, cache {result['cache_seconds']:.0f} s)",
+                flush=True,
+            )
             args.out.parent.mkdir(parents=True, exist_ok=True)
             atomic_write_bytes(args.out, json.dumps(document, indent=1).encode())
     print(report(document["runs"]))
@@ -102,7 +144,10 @@ def main(argv: list[str] | None = None) -> int:
 
 def report(runs: list[dict[str, Any]]) -> str:
     """Mean ± std of the validation error per (dataset, budget, variant)."""
-    lines = ["| dataset | labels | variant | val error | seeds | seconds |", "|---|---|---|---|---|---|"]
+    lines = [
+        "| dataset | labels | variant | val error | seeds | seconds |",
+        "|---|---|---|---|---|---|",
+    ]
     groups: dict[tuple[str, int, str], list[dict[str, Any]]] = {}
     for r in runs:
         groups.setdefault((r["dataset"], r["budget"], r["variant"]), []).append(r)
@@ -110,8 +155,10 @@ def report(runs: list[dict[str, Any]]) -> str:
         vals = [r["val_error"] for r in rs]
         std = statistics.stdev(vals) if len(vals) > 1 else 0.0
         secs = statistics.mean(r["seconds"] for r in rs)
-        lines.append(f"| {dataset} | {budget} | {name} | {statistics.mean(vals):.3f} ± {std:.3f} | {len(rs)} | "
-                     f"{secs:.0f} |")
+        lines.append(
+            f"| {dataset} | {budget} | {name} | {statistics.mean(vals):.3f} ± {std:.3f} | {len(rs)} | "
+            f"{secs:.0f} |"
+        )
     return "\n".join(lines)
 
 

@@ -46,7 +46,11 @@ from .datasets import FASHION_CLASSES, Benchmark, draw_labelled, fashion_mnist, 
 RESULTS = Path(__file__).resolve().parent / "results"
 METHODS = {"product": {}, "supervised": {"method": "supervised"}}
 BUDGETS = [50, 250]
-KITE_TASK = {"kind": "keypoints", "points": ["left", "right", "top", "bottom"], "flip_pairs": [["left", "right"]]}
+KITE_TASK = {
+    "kind": "keypoints",
+    "points": ["left", "right", "top", "bottom"],
+    "flip_pairs": [["left", "right"]],
+}
 
 
 def specs(quick: bool) -> dict[str, Spec]:
@@ -56,21 +60,43 @@ def specs(quick: bool) -> dict[str, Spec]:
         "utkface_age": Spec(
             build=lambda: utkface(size, n_test=1000, pool_limit=4000),
             task={"kind": "regression", "targets": ["age"], "ranges": {"age": [1, 116]}},
-            image_size=size, unit="MAE (years)", **common),
+            image_size=size,
+            unit="MAE (years)",
+            **common,
+        ),
         "fashion_mnist": Spec(
             build=lambda: fashion_mnist(pool_limit=4000, test_limit=2000),
             task={"kind": "classification", "classes": list(FASHION_CLASSES)},
-            image_size=size, unit="error (%)", **common),
+            image_size=size,
+            unit="error (%)",
+            **common,
+        ),
         "kites_keypoints": Spec(
             build=lambda: kites(size, n_pool=300 if quick else 2000, n_test=100 if quick else 500),
-            task=KITE_TASK, image_size=size, unit=f"mean point error (px at {size} px)", **common),
+            task=KITE_TASK,
+            image_size=size,
+            unit=f"mean point error (px at {size} px)",
+            **common,
+        ),
     }
 
 
-def run_seed(api: Any, spec: Spec, bench: Benchmark, dataset: str, method: str, seed: int,
-             budgets: list[int], work: Path, threads: int, log: Any) -> list[dict[str, Any]]:
+def run_seed(
+    api: Any,
+    spec: Spec,
+    bench: Benchmark,
+    dataset: str,
+    method: str,
+    seed: int,
+    budgets: list[int],
+    work: Path,
+    threads: int,
+    log: Any,
+) -> list[dict[str, Any]]:
     """One project: upload the pool, then label and train up to each budget in turn."""
-    who = Annotator(api, spec, bench, f"pvs-{dataset}-{method}-s{seed}-{int(time.time())}", seed, "xmodel")
+    who = Annotator(
+        api, spec, bench, f"pvs-{dataset}-{method}-s{seed}-{int(time.time())}", seed, "xmodel"
+    )
     who.upload()
     order = draw_labelled(bench, max(budgets), seed)  # nested budgets: the first n of one draw
     if bench.balanced:  # keep every budget class-balanced: interleave the classes
@@ -85,21 +111,40 @@ def run_seed(api: Any, spec: Spec, bench: Benchmark, dataset: str, method: str, 
         who.label(fresh)
         labelled += fresh
         started = time.perf_counter()
-        job = who.api.call("POST", f"/projects/{who.project}/jobs", headers=who.owner,
-                           json={"training": {**METHODS[method], "warm_start": False, "seed": seed}})
+        job = who.api.call(
+            "POST",
+            f"/projects/{who.project}/jobs",
+            headers=who.owner,
+            json={"training": {**METHODS[method], "warm_start": False, "seed": seed}},
+        )
         while job["status"] in ("queued", "running"):
             time.sleep(0.5)
             job = who.api.call("GET", f"/jobs/{job['id']}", headers=who.owner)
         if job["status"] != "succeeded":
             raise RuntimeError(f"job {job['id']} ended {job['status']}: {job.get('error')}")
         seconds = time.perf_counter() - started
-        folder = who.download(job["model_id"], work / f"{dataset}-{method}-s{seed}" / f"m{job['model_id']}")
-        errors = test_errors(spec, onnx_predict(folder, bench.test.images, threads), bench.test.targets)
+        folder = who.download(
+            job["model_id"], work / f"{dataset}-{method}-s{seed}" / f"m{job['model_id']}"
+        )
+        errors = test_errors(
+            spec, onnx_predict(folder, bench.test.images, threads), bench.test.targets
+        )
         metrics = job.get("metrics") or {}
-        rows.append({"dataset": dataset, "method": method, "seed": seed, "budget": budget, **errors,
-                     "val_error": metrics.get("val_error"), "job_seconds": round(seconds, 1),
-                     "settings": metrics.get("settings")})
-        log(f"{dataset} {method:10s} seed {seed} {budget:4d} labels: test {errors['test_error']:.3f} ({seconds:.0f} s)")
+        rows.append(
+            {
+                "dataset": dataset,
+                "method": method,
+                "seed": seed,
+                "budget": budget,
+                **errors,
+                "val_error": metrics.get("val_error"),
+                "job_seconds": round(seconds, 1),
+                "settings": metrics.get("settings"),
+            }
+        )
+        log(
+            f"{dataset} {method:10s} seed {seed} {budget:4d} labels: test {errors['test_error']:.3f} ({seconds:.0f} s)"
+        )
     return rows
 
 
@@ -109,8 +154,14 @@ def summarise(runs: list[dict[str, Any]]) -> dict[str, Any]:
     for dataset in dict.fromkeys(r["dataset"] for r in runs):
         out[dataset] = {}
         for budget in sorted({r["budget"] for r in runs if r["dataset"] == dataset}):
-            cell = {m: {r["seed"]: r for r in runs if r["dataset"] == dataset and r["budget"] == budget
-                        and r["method"] == m} for m in METHODS}
+            cell = {
+                m: {
+                    r["seed"]: r
+                    for r in runs
+                    if r["dataset"] == dataset and r["budget"] == budget and r["method"] == m
+                }
+                for m in METHODS
+            }
             seeds = sorted(set(cell["product"]) & set(cell["supervised"]))
             if not seeds:
                 continue
@@ -120,42 +171,57 @@ def summarise(runs: list[dict[str, Any]]) -> dict[str, Any]:
             diff_std = statistics.stdev(diffs) if len(diffs) > 1 else 0.0
             out[dataset][str(budget)] = {
                 "seeds": seeds,
-                "product": round(statistics.mean(err["product"]), 3), "product_std": round(std["product"], 3),
+                "product": round(statistics.mean(err["product"]), 3),
+                "product_std": round(std["product"], 3),
                 "supervised": round(statistics.mean(err["supervised"]), 3),
                 "supervised_std": round(std["supervised"], 3),
-                "ratio": round(statistics.mean(err["product"]) / statistics.mean(err["supervised"]), 3),
+                "ratio": round(
+                    statistics.mean(err["product"]) / statistics.mean(err["supervised"]), 3
+                ),
                 "paired_differences": [round(d, 3) for d in diffs],
-                "paired_mean": round(statistics.mean(diffs), 3), "paired_std": round(diff_std, 3),
+                "paired_mean": round(statistics.mean(diffs), 3),
+                "paired_std": round(diff_std, 3),
                 # the bar: never worse than supervised by more than one std (paired over seeds)
-                "worse_by_more_than_1_std": statistics.mean(diffs) > max(diff_std, 1e-12) if len(diffs) > 1
+                "worse_by_more_than_1_std": statistics.mean(diffs) > max(diff_std, 1e-12)
+                if len(diffs) > 1
                 else None,
-                "job_seconds": {m: round(statistics.mean(cell[m][s]["job_seconds"] for s in seeds), 1)
-                                for m in METHODS},
+                "job_seconds": {
+                    m: round(statistics.mean(cell[m][s]["job_seconds"] for s in seeds), 1)
+                    for m in METHODS
+                },
             }
     return out
 
 
 def table(summary: dict[str, Any]) -> str:
-    lines = ["| dataset | labels | product default | supervised | ratio | paired diff (mean ± std) | "
-             "seeds | job s (product / supervised) |", "|---|---|---|---|---|---|---|---|"]
+    lines = [
+        "| dataset | labels | product default | supervised | ratio | paired diff (mean ± std) | "
+        "seeds | job s (product / supervised) |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
     for dataset, budgets in summary.items():
         for budget, c in budgets.items():
             lines.append(
                 f"| {dataset} | {budget} | {c['product']:.3f} ± {c['product_std']:.3f} | "
                 f"{c['supervised']:.3f} ± {c['supervised_std']:.3f} | {c['ratio']:.3f} | "
                 f"{c['paired_mean']:+.3f} ± {c['paired_std']:.3f} | {len(c['seeds'])} | "
-                f"{c['job_seconds']['product']:.0f} / {c['job_seconds']['supervised']:.0f} |")
+                f"{c['job_seconds']['product']:.0f} / {c['job_seconds']['supervised']:.0f} |"
+            )
     return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--quick", action="store_true", help="kites only, a small pool, one seed")
     parser.add_argument("--datasets", nargs="+", default=None)
     parser.add_argument("--seeds", type=int, nargs="+", default=None)
     parser.add_argument("--budgets", type=int, nargs="+", default=None)
     parser.add_argument("--out", type=Path, default=None)
-    parser.add_argument("--report", type=Path, nargs="+", default=None, help="merge result files and print")
+    parser.add_argument(
+        "--report", type=Path, nargs="+", default=None, help="merge result files and print"
+    )
     args = parser.parse_args(argv)
     if args.report:
         runs = [r for path in args.report for r in json.loads(path.read_text())["runs"]]
@@ -186,8 +252,9 @@ def main(argv: list[str] | None = None) -> int:
                 for method in METHODS:
                     if (dataset, method, seed) in done:
                         continue
-                    document["runs"] += run_seed(api, spec, bench, dataset, method, seed, budgets, work,
-                                                 threads, log)
+                    document["runs"] += run_seed(
+                        api, spec, bench, dataset, method, seed, budgets, work, threads, log
+                    )
                     document["summary"] = summarise(document["runs"])
                     out.parent.mkdir(parents=True, exist_ok=True)
                     atomic_write_bytes(out, json.dumps(document, indent=1).encode())

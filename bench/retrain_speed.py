@@ -87,8 +87,12 @@ def onnx_rate(folder: Path, images: torch.Tensor, threads: int) -> float:
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads
     options.inter_op_num_threads = 1
-    session = ort.InferenceSession(str(folder / "model.onnx"), options, providers=["CPUExecutionProvider"])
-    batches = [prepare(images[s : s + 256], config["preprocess"]) for s in range(0, len(images), 256)]
+    session = ort.InferenceSession(
+        str(folder / "model.onnx"), options, providers=["CPUExecutionProvider"]
+    )
+    batches = [
+        prepare(images[s : s + 256], config["preprocess"]) for s in range(0, len(images), 256)
+    ]
     session.run(None, {config["onnx"]["input"]: batches[0][:8]})
     start = time.perf_counter()
     for x in batches:
@@ -96,8 +100,17 @@ def onnx_rate(folder: Path, images: torch.Tensor, threads: int) -> float:
     return len(images) / (time.perf_counter() - start)
 
 
-def one_job(who: Annotator, overrides: dict[str, Any], pid: int, cache_dir: Path, cold: bool,
-            work: Path, bench: Any, threads: int, spec: Spec) -> dict[str, Any]:
+def one_job(
+    who: Annotator,
+    overrides: dict[str, Any],
+    pid: int,
+    cache_dir: Path,
+    cold: bool,
+    work: Path,
+    bench: Any,
+    threads: int,
+    spec: Spec,
+) -> dict[str, Any]:
     if cold:
         shutil.rmtree(cache_dir, ignore_errors=True)
     time.sleep(2)
@@ -105,7 +118,9 @@ def one_job(who: Annotator, overrides: dict[str, Any], pid: int, cache_dir: Path
     peak = PeakRss(pid)
     peak.start()
     started = time.perf_counter()
-    job = who.api.call("POST", f"/projects/{who.project}/jobs", headers=who.owner, json={"training": overrides})
+    job = who.api.call(
+        "POST", f"/projects/{who.project}/jobs", headers=who.owner, json={"training": overrides}
+    )
     while job["status"] in ("queued", "running"):
         time.sleep(0.25)
         job = who.api.call("GET", f"/jobs/{job['id']}", headers=who.owner)
@@ -122,20 +137,29 @@ def one_job(who: Annotator, overrides: dict[str, Any], pid: int, cache_dir: Path
     return {
         "total_seconds": round(seconds, 2),
         "phases": {k: m.get(f"{k}_seconds") for k in ("load", "cache", "train", "export", "score")},
-        "steps_per_second": round(steps / m["train_seconds"], 3) if m.get("train_seconds") else None,
+        "steps_per_second": round(steps / m["train_seconds"], 3)
+        if m.get("train_seconds")
+        else None,
         "scoring_views_per_second": round(m["scored_views"] / m["score_seconds"], 1)
-        if m.get("score_seconds") else None,
-        "cache_hits": m.get("cache_hits"), "cache_misses": m.get("cache_misses"),
+        if m.get("score_seconds")
+        else None,
+        "cache_hits": m.get("cache_hits"),
+        "cache_misses": m.get("cache_misses"),
         "rss_mb": {"before": round(before, 1), "peak": round(during, 1), "after": round(after, 1)},
-        "model_dir": str(folder), **errors,
+        "model_dir": str(folder),
+        **errors,
     }
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--seeds", type=int, nargs="+", default=None)
-    parser.add_argument("--image-size", type=int, default=None, help="default: the product's project default")
+    parser.add_argument(
+        "--image-size", type=int, default=None, help="default: the product's project default"
+    )
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args(argv)
     seeds = args.seeds or ([0] if args.quick else [0, 1, 2])
@@ -144,9 +168,15 @@ def main(argv: list[str] | None = None) -> int:
     size = args.image_size or DEFAULT_IMAGE_SIZE
     bench = utkface(size, n_test=300 if args.quick else 1000, pool_limit=labels + pool)
     training: dict[str, Any] = {}  # the worker's product defaults apply
-    spec = Spec(build=lambda: bench, task={"kind": "regression", "targets": ["age"], "ranges": {"age": [1, 116]}},
-                image_size=size, backbone="mobilenet_v2", training=training, strategies=["xmodel"],
-                unit="MAE (years)")
+    spec = Spec(
+        build=lambda: bench,
+        task={"kind": "regression", "targets": ["age"], "ranges": {"age": [1, 116]}},
+        image_size=size,
+        backbone="mobilenet_v2",
+        training=training,
+        strategies=["xmodel"],
+        unit="MAE (years)",
+    )
     threads = torch.get_num_threads()
     out = args.out or RESULTS / f"retrain_speed{'_quick' if args.quick else ''}.json"
     saved = json.loads(out.read_text()) if out.exists() else {}
@@ -156,8 +186,18 @@ def main(argv: list[str] | None = None) -> int:
 
     def save() -> dict[str, Any]:
         summary = summarise(runs, ort)
-        document = {"settings": {"labels": labels, "pool": pool, "image_size": size, "threads": threads,
-                                 "training": defaults, "seeds": seeds}, "runs": runs, **summary}
+        document = {
+            "settings": {
+                "labels": labels,
+                "pool": pool,
+                "image_size": size,
+                "threads": threads,
+                "training": defaults,
+                "seeds": seeds,
+            },
+            "runs": runs,
+            **summary,
+        }
         out.parent.mkdir(parents=True, exist_ok=True)
         atomic_write_bytes(out, json.dumps(document, indent=1).encode())
         return summary
@@ -183,15 +223,23 @@ def main(argv: list[str] | None = None) -> int:
                 who.label(labelled)
                 result = one_job(who, PATHS[path], pid, cache_dir, True, work, bench, threads, spec)
                 runs.append({"path": path, "seed": seed, "warm": False, **result})
-                print(f"seed {seed} {path:9s}: {result['total_seconds']:.1f} s {result['phases']} "
-                      f"test {result['test_error']:.3f} rss {result['rss_mb']}", flush=True)
+                print(
+                    f"seed {seed} {path:9s}: {result['total_seconds']:.1f} s {result['phases']} "
+                    f"test {result['test_error']:.3f} rss {result['rss_mb']}",
+                    flush=True,
+                )
                 if path == "cached" and ort is None:
                     # the onnxruntime rate of this very model on the same pool images
                     ort = onnx_rate(Path(result["model_dir"]), bench.pool.images[labels:], threads)
-                    again = one_job(who, PATHS[path], pid, cache_dir, False, work, bench, threads, spec)
+                    again = one_job(
+                        who, PATHS[path], pid, cache_dir, False, work, bench, threads, spec
+                    )
                     runs.append({"path": path, "seed": seed, "warm": True, **again})
-                    print(f"seed {seed} {path:9s} (warm cache): {again['total_seconds']:.1f} s "
-                          f"{again['phases']}", flush=True)
+                    print(
+                        f"seed {seed} {path:9s} (warm cache): {again['total_seconds']:.1f} s "
+                        f"{again['phases']}",
+                        flush=True,
+                    )
                 save()
     finally:
         server.terminate()
@@ -203,26 +251,49 @@ def main(argv: list[str] | None = None) -> int:
 
 def summarise(runs: list[dict[str, Any]], ort_rate: float | None) -> dict[str, Any]:
     def mean(path: str, key: str, warm: bool = False) -> float:
-        values = [r[key] for r in runs if r["path"] == path and r["warm"] == warm and r.get(key) is not None]
+        values = [
+            r[key]
+            for r in runs
+            if r["path"] == path and r["warm"] == warm and r.get(key) is not None
+        ]
         return float(statistics.mean(values)) if values else float("nan")
 
     cached, old = mean("cached", "total_seconds"), mean("recompute", "total_seconds")
     scoring = mean("cached", "scoring_views_per_second")
     return {
-        "total_seconds": {"cached": round(cached, 1), "recompute": round(old, 1),
-                          "cached_warm": round(mean("cached", "total_seconds", True), 1)},
+        "total_seconds": {
+            "cached": round(cached, 1),
+            "recompute": round(old, 1),
+            "cached_warm": round(mean("cached", "total_seconds", True), 1),
+        },
         "speedup": round(old / cached, 2),
-        "test_error": {"cached": round(mean("cached", "test_error"), 3),
-                       "recompute": round(mean("recompute", "test_error"), 3)},
-        "paired_test_difference": [round(a["test_error"] - b["test_error"], 3) for a in runs for b in runs
-                                   if a["path"] == "cached" and b["path"] == "recompute" and not a["warm"]
-                                   and not b["warm"] and a["seed"] == b["seed"]],
-        "steps_per_second": {"cached": mean("cached", "steps_per_second"),
-                             "recompute": mean("recompute", "steps_per_second")},
-        "scoring_views_per_second": {"cached": scoring, "recompute": mean("recompute", "scoring_views_per_second")},
+        "test_error": {
+            "cached": round(mean("cached", "test_error"), 3),
+            "recompute": round(mean("recompute", "test_error"), 3),
+        },
+        "paired_test_difference": [
+            round(a["test_error"] - b["test_error"], 3)
+            for a in runs
+            for b in runs
+            if a["path"] == "cached"
+            and b["path"] == "recompute"
+            and not a["warm"]
+            and not b["warm"]
+            and a["seed"] == b["seed"]
+        ],
+        "steps_per_second": {
+            "cached": mean("cached", "steps_per_second"),
+            "recompute": mean("recompute", "steps_per_second"),
+        },
+        "scoring_views_per_second": {
+            "cached": scoring,
+            "recompute": mean("recompute", "scoring_views_per_second"),
+        },
         "onnxruntime_images_per_second": round(ort_rate, 1) if ort_rate else None,
         "scoring_vs_onnxruntime": round(scoring / ort_rate, 2) if ort_rate else None,
-        "rss_after_minus_before_mb": [round(r["rss_mb"]["after"] - r["rss_mb"]["before"], 1) for r in runs],
+        "rss_after_minus_before_mb": [
+            round(r["rss_mb"]["after"] - r["rss_mb"]["before"], 1) for r in runs
+        ],
     }
 
 

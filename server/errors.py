@@ -124,9 +124,19 @@ def install_error_handlers(app: FastAPI) -> None:
             allow = ", ".join(allowed_methods(request, (exc.headers or {}).get("Allow", "")))
             if request.method == "OPTIONS":
                 return Response(status_code=204, headers={"Allow": allow})
-            return JSONResponse(error_body("method_not_allowed", f"{request.method} is not allowed here; "
-                                           f"allowed: {allow}"), 405, headers={"Allow": allow})
-        codes = {401: "unauthorized", 404: "not_found", 405: "method_not_allowed", 413: "payload_too_large"}
+            return JSONResponse(
+                error_body(
+                    "method_not_allowed", f"{request.method} is not allowed here; allowed: {allow}"
+                ),
+                405,
+                headers={"Allow": allow},
+            )
+        codes = {
+            401: "unauthorized",
+            404: "not_found",
+            405: "method_not_allowed",
+            413: "payload_too_large",
+        }
         code = codes.get(exc.status_code, "http_error")
         return JSONResponse(error_body(code, str(exc.detail)), exc.status_code, headers=exc.headers)
 

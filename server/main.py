@@ -49,11 +49,15 @@ Every error has the body `{"error": code, "detail": text}`."""
 
 def _ensure_sqlite_dir(url: str) -> None:
     if url.startswith("sqlite:///"):
-        Path(url[len("sqlite:///"):]).expanduser().parent.mkdir(parents=True, exist_ok=True)
+        Path(url[len("sqlite:///") :]).expanduser().parent.mkdir(parents=True, exist_ok=True)
 
 
-def create_app(settings: Settings | None = None, *, job_queue: JobQueue | None = None,
-               image_store: ImageStore | None = None) -> FastAPI:
+def create_app(
+    settings: Settings | None = None,
+    *,
+    job_queue: JobQueue | None = None,
+    image_store: ImageStore | None = None,
+) -> FastAPI:
     """Build the app. Engines, stores and queues are created in the lifespan, not here."""
     settings = settings or Settings()
     settings.check_safe()
@@ -65,20 +69,27 @@ def create_app(settings: Settings | None = None, *, job_queue: JobQueue | None =
             from server.db.migrate import upgrade_to_head
 
             upgrade_to_head(settings.database_url)
-        engine = make_engine(settings.database_url, sqlite_busy_timeout_ms=settings.sqlite_busy_timeout_ms)
+        engine = make_engine(
+            settings.database_url, sqlite_busy_timeout_ms=settings.sqlite_busy_timeout_ms
+        )
         app.state.settings = settings
         app.state.engine = engine
         app.state.session_factory = sessionmaker(engine, expire_on_commit=False)
         app.state.image_store = image_store or FileImageStore(settings.storage_dir)
-        app.state.job_queue = job_queue or CeleryJobQueue(settings.broker_url, settings.broker_queue)
+        app.state.job_queue = job_queue or CeleryJobQueue(
+            settings.broker_url, settings.broker_queue
+        )
         app.state.onnx_sessions = OnnxSessionCache(settings.predict_session_cache)
         app.state.item_predictions = PredictionCache()
         for session in run_in_transaction(app.state.session_factory):
             generated = ensure_admin_token(session, settings.admin_token)
         if generated:
             # Printed once; only its hash is stored.
-            print(f"xmodel: generated admin token (shown once, store it now): {generated}",
-                  file=sys.stderr, flush=True)
+            print(
+                f"xmodel: generated admin token (shown once, store it now): {generated}",
+                file=sys.stderr,
+                flush=True,
+            )
         try:
             yield
         finally:
@@ -86,12 +97,31 @@ def create_app(settings: Settings | None = None, *, job_queue: JobQueue | None =
             engine.dispose()
 
     # operationId = the route function's name: stable for generated and hand-written clients.
-    app = FastAPI(title="xmodel annotate", version="0.1.0", description=DESCRIPTION, lifespan=lifespan,
-                  generate_unique_id_function=lambda route: route.name)
+    app = FastAPI(
+        title="xmodel annotate",
+        version="0.1.0",
+        description=DESCRIPTION,
+        lifespan=lifespan,
+        generate_unique_id_function=lambda route: route.name,
+    )
     install_error_handlers(app)
-    for router in (health_router, projects_router, tokens_router, items_router, labels_router,
-                   suggest_router, jobs_router, models_router, metrics_router, prediction_router,
-                   unlabellable_router, page_router, exports_router, imports_router, deletion_router):
+    for router in (
+        health_router,
+        projects_router,
+        tokens_router,
+        items_router,
+        labels_router,
+        suggest_router,
+        jobs_router,
+        models_router,
+        metrics_router,
+        prediction_router,
+        unlabellable_router,
+        page_router,
+        exports_router,
+        imports_router,
+        deletion_router,
+    ):
         app.include_router(router)
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_request_bytes)
     app.add_middleware(OversizedIdMiddleware)

@@ -65,11 +65,19 @@ class Settings(BaseSettings):
                     "random text (or leave it unset to have one generated on first start)"
                 )
         url = self.database_url
-        if url.startswith("sqlite") and (":memory:" in url or url.rstrip("/") in {"sqlite:", "sqlite://"}):
+        if url.startswith("sqlite") and (
+            ":memory:" in url or url.rstrip("/") in {"sqlite:", "sqlite://"}
+        ):
             problems.append("an in-memory SQLite database loses every label on restart; use a file")
         for name in (
-            "max_request_bytes", "max_file_bytes", "max_files_per_request", "max_image_pixels",
-            "max_zip_entries", "max_zip_total_bytes", "lease_seconds", "max_suggest_k",
+            "max_request_bytes",
+            "max_file_bytes",
+            "max_files_per_request",
+            "max_image_pixels",
+            "max_zip_entries",
+            "max_zip_total_bytes",
+            "lease_seconds",
+            "max_suggest_k",
             "upload_batch_size",
         ):
             if getattr(self, name) <= 0:

@@ -22,7 +22,9 @@ def _pg_admin_connection() -> tuple[psycopg.Connection, str]:
             continue
         for dbname in ("test", "postgres"):
             try:
-                conn = psycopg.connect(host=PG_HOST, port=PG_PORT, user=user, dbname=dbname, autocommit=True)
+                conn = psycopg.connect(
+                    host=PG_HOST, port=PG_PORT, user=user, dbname=dbname, autocommit=True
+                )
                 return conn, user
             except psycopg.OperationalError as exc:
                 errors.append(f"{user}@{dbname}: {exc}")

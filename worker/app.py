@@ -35,7 +35,9 @@ def make_app() -> Celery:
         task_acks_late=False,  # recovery is the reaper's job (lease + conditional claim), not redelivery
         broker_connection_retry_on_startup=True,
         worker_hijack_root_logger=False,
-        beat_schedule={"reap-expired-jobs": {"task": REAP_TASK, "schedule": max(ws.reap_seconds, 5.0)}},
+        beat_schedule={
+            "reap-expired-jobs": {"task": REAP_TASK, "schedule": max(ws.reap_seconds, 5.0)}
+        },
     )
     if settings.broker_url.startswith("sqla+"):
         # kombu hands these options to create_engine: wait for SQLite's write lock rather

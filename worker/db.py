@@ -17,6 +17,8 @@ def session_factory() -> sessionmaker[Session]:
     global _factory
     if _factory is None or _factory[0] != os.getpid():
         settings = server_settings()
-        engine = make_engine(settings.database_url, sqlite_busy_timeout_ms=settings.sqlite_busy_timeout_ms)
+        engine = make_engine(
+            settings.database_url, sqlite_busy_timeout_ms=settings.sqlite_busy_timeout_ms
+        )
         _factory = (os.getpid(), sessionmaker(engine, expire_on_commit=False))
     return _factory[1]

@@ -21,8 +21,13 @@ class LeaseLost(Exception):
 
 # Infrastructure errors: the database, the broker or the storage failed, not the job.
 RETRYABLE: tuple[type[BaseException], ...] = (
-    OperationalError, InterfaceError, DisconnectionError,
-    kombu.exceptions.OperationalError, ConnectionError, TimeoutError, OSError,
+    OperationalError,
+    InterfaceError,
+    DisconnectionError,
+    kombu.exceptions.OperationalError,
+    ConnectionError,
+    TimeoutError,
+    OSError,
 )
 
 

@@ -22,13 +22,20 @@ def reap_once(send: Callable[[int], None]) -> jobs.ReapResult:
     """One pass; ``send(job_id)`` enqueues ``training.run`` for each requeued job, after commit."""
     factory = session_factory()
     with factory.begin() as session:
-        result = jobs.requeue_expired(session, utcnow(), max_attempts=worker_settings().max_attempts)
+        result = jobs.requeue_expired(
+            session, utcnow(), max_attempts=worker_settings().max_attempts
+        )
         for job_id in result.failed + result.cancelled:
             models.delete_inactive_for_job(session, job_id)
     for job_id in result.requeued:
         send(job_id)
     if result.requeued or result.failed or result.cancelled:
-        log.warning("reaper: requeued %s, failed %s, cancelled %s", result.requeued, result.failed, result.cancelled)
+        log.warning(
+            "reaper: requeued %s, failed %s, cancelled %s",
+            result.requeued,
+            result.failed,
+            result.cancelled,
+        )
     return result
 
 

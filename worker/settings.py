@@ -18,17 +18,25 @@ class WorkerSettings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix="XM_", env_file=None, extra="ignore")
 
-    job_lease_seconds: float = Field(default=60.0, gt=0)  # a job whose heartbeat stops this long is requeued
+    job_lease_seconds: float = Field(
+        default=60.0, gt=0
+    )  # a job whose heartbeat stops this long is requeued
     heartbeat_seconds: float = Field(default=10.0, gt=0)
-    progress_seconds: float = Field(default=1.0, ge=0)  # at most one progress write per this many seconds
+    progress_seconds: float = Field(
+        default=1.0, ge=0
+    )  # at most one progress write per this many seconds
     checkpoint_every: int = Field(default=50, ge=0)  # steps; a job's params may override
-    max_attempts: int = Field(default=3, ge=1)  # claims of one job (crashes) before it fails for good
+    max_attempts: int = Field(
+        default=3, ge=1
+    )  # claims of one job (crashes) before it fails for good
     max_retries: int = Field(default=3, ge=0)  # Celery retries after an infrastructure error
     retry_backoff_seconds: float = Field(default=5.0, ge=0)
     reap_seconds: float = Field(default=30.0, ge=0)  # the in-worker reaper's period; 0 turns it off
     score_batch: int = Field(default=256, gt=0)  # images on the device at once while scoring
     score_write_batch: int = Field(default=1000, gt=0)  # score rows per transaction
-    train_pool_max: int = Field(default=50_000, gt=0)  # unlabelled images held for the consistency loss
+    train_pool_max: int = Field(
+        default=50_000, gt=0
+    )  # unlabelled images held for the consistency loss
     score_views: int = Field(default=4, ge=1)  # views per image for the xmodel disagreement score
     device: str = "auto"  # "auto" picks CUDA when present
     # frozen-trunk activations of each image's views (worker/training/views.py), reused by

@@ -19,7 +19,7 @@ def run_training(self, job_id: int) -> str:  # type: ignore[no-untyped-def]
     try:
         return run_training_job(int(job_id), final_try=final_try)
     except RetryableJobError as exc:
-        countdown = worker_settings().retry_backoff_seconds * 2 ** self.request.retries
+        countdown = worker_settings().retry_backoff_seconds * 2**self.request.retries
         raise self.retry(exc=exc, countdown=countdown) from exc
 
 

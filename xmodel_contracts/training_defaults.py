@@ -25,11 +25,13 @@ _SHARED: dict[str, Any] = {"steps": 500}
 # per backbone: how many leading stages stay frozen (and so are cached)
 FROZEN_STAGES = MappingProxyType({"mobilenet_v2": 14})
 
-PRODUCT_DEFAULTS: MappingProxyType[str, MappingProxyType[str, Any]] = MappingProxyType({
-    "classification": MappingProxyType({**_SHARED, "method": "xmodel"}),
-    "regression": MappingProxyType({**_SHARED, "method": "xmodel"}),
-    "keypoints": MappingProxyType({**_SHARED, "method": "xmodel"}),
-})
+PRODUCT_DEFAULTS: MappingProxyType[str, MappingProxyType[str, Any]] = MappingProxyType(
+    {
+        "classification": MappingProxyType({**_SHARED, "method": "xmodel"}),
+        "regression": MappingProxyType({**_SHARED, "method": "xmodel"}),
+        "keypoints": MappingProxyType({**_SHARED, "method": "xmodel"}),
+    }
+)
 
 
 def product_defaults(kind: str, backbone: str = DEFAULT_BACKBONE) -> dict[str, Any]:

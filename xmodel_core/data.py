@@ -29,7 +29,9 @@ def to_float(images: torch.Tensor, device: torch.device | str) -> torch.Tensor:
     return images.to(device, non_blocking=True).float().div_(255.0)
 
 
-def split_train_val(n: int, val_fraction: float, seed: int, min_val: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
+def split_train_val(
+    n: int, val_fraction: float, seed: int, min_val: int = 1
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Seeded split of ``range(n)`` into train and validation indices (validation may be empty)."""
     gen = torch.Generator().manual_seed(seed)
     order = torch.randperm(n, generator=gen)

@@ -104,7 +104,9 @@ def _standalone_state_dict(model: nn.Module) -> dict[str, torch.Tensor]:
     return {k: v.detach().to("cpu", copy=True).contiguous() for k, v in model.state_dict().items()}
 
 
-def model_config_json(model: XModel, task: TaskSpec, extra: dict[str, Any] | None = None) -> dict[str, Any]:
+def model_config_json(
+    model: XModel, task: TaskSpec, extra: dict[str, Any] | None = None
+) -> dict[str, Any]:
     """The ``config.json`` document of a saved model (see module docstring)."""
     size = model.config.image_size
     config: dict[str, Any] = {
@@ -150,7 +152,9 @@ def read_config(model_dir: str | Path) -> dict[str, Any]:
     """``config.json`` of a saved model, checked for the format this code writes."""
     config = json.loads((Path(model_dir) / CONFIG_FILE).read_text())
     if config.get("format") != FORMAT:
-        raise ValueError(f"{model_dir}: unsupported model format {config.get('format')!r}, expected {FORMAT!r}")
+        raise ValueError(
+            f"{model_dir}: unsupported model format {config.get('format')!r}, expected {FORMAT!r}"
+        )
     return config
 
 
@@ -190,13 +194,19 @@ class DecodedModel(nn.Module):
         self.has_range = False
         if task.kind == "regression":
             if task.mean is None or task.std is None:
-                raise ValueError("RegressionTask.fit(labels) must run before export: decoding needs mean / std")
+                raise ValueError(
+                    "RegressionTask.fit(labels) must run before export: decoding needs mean / std"
+                )
             self.register_buffer("target_mean", torch.tensor(task.mean, dtype=torch.float32))
             self.register_buffer("target_std", torch.tensor(task.std, dtype=torch.float32))
             if task.ranges is not None:
                 self.has_range = True
-                self.register_buffer("range_lo", torch.tensor([r[0] for r in task.ranges], dtype=torch.float32))
-                self.register_buffer("range_hi", torch.tensor([r[1] for r in task.ranges], dtype=torch.float32))
+                self.register_buffer(
+                    "range_lo", torch.tensor([r[0] for r in task.ranges], dtype=torch.float32)
+                )
+                self.register_buffer(
+                    "range_hi", torch.tensor([r[1] for r in task.ranges], dtype=torch.float32)
+                )
         self.eval()
 
     def train(self, mode: bool = True) -> DecodedModel:
@@ -252,18 +262,32 @@ def export_onnx(
     def run(name: str, tmp: Path) -> None:
         if name == "dynamo":
             torch.onnx.export(
-                wrapper, example, str(tmp), input_names=[ONNX_INPUT], output_names=[ONNX_OUTPUT],
-                opset_version=opset, dynamo=True, external_data=False, verbose=False,
+                wrapper,
+                example,
+                str(tmp),
+                input_names=[ONNX_INPUT],
+                output_names=[ONNX_OUTPUT],
+                opset_version=opset,
+                dynamo=True,
+                external_data=False,
+                verbose=False,
                 dynamic_shapes={ONNX_INPUT: {0: torch.export.Dim("batch", min=1)}},
             )
         else:
             with warnings.catch_warnings():  # the classic exporter announces its deprecation
-                warnings.filterwarnings("ignore", message="You are using the legacy TorchScript-based ONNX export")
+                warnings.filterwarnings(
+                    "ignore", message="You are using the legacy TorchScript-based ONNX export"
+                )
                 warnings.filterwarnings("ignore", message="The feature will be removed")
                 warnings.simplefilter("ignore", category=DeprecationWarning)
                 torch.onnx.export(
-                    wrapper, example, str(tmp), input_names=[ONNX_INPUT], output_names=[ONNX_OUTPUT],
-                    opset_version=opset, dynamo=False,
+                    wrapper,
+                    example,
+                    str(tmp),
+                    input_names=[ONNX_INPUT],
+                    output_names=[ONNX_OUTPUT],
+                    opset_version=opset,
+                    dynamo=False,
                     dynamic_axes={ONNX_INPUT: {0: "batch"}, ONNX_OUTPUT: {1: "batch"}},
                 )
         used.append(name)
@@ -273,7 +297,12 @@ def export_onnx(
             run(exporter, tmp)
         except Exception as error:  # noqa: BLE001 - any exporter failure means "try the other one"
             other = next(e for e in ONNX_EXPORTERS if e != exporter)
-            log.warning("%s ONNX export failed (%s); falling back to the %s exporter", exporter, error, other)
+            log.warning(
+                "%s ONNX export failed (%s); falling back to the %s exporter",
+                exporter,
+                error,
+                other,
+            )
             run(other, tmp)
 
     atomic_write(path, write)
@@ -311,7 +340,11 @@ def _verify_against_eager(
 ) -> float:
     """Compare ``run(batch)`` with the eager :class:`DecodedModel` on two batch sizes (or ``images``)."""
     wrapper = _cpu_decoded(model, task)
-    batches = [images] if images is not None else [_example_images(model, 3, seed=1), _example_images(model, 1, seed=2)]
+    batches = (
+        [images]
+        if images is not None
+        else [_example_images(model, 3, seed=1), _example_images(model, 1, seed=2)]
+    )
     worst = 0.0
     with torch.no_grad():
         for batch in batches:
@@ -329,7 +362,9 @@ def _compare(got: torch.Tensor, want: torch.Tensor, atol: float, what: str) -> f
     error = (got.float() - want.float()).abs()
     allowed = atol + DEFAULT_RTOL * want.float().abs()
     if not bool((error <= allowed).all()):  # also catches NaN
-        raise ExportError(f"{what} output differs from the eager model by up to {float(error.max()):.3g} (atol {atol:g})")
+        raise ExportError(
+            f"{what} output differs from the eager model by up to {float(error.max()):.3g} (atol {atol:g})"
+        )
     return float(error.max())
 
 
@@ -413,7 +448,9 @@ def load_warm_start(model: XModel, source: str | Path) -> WarmStartReport:
             report.unexpected.append(name)
         elif tensor.shape != new[name].shape:
             if not _is_head(name):
-                raise ValueError(f"warm start: {name} changed shape {tuple(tensor.shape)} -> {tuple(new[name].shape)}")
+                raise ValueError(
+                    f"warm start: {name} changed shape {tuple(tensor.shape)} -> {tuple(new[name].shape)}"
+                )
             report.skipped_shape.append(name)
         else:
             usable[name] = tensor
@@ -427,7 +464,10 @@ def load_warm_start(model: XModel, source: str | Path) -> WarmStartReport:
     if not report.strict:
         log.info(
             "warm start from %s: kept fresh %s (shape changed), %s (missing); ignored %s",
-            weights, report.skipped_shape, report.missing, report.unexpected,
+            weights,
+            report.skipped_shape,
+            report.missing,
+            report.unexpected,
         )
     return report
 

@@ -35,7 +35,9 @@ class SupervisedLoss(nn.Module):
         super().__init__()
         self.task = task
 
-    def forward(self, raw: torch.Tensor, target: torch.Tensor, visible: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(
+        self, raw: torch.Tensor, target: torch.Tensor, visible: torch.Tensor | None = None
+    ) -> torch.Tensor:
         if self.task.kind == "keypoints":
             return self.task.supervised_loss(raw, target, visible)  # type: ignore[call-arg]
         return self.task.supervised_loss(raw, target)

@@ -58,7 +58,9 @@ class XModel(nn.Module):
         super().__init__()
         self.config = config
         pretrained = config.pretrained if load_pretrained is None else load_pretrained
-        backbone = build_backbone(config.backbone, pretrained=pretrained, freeze_blocks=config.freeze_blocks)
+        backbone = build_backbone(
+            config.backbone, pretrained=pretrained, freeze_blocks=config.freeze_blocks
+        )
         self.extractor = backbone.module
         self.register_buffer("mean", torch.tensor(backbone.mean).view(1, 3, 1, 1), persistent=True)
         self.register_buffer("std", torch.tensor(backbone.std).view(1, 3, 1, 1), persistent=True)

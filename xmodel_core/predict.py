@@ -126,7 +126,9 @@ def cached_view_predictions(
     device = model_device(model)
     index = torch.arange(len(plain))
     with eval_mode(model):
-        features = model.features_from_trunk(plain.pick(index, torch.zeros_like(index), device).images)
+        features = model.features_from_trunk(
+            plain.pick(index, torch.zeros_like(index), device).images
+        )
         views = [task.to_comparison(model.heads_forward(features).float())]
         for v in range(others.views_per_image if others is not None else 0):
             assert others is not None
@@ -148,8 +150,10 @@ def mc_dropout_on_features(
     cuda = [device] if device.type == "cuda" else []
     with eval_mode(model, dropout_active=True), torch.random.fork_rng(devices=cuda):
         torch.manual_seed(seed)
-        draws = [task.to_comparison(model.heads_forward(features.to(device)).float()).mean(0)
-                 for _ in range(samples)]
+        draws = [
+            task.to_comparison(model.heads_forward(features.to(device)).float()).mean(0)
+            for _ in range(samples)
+        ]
     return torch.stack(draws).cpu()
 
 
@@ -195,4 +199,11 @@ def mc_dropout_predictions(
     return torch.cat(out, dim=1)
 
 
-__all__ = ["cached_view_predictions", "collect_view_predictions", "mc_dropout_on_features", "eval_mode", "mc_dropout_predictions", "predict_comparison"]
+__all__ = [
+    "cached_view_predictions",
+    "collect_view_predictions",
+    "mc_dropout_on_features",
+    "eval_mode",
+    "mc_dropout_predictions",
+    "predict_comparison",
+]

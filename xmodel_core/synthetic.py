@@ -40,12 +40,19 @@ def make_kites(n: int, size: int = 48, seed: int = 0) -> tuple[torch.Tensor, tor
     for i in range(n):
         base = torch.rand(3, 1, 1, generator=gen) * 0.5
         texture = torch.rand(3, size // 4, size // 4, generator=gen) * 0.25
-        img = base + torch.nn.functional.interpolate(texture[None], size=(size, size), mode="bilinear")[0]
+        img = (
+            base
+            + torch.nn.functional.interpolate(texture[None], size=(size, size), mode="bilinear")[0]
+        )
         cx, cy = u(0.35, 0.65), u(0.35, 0.65)
         half_w, up, down = u(0.12, 0.28), u(0.12, 0.25), u(0.18, 0.32)
         angle = u(-0.45, 0.45)
-        local = torch.tensor([[-half_w, 0.0], [0.0, down], [half_w, 0.0], [0.0, -up]])  # left, bottom, right, top
-        rot = torch.tensor([[math.cos(angle), -math.sin(angle)], [math.sin(angle), math.cos(angle)]])
+        local = torch.tensor(
+            [[-half_w, 0.0], [0.0, down], [half_w, 0.0], [0.0, -up]]
+        )  # left, bottom, right, top
+        rot = torch.tensor(
+            [[math.cos(angle), -math.sin(angle)], [math.sin(angle), math.cos(angle)]]
+        )
         poly = local @ rot.T + torch.tensor([cx, cy])
         # distractor disc, drawn first so the kite covers it
         dx, dy, r = u(0.1, 0.9), u(0.1, 0.9), u(0.05, 0.12)

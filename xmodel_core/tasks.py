@@ -204,7 +204,9 @@ def task_from_json(data: dict[str, Any]) -> TaskSpec:
         )
     if kind == "keypoints":
         pairs = data.get("flip_pairs")
-        return KeypointTask(points=list(data["points"]), flip_pairs=[tuple(p) for p in pairs] if pairs else None)
+        return KeypointTask(
+            points=list(data["points"]), flip_pairs=[tuple(p) for p in pairs] if pairs else None
+        )
     raise ValueError(f"unknown task kind {kind!r}")
 
 

@@ -165,7 +165,11 @@ def predictions_in_original_frame(task: TaskSpec, raw: torch.Tensor, views: View
 @contextmanager
 def running_stats_frozen(model: torch.nn.Module, frozen: bool = True) -> Iterator[None]:
     """Batch norms keep normalising by the batch but leave their running statistics alone."""
-    norms = [m for m in model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)] if frozen else []
+    norms = (
+        [m for m in model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+        if frozen
+        else []
+    )
     saved = [m.momentum for m in norms]
     for m in norms:
         m.momentum = 0.0  # running = (1 - 0) * running + 0 * batch
@@ -215,13 +219,20 @@ class Trainer:
         self._val: LabelledSet | None = None
         self._last_view = torch.empty(0, dtype=torch.long)
 
-    def _check_views(self, views: TrainingViews | None, labelled: LabelledSet,
-                     unlabelled: torch.Tensor | None, val: LabelledSet | None) -> None:
+    def _check_views(
+        self,
+        views: TrainingViews | None,
+        labelled: LabelledSet,
+        unlabelled: torch.Tensor | None,
+        val: LabelledSet | None,
+    ) -> None:
         """Cached views must line up with the sets they stand for."""
         if views is None:
             return
         if self.model.frozen_stages == 0:
-            raise ValueError("cached trunk views need a model with frozen stages (freeze_blocks > 0)")
+            raise ValueError(
+                "cached trunk views need a model with frozen stages (freeze_blocks > 0)"
+            )
         if len(views.labelled) != len(labelled):
             raise ValueError("views.labelled must have one entry per labelled image")
         if unlabelled is not None and len(unlabelled):
@@ -234,7 +245,9 @@ class Trainer:
         allow_flip = self.task.kind != "keypoints" or self.task.flip_permutation is not None
         return augment(to_float(images, self.device), cfg, self.generator, allow_flip)
 
-    def _cached_views(self, cached: CachedViews, idx: torch.Tensor, avoid: torch.Tensor | None = None) -> Views:
+    def _cached_views(
+        self, cached: CachedViews, idx: torch.Tensor, avoid: torch.Tensor | None = None
+    ) -> Views:
         """One random stored view per image ``idx[b]``; with ``avoid``, a view other than
         ``avoid[b]`` whenever the image has more than one (two heads, two different views)."""
         n = cached.views_per_image
@@ -250,9 +263,13 @@ class Trainer:
         return model.heads_forward(self._features_of(model, inputs))
 
     def _features_of(self, model: XModel, inputs: torch.Tensor) -> torch.Tensor:
-        return model.features_from_trunk(inputs) if self.views is not None else model.features(inputs)
+        return (
+            model.features_from_trunk(inputs) if self.views is not None else model.features(inputs)
+        )
 
-    def _labelled_batch(self, labelled: LabelledSet) -> tuple[Views, torch.Tensor, torch.Tensor | None]:
+    def _labelled_batch(
+        self, labelled: LabelledSet
+    ) -> tuple[Views, torch.Tensor, torch.Tensor | None]:
         idx = torch.randint(len(labelled), (self.config.batch_size,), generator=self.generator)
         if self.views is not None:
             views = self._cached_views(self.views.labelled, idx)
@@ -271,10 +288,15 @@ class Trainer:
         progress = self.step / max(1, cfg.steps)
         views, target, visible = self._labelled_batch(labelled)
         losses: dict[str, torch.Tensor] = {}
-        pool_size = len(self.views.pool) if self.views is not None and self.views.pool is not None else (
-            0 if pool is None or self.views is not None else len(pool))
+        pool_size = (
+            len(self.views.pool)
+            if self.views is not None and self.views.pool is not None
+            else (0 if pool is None or self.views is not None else len(pool))
+        )
         if cfg.method == "supervised" or pool_size == 0:
-            losses["supervised"] = self.supervised(self._forward(self.model, views.images), target, visible)
+            losses["supervised"] = self.supervised(
+                self._forward(self.model, views.images), target, visible
+            )
             return losses
         idx = torch.randint(pool_size, (cfg.unlabelled_batch_size,), generator=self.generator)
         if self.views is not None:
@@ -289,17 +311,23 @@ class Trainer:
         if cfg.method == "mean_teacher":
             assert self.teacher is not None
             student_l, student_u = self._labelled_and_consistency(
-                lambda x: self._forward(self.model, x), views.images, view_a.images, dim=1)
+                lambda x: self._forward(self.model, x), views.images, view_a.images, dim=1
+            )
             losses["supervised"] = self.supervised(student_l, target, visible)
             student = predictions_in_original_frame(self.task, student_u, view_a)
             with torch.no_grad(), running_stats_frozen(self.teacher, cfg.bn_stats_from_labelled):
                 teacher_raw = self._forward(self.teacher, view_b.images)
                 teacher = predictions_in_original_frame(self.task, teacher_raw, view_b)
-            losses["mean_teacher"] = cfg.consistency_weight * ramp * self.mean_teacher(student, teacher)
+            losses["mean_teacher"] = (
+                cfg.consistency_weight * ramp * self.mean_teacher(student, teacher)
+            )
             return losses
         f_l, f_u = self._labelled_and_consistency(
-            lambda x: self._features_of(self.model, x), views.images,
-            torch.cat([view_a.images, view_b.images]), dim=0)
+            lambda x: self._features_of(self.model, x),
+            views.images,
+            torch.cat([view_a.images, view_b.images]),
+            dim=0,
+        )
         f_a, f_b = f_u.chunk(2)
         losses["supervised"] = self.supervised(self.model.heads_forward(f_l), target, visible)
         pa = predictions_in_original_frame(self.task, self.model.heads_forward(f_a), view_a)
@@ -307,13 +335,22 @@ class Trainer:
         losses["crossed"] = cfg.consistency_weight * ramp * self.crossed(pa, pb)
         if cfg.minimax_weight > 0:
             self.model.reversal.coeff = warmup_coefficient(progress)
-            ra = predictions_in_original_frame(self.task, self.model.heads_forward(f_a, reverse=True), view_a)
-            rb = predictions_in_original_frame(self.task, self.model.heads_forward(f_b, reverse=True), view_b)
+            ra = predictions_in_original_frame(
+                self.task, self.model.heads_forward(f_a, reverse=True), view_a
+            )
+            rb = predictions_in_original_frame(
+                self.task, self.model.heads_forward(f_b, reverse=True), view_b
+            )
             losses["minimax"] = cfg.minimax_weight * ramp * self.minimax(ra, rb)
         return losses
 
-    def _labelled_and_consistency(self, forward: Callable[[torch.Tensor], torch.Tensor], labelled: torch.Tensor,
-                                  consistency: torch.Tensor, dim: int) -> tuple[torch.Tensor, torch.Tensor]:
+    def _labelled_and_consistency(
+        self,
+        forward: Callable[[torch.Tensor], torch.Tensor],
+        labelled: torch.Tensor,
+        consistency: torch.Tensor,
+        dim: int,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """``forward`` on the labelled batch and on the consistency views; ``dim`` is the outputs'
         batch dimension. One concatenated pass, or with ``bn_stats_from_labelled`` two, the second
         leaving the batch-norm running statistics alone."""
@@ -321,14 +358,18 @@ class Trainer:
             out_l = forward(labelled)
             with running_stats_frozen(self.model):
                 return out_l, forward(consistency)
-        out_l, out_u = forward(torch.cat([labelled, consistency])).split([len(labelled), len(consistency)], dim=dim)
+        out_l, out_u = forward(torch.cat([labelled, consistency])).split(
+            [len(labelled), len(consistency)], dim=dim
+        )
         return out_l, out_u
 
     def _update_teacher(self) -> None:
         assert self.teacher is not None
         decay = min(self.config.ema_decay, (self.step + 1) / (self.step + 10))
         with torch.no_grad():
-            for t, s in zip(self.teacher.state_dict().values(), self.model.state_dict().values(), strict=True):
+            for t, s in zip(
+                self.teacher.state_dict().values(), self.model.state_dict().values(), strict=True
+            ):
                 if t.dtype.is_floating_point:
                     t.mul_(decay).add_(s.detach(), alpha=1 - decay)
                 else:
@@ -428,7 +469,9 @@ class Trainer:
             self.load_checkpoint(checkpoint_path)
         pool: torch.Tensor | None = None
         if views is None:
-            pool = labelled.images if unlabelled is None else torch.cat([unlabelled, labelled.images])
+            pool = (
+                labelled.images if unlabelled is None else torch.cat([unlabelled, labelled.images])
+            )
         use_amp = cfg.amp and self.device.type == "cuda"
         self.model.train()
         stopped_early = False
@@ -444,13 +487,23 @@ class Trainer:
             if self.teacher is not None:
                 self._update_teacher()
             self.step += 1
-            logged = {k: float(v.detach()) for k, v in losses.items()} | {"total": float(total.detach())}
+            logged = {k: float(v.detach()) for k, v in losses.items()} | {
+                "total": float(total.detach())
+            }
             val_error = None
-            if val is not None and len(val) and (self.step % cfg.eval_every == 0 or self.step == cfg.steps):
+            if (
+                val is not None
+                and len(val)
+                and (self.step % cfg.eval_every == 0 or self.step == cfg.steps)
+            ):
                 val_error = self.evaluate(val)
                 self.history.append({"step": self.step, "val_error": val_error, **logged})
                 stopped_early = self._track_best(val_error)
-            if checkpoint_path is not None and cfg.checkpoint_every and self.step % cfg.checkpoint_every == 0:
+            if (
+                checkpoint_path is not None
+                and cfg.checkpoint_every
+                and self.step % cfg.checkpoint_every == 0
+            ):
                 self.save_checkpoint(checkpoint_path)
             if callback is not None:
                 callback(Progress(self.step, cfg.steps, logged, val_error))
@@ -471,4 +524,3 @@ class Trainer:
             return False
         self.bad_evals += 1
         return self.config.patience is not None and self.bad_evals >= self.config.patience
-

@@ -79,7 +79,9 @@ class ViewPlan:
             "version": 1,
         }
         digest = hashlib.sha256(json.dumps(recipe, sort_keys=True).encode()).hexdigest()[:16]
-        return f"{model.config.backbone}-{model.config.image_size}px-f{model.frozen_stages}-{digest}"
+        return (
+            f"{model.config.backbone}-{model.config.image_size}px-f{model.frozen_stages}-{digest}"
+        )
 
 
 def frozen_weights_digest(model: XModel) -> str:
@@ -247,9 +249,14 @@ def onnx_trunk(model: XModel, threads: int | None = None) -> TrunkFn:
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "trunk.onnx"
         torch.onnx.export(
-            module, (torch.rand(2, 3, size, size),), str(path), input_names=["images"],
-            output_names=["trunk"], dynamic_axes={"images": {0: "batch"}, "trunk": {0: "batch"}},
-            opset_version=17, dynamo=False,
+            module,
+            (torch.rand(2, 3, size, size),),
+            str(path),
+            input_names=["images"],
+            output_names=["trunk"],
+            dynamic_axes={"images": {0: "batch"}, "trunk": {0: "batch"}},
+            opset_version=17,
+            dynamo=False,
         )
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads or torch.get_num_threads()
@@ -305,7 +312,9 @@ def cached_views(
         acts = trunk(views.images).to(CACHE_DTYPE)
         for j, i in enumerate(chunk):
             part = slice(j * count, (j + 1) * count)
-            entry = CachedViews(acts[part][None].clone(), views.theta[part][None], views.flipped[part][None])
+            entry = CachedViews(
+                acts[part][None].clone(), views.theta[part][None], views.flipped[part][None]
+            )
             found[i] = entry
             if cache is not None:
                 cache.put(key, shas[i], kind, entry)

@@ -34,8 +34,11 @@ def other_live_owners(session: Session, project_id: int, token_id: int, *, lock:
     if lock:
         session.execute(select(Project.id).where(Project.id == project_id).with_for_update())
     query = select(func.count(ApiToken.id)).where(
-        ApiToken.project_id == project_id, ApiToken.role == "owner", ApiToken.revoked_at.is_(None),
-        ApiToken.id != token_id)
+        ApiToken.project_id == project_id,
+        ApiToken.role == "owner",
+        ApiToken.revoked_at.is_(None),
+        ApiToken.id != token_id,
+    )
     return int(session.scalar(query) or 0)
 
 

@@ -14,14 +14,20 @@ from server.projects.service import get_project
 router = APIRouter(tags=["tokens"], responses=ERROR_RESPONSES)
 
 
-@router.post("/projects/{project_id}/tokens", status_code=status.HTTP_201_CREATED,
-             response_model=TokenCreated)
-def create_token(project_id: DbId, body: TokenCreate, principal: PrincipalDep,
-                 session: SessionDep) -> TokenCreated:
+@router.post(
+    "/projects/{project_id}/tokens",
+    status_code=status.HTTP_201_CREATED,
+    response_model=TokenCreated,
+)
+def create_token(
+    project_id: DbId, body: TokenCreate, principal: PrincipalDep, session: SessionDep
+) -> TokenCreated:
     """Create an owner or annotator token. The secret is in this answer only."""
     service.check_project_access(principal, project_id, owner=True)
     get_project(session, project_id)
-    token, secret = service.create_project_token(session, project_id, body.role, body.name, principal)
+    token, secret = service.create_project_token(
+        session, project_id, body.role, body.name, principal
+    )
     return TokenCreated(**TokenRead.model_validate(token).model_dump(), token=secret)
 
 
@@ -32,10 +38,14 @@ def list_tokens(project_id: DbId, principal: PrincipalDep, session: SessionDep) 
     return [TokenRead.model_validate(t) for t in repository.list_for_project(session, project_id)]
 
 
-@router.delete("/projects/{project_id}/tokens/{token_id}", response_model=TokenRead,
-               responses={409: {"description": "the project's last owner token cannot be revoked"}})
-def revoke_token(project_id: DbId, token_id: DbId, principal: PrincipalDep,
-                 session: SessionDep) -> TokenRead:
+@router.delete(
+    "/projects/{project_id}/tokens/{token_id}",
+    response_model=TokenRead,
+    responses={409: {"description": "the project's last owner token cannot be revoked"}},
+)
+def revoke_token(
+    project_id: DbId, token_id: DbId, principal: PrincipalDep, session: SessionDep
+) -> TokenRead:
     """Revoke a token: it answers 401 from now on. The last live owner token of a project
     cannot be revoked (409): create another owner token first."""
     service.check_project_access(principal, project_id, owner=True)

@@ -82,13 +82,21 @@ def require_admin(principal: Principal) -> None:
         raise Forbidden("this action needs the admin token")
 
 
-def create_project_token(session: Session, project_id: int, role: str, name: str,
-                         created_by: Principal) -> tuple[ApiToken, str]:
+def create_project_token(
+    session: Session, project_id: int, role: str, name: str, created_by: Principal
+) -> tuple[ApiToken, str]:
     secret = new_secret()
-    token = repository.add(session, ApiToken(
-        project_id=project_id, role=role, name=name, token_hash=hash_token(secret),
-        prefix=secret[:10], created_by_token_id=created_by.token_id,
-    ))
+    token = repository.add(
+        session,
+        ApiToken(
+            project_id=project_id,
+            role=role,
+            name=name,
+            token_hash=hash_token(secret),
+            prefix=secret[:10],
+            created_by_token_id=created_by.token_id,
+        ),
+    )
     return token, secret
 
 
@@ -98,9 +106,12 @@ def revoke_token(session: Session, project_id: int, token_id: int) -> ApiToken:
         raise NotFound("token not found")
     if token.revoked_at is None:
         if token.role == "owner" and not repository.other_live_owners(
-                session, project_id, token.id, lock=session.get_bind().dialect.name == "postgresql"):
-            raise Conflict("this is the project's last owner token; create another owner token "
-                           "before revoking it, or nobody could manage the project")
+            session, project_id, token.id, lock=session.get_bind().dialect.name == "postgresql"
+        ):
+            raise Conflict(
+                "this is the project's last owner token; create another owner token "
+                "before revoking it, or nobody could manage the project"
+            )
         token.revoked_at = utcnow()
     return token
 
@@ -110,12 +121,28 @@ def ensure_admin_token(session: Session, configured: str | None) -> str | None:
     if configured:
         digest = hash_token(configured)
         if repository.get_by_hash(session, digest) is None:
-            repository.add(session, ApiToken(project_id=None, role="admin", name="admin (settings)",
-                                             token_hash=digest, prefix=configured[:10]))
+            repository.add(
+                session,
+                ApiToken(
+                    project_id=None,
+                    role="admin",
+                    name="admin (settings)",
+                    token_hash=digest,
+                    prefix=configured[:10],
+                ),
+            )
         return None
     if repository.has_admin(session):
         return None
     secret = new_secret()
-    repository.add(session, ApiToken(project_id=None, role="admin", name="admin (generated)",
-                                     token_hash=hash_token(secret), prefix=secret[:10]))
+    repository.add(
+        session,
+        ApiToken(
+            project_id=None,
+            role="admin",
+            name="admin (generated)",
+            token_hash=hash_token(secret),
+            prefix=secret[:10],
+        ),
+    )
     return secret

@@ -23,7 +23,9 @@ def _sqlite_pragmas(busy_timeout_ms: int):  # type: ignore[no-untyped-def]
     return on_connect
 
 
-def make_engine(database_url: str, *, sqlite_busy_timeout_ms: int = 30_000, **kwargs: Any) -> Engine:
+def make_engine(
+    database_url: str, *, sqlite_busy_timeout_ms: int = 30_000, **kwargs: Any
+) -> Engine:
     """Build an engine for ``database_url`` with the per-backend settings the service needs."""
     if database_url.startswith("sqlite"):
         engine = create_engine(
@@ -40,4 +42,8 @@ def make_engine(database_url: str, *, sqlite_busy_timeout_ms: int = 30_000, **kw
         return engine
     if database_url.startswith("postgresql://"):
         database_url = "postgresql+psycopg://" + database_url[len("postgresql://") :]
-    return create_engine(database_url, pool_pre_ping=True, **({"pool_size": 10, "max_overflow": 20} | kwargs if "poolclass" not in kwargs else kwargs))
+    return create_engine(
+        database_url,
+        pool_pre_ping=True,
+        **({"pool_size": 10, "max_overflow": 20} | kwargs if "poolclass" not in kwargs else kwargs),
+    )

@@ -212,7 +212,13 @@ class ItemScore(Base):
 
     __tablename__ = "item_scores"
     __table_args__ = (
-        Index("ix_item_scores_model_id_strategy_cluster_score", "model_id", "strategy", "cluster", "score"),
+        Index(
+            "ix_item_scores_model_id_strategy_cluster_score",
+            "model_id",
+            "strategy",
+            "cluster",
+            "score",
+        ),
         Index("ix_item_scores_model_id_strategy_score", "model_id", "strategy", "score"),
         Index("ix_item_scores_item_id", "item_id"),
     )

@@ -17,8 +17,9 @@ class HealthRead(BaseModel):
     database: str
 
 
-@router.get("/health", response_model=HealthRead,
-            responses={503: {"description": "database unreachable"}})
+@router.get(
+    "/health", response_model=HealthRead, responses={503: {"description": "database unreachable"}}
+)
 def health(request: Request) -> HealthRead:
     engine = request.app.state.engine
     try:

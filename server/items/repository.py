@@ -33,8 +33,9 @@ def delete_item(session: Session, item: Item) -> None:
     session.flush()
 
 
-def list_page(session: Session, project_id: int, *, status: str, after_id: int, limit: int,
-              now: datetime) -> list[Item]:
+def list_page(
+    session: Session, project_id: int, *, status: str, after_id: int, limit: int, now: datetime
+) -> list[Item]:
     query = select(Item).where(Item.project_id == project_id, Item.id > after_id)
     if status == "labelled":
         query = query.where(Item.labelled_at.is_not(None))
@@ -43,7 +44,9 @@ def list_page(session: Session, project_id: int, *, status: str, after_id: int, 
     elif status == "unlabellable":
         query = query.where(Item.unlabellable_at.is_not(None))
     elif status == "leased":
-        live = select(ItemLease.item_id).where(ItemLease.item_id == Item.id, ItemLease.expires_at > now)
+        live = select(ItemLease.item_id).where(
+            ItemLease.item_id == Item.id, ItemLease.expires_at > now
+        )
         query = query.where(live.exists())
     return list(session.scalars(query.order_by(Item.id).limit(limit)))
 
@@ -57,9 +60,11 @@ def add_revision(session: Session, revision: LabelRevision) -> None:
 
 
 def revisions(session: Session, item_id: int) -> list[LabelRevision]:
-    return list(session.scalars(
-        select(LabelRevision).where(LabelRevision.item_id == item_id).order_by(LabelRevision.id)
-    ))
+    return list(
+        session.scalars(
+            select(LabelRevision).where(LabelRevision.item_id == item_id).order_by(LabelRevision.id)
+        )
+    )
 
 
 def release_lease(session: Session, item_id: int) -> None:

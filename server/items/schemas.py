@@ -26,7 +26,8 @@ class ItemRead(BaseModel):
     labelled_at: datetime | None
     labelled_by_token_id: int | None
     unlabellable_at: datetime | None = Field(
-        default=None, description="when it was flagged 'cannot be labelled' (kept out of /suggest)")
+        default=None, description="when it was flagged 'cannot be labelled' (kept out of /suggest)"
+    )
     unlabellable_reason: str | None = None
 
 
@@ -41,53 +42,72 @@ class UploadResult(BaseModel):
     duplicates: int
     labelled: int
     items: list[UploadedItem]
-    retrain_job_id: int | None = Field(default=None, description="training job started or running because of these labels")
+    retrain_job_id: int | None = Field(
+        default=None, description="training job started or running because of these labels"
+    )
 
 
 class ItemPage(BaseModel):
     items: list[ItemRead]
-    next_cursor: str | None = Field(description="pass as ?cursor= to get the next page; null at the end")
+    next_cursor: str | None = Field(
+        description="pass as ?cursor= to get the next page; null at the end"
+    )
 
 
 UPLOAD_OPENAPI: dict[str, Any] = {
     "requestBody": {
         "required": True,
-        "content": {"multipart/form-data": {
-            "schema": {
-                "type": "object",
-                "required": ["files"],
-                "properties": {
-                    "files": {"type": "array", "items": {"type": "string", "format": "binary"},
-                              "description": "one or more images (JPEG, PNG, WebP, BMP); repeat the field"},
-                    "labels": {"type": "string",
-                               "description": "optional JSON list aligned with `files`: one label object "
-                                              "or null per file, e.g. "
-                                              '[{"class": "cat"}, null]'},
+        "content": {
+            "multipart/form-data": {
+                "schema": {
+                    "type": "object",
+                    "required": ["files"],
+                    "properties": {
+                        "files": {
+                            "type": "array",
+                            "items": {"type": "string", "format": "binary"},
+                            "description": "one or more images (JPEG, PNG, WebP, BMP); repeat the field",
+                        },
+                        "labels": {
+                            "type": "string",
+                            "description": "optional JSON list aligned with `files`: one label object "
+                            "or null per file, e.g. "
+                            '[{"class": "cat"}, null]',
+                        },
+                    },
                 },
-            },
-        }},
+            }
+        },
     },
 }
 
 IMPORT_OPENAPI: dict[str, Any] = {
     "requestBody": {
         "required": True,
-        "content": {"multipart/form-data": {
-            "schema": {
-                "type": "object",
-                "required": ["archive"],
-                "properties": {
-                    "archive": {"type": "string", "format": "binary",
-                                "description": "a zip of images, optionally with labels.csv "
-                                               "(columns filename,label) or labels.jsonl "
-                                               '({"filename": ..., "label": {...}} per line)'},
+        "content": {
+            "multipart/form-data": {
+                "schema": {
+                    "type": "object",
+                    "required": ["archive"],
+                    "properties": {
+                        "archive": {
+                            "type": "string",
+                            "format": "binary",
+                            "description": "a zip of images, optionally with labels.csv "
+                            "(columns filename,label) or labels.jsonl "
+                            '({"filename": ..., "label": {...}} per line)',
+                        },
+                    },
                 },
-            },
-        }},
+            }
+        },
     },
 }
 
 
 class UnlabellableCreate(BaseModel):
-    reason: str = Field(default="", max_length=500,
-                        description="why it cannot be labelled (blurred, wrong subject, ...)")
+    reason: str = Field(
+        default="",
+        max_length=500,
+        description="why it cannot be labelled (blurred, wrong subject, ...)",
+    )

@@ -50,13 +50,19 @@ class UploadOutcome:
     retrain_job: Job | None
 
 
-def check_incoming(project: Project, incoming: list[IncomingImage], settings: Settings) -> list[CheckedImage]:
+def check_incoming(
+    project: Project, incoming: list[IncomingImage], settings: Settings
+) -> list[CheckedImage]:
     """Decode every image and check every label; raise on the first problem."""
     checked = []
     for entry in incoming:
-        image = check_image(entry.data, allowed_formats=settings.allowed_image_formats,
-                            max_pixels=settings.max_image_pixels, max_bytes=settings.max_file_bytes,
-                            name=entry.name)
+        image = check_image(
+            entry.data,
+            allowed_formats=settings.allowed_image_formats,
+            max_pixels=settings.max_image_pixels,
+            max_bytes=settings.max_file_bytes,
+            name=entry.name,
+        )
         if entry.label is not None:
             try:
                 validate_label(project.task, entry.label, width=image.width, height=image.height)
@@ -66,13 +72,22 @@ def check_incoming(project: Project, incoming: list[IncomingImage], settings: Se
     return checked
 
 
-def _insert_or_get(session: Session, project: Project, image: CheckedImage, sha: str, name: str) -> tuple[Item, bool]:
+def _insert_or_get(
+    session: Session, project: Project, image: CheckedImage, sha: str, name: str
+) -> tuple[Item, bool]:
     existing = repository.get_by_sha(session, project.id, sha)
     if existing is not None:
         return existing, False
-    item = Item(project_id=project.id, sha256=sha, width=image.width, height=image.height,
-                image_format=image.image_format, byte_size=len(image.data),
-                original_name=name[:500], random_key=random.random())
+    item = Item(
+        project_id=project.id,
+        sha256=sha,
+        width=image.width,
+        height=image.height,
+        image_format=image.image_format,
+        byte_size=len(image.data),
+        original_name=name[:500],
+        random_key=random.random(),
+    )
     try:
         with session.begin_nested():
             session.add(item)
@@ -98,9 +113,14 @@ def _write_files(store: ImageStore, images: list[CheckedImage]) -> list[str]:
     return written
 
 
-def _store_batch(session: Session, store: ImageStore, project: Project,
-                 batch: list[tuple[IncomingImage, CheckedImage]], written: list[str],
-                 token_id: int) -> list[StoredItem]:
+def _store_batch(
+    session: Session,
+    store: ImageStore,
+    project: Project,
+    batch: list[tuple[IncomingImage, CheckedImage]],
+    written: list[str],
+    token_id: int,
+) -> list[StoredItem]:
     """Rows (and labels) of one batch in the caller's transaction. If it rolls back, the
     files written for it that no committed row uses are removed."""
 
@@ -119,8 +139,15 @@ def _store_batch(session: Session, store: ImageStore, project: Project,
     return results
 
 
-def add_images(factory: sessionmaker[Session], store: ImageStore, queue: JobQueue, project: Project,
-               incoming: list[IncomingImage], settings: Settings, token_id: int) -> UploadOutcome:
+def add_images(
+    factory: sessionmaker[Session],
+    store: ImageStore,
+    queue: JobQueue,
+    project: Project,
+    incoming: list[IncomingImage],
+    settings: Settings,
+    token_id: int,
+) -> UploadOutcome:
     """Validate all, then store in batches of ``settings.upload_batch_size``, each its own
     short transaction, and ask for a retrain once at the end.
 
@@ -137,7 +164,7 @@ def add_images(factory: sessionmaker[Session], store: ImageStore, queue: JobQueu
     size = max(1, settings.upload_batch_size)
     results: list[StoredItem] = []
     for start in range(0, len(pairs), size):
-        batch = pairs[start:start + size]
+        batch = pairs[start : start + size]
         written = _write_files(store, [image for _, image in batch])
         for session in run_in_transaction(factory):
             results.extend(_store_batch(session, store, project, batch, written, token_id))
@@ -157,15 +184,19 @@ def parse_labels_field(raw: str | None, count: int) -> list[Any | None]:
     except (ValueError, RecursionError) as exc:  # ValueError: also a >4300-digit integer
         raise BadRequest(f"'labels' must be a JSON list aligned with the files ({exc})") from exc
     if not isinstance(labels, list) or len(labels) != count:
-        raise BadRequest(f"'labels' must be a JSON list with one entry (label or null) per file: "
-                         f"{count} files were sent")
+        raise BadRequest(
+            f"'labels' must be a JSON list with one entry (label or null) per file: "
+            f"{count} files were sent"
+        )
     return labels
 
 
 def _labels_from_archive(project: Project, entries: dict[str, ArchiveEntry]) -> dict[str, Any]:
     labels: dict[str, Any] = {}
     csv_entry = next((e for n, e in entries.items() if PurePosixPath(n).name == "labels.csv"), None)
-    jsonl_entry = next((e for n, e in entries.items() if PurePosixPath(n).name == "labels.jsonl"), None)
+    jsonl_entry = next(
+        (e for n, e in entries.items() if PurePosixPath(n).name == "labels.jsonl"), None
+    )
     if csv_entry is not None:
         try:
             reader = csv.DictReader(io.StringIO(csv_entry.data.decode("utf-8-sig")))
@@ -174,13 +205,17 @@ def _labels_from_archive(project: Project, entries: dict[str, ArchiveEntry]) -> 
             raise BadRequest(f"labels.csv cannot be read ({exc})") from exc
         header = {name.strip().lower() for name in reader.fieldnames or ()}
         if not {"filename", "label"} <= header:
-            raise BadRequest("labels.csv needs a header row with the columns 'filename' and 'label'")
+            raise BadRequest(
+                "labels.csv needs a header row with the columns 'filename' and 'label'"
+            )
         for number, raw_row in enumerate(rows, start=2):
             row = {k.strip().lower(): v for k, v in raw_row.items() if isinstance(k, str)}
             filename, text = row.get("filename"), row.get("label")
             if None in raw_row:
-                raise BadRequest(f"labels.csv line {number}: more cells than header columns "
-                                 "(quote a label that holds commas)")
+                raise BadRequest(
+                    f"labels.csv line {number}: more cells than header columns "
+                    "(quote a label that holds commas)"
+                )
             if filename is None or not filename.strip():
                 raise BadRequest(f"labels.csv line {number}: no filename")
             if text is None or text.strip() == "":
@@ -190,32 +225,46 @@ def _labels_from_archive(project: Project, entries: dict[str, ArchiveEntry]) -> 
             except InvalidLabel as exc:
                 raise InvalidLabel(f"labels.csv line {number}: {exc.detail}") from exc
     if jsonl_entry is not None:
-        for number, line in enumerate(jsonl_entry.data.decode("utf-8", "replace").splitlines(), start=1):
+        for number, line in enumerate(
+            jsonl_entry.data.decode("utf-8", "replace").splitlines(), start=1
+        ):
             if not line.strip():
                 continue
             try:
                 record = json.loads(line)
                 labels[str(record["filename"])] = record["label"]
             except (ValueError, RecursionError, KeyError, TypeError) as exc:
-                raise BadRequest(f"labels.jsonl line {number}: expected "
-                                 '{"filename": ..., "label": {...}}') from exc
+                raise BadRequest(
+                    f'labels.jsonl line {number}: expected {{"filename": ..., "label": {{...}}}}'
+                ) from exc
     return labels
 
 
-def incoming_from_archive(project: Project, archive_entries: list[ArchiveEntry]) -> list[IncomingImage]:
+def incoming_from_archive(
+    project: Project, archive_entries: list[ArchiveEntry]
+) -> list[IncomingImage]:
     """Images of a zip with their labels (matched by entry path, or by base name)."""
     entries = {e.name: e for e in archive_entries}
     labels = _labels_from_archive(project, entries)
-    images = [e for n, e in entries.items()
-              if PurePosixPath(n).name not in LABEL_FILES and not PurePosixPath(n).name.startswith(".")
-              and not n.startswith("__MACOSX/")]
+    images = [
+        e
+        for n, e in entries.items()
+        if PurePosixPath(n).name not in LABEL_FILES
+        and not PurePosixPath(n).name.startswith(".")
+        and not n.startswith("__MACOSX/")
+    ]
     known = {e.name for e in images} | {PurePosixPath(e.name).name for e in images}
     unknown = sorted(set(labels) - known)
     if unknown:
         raise BadRequest(f"labels given for files not in the archive: {unknown[:5]}")
-    return [IncomingImage(name=e.name, data=e.data,
-                          label=labels.get(e.name, labels.get(PurePosixPath(e.name).name)))
-            for e in images]
+    return [
+        IncomingImage(
+            name=e.name,
+            data=e.data,
+            label=labels.get(e.name, labels.get(PurePosixPath(e.name).name)),
+        )
+        for e in images
+    ]
 
 
 def delete_item(session: Session, store: ImageStore, item: Item) -> None:

@@ -19,7 +19,7 @@ def ensure_broker_dir(broker_url: str) -> None:
     """The embedded broker is a SQLite file: make sure its folder exists."""
     prefix = "sqla+sqlite:///"
     if broker_url.startswith(prefix):
-        Path(broker_url[len(prefix):]).expanduser().parent.mkdir(parents=True, exist_ok=True)
+        Path(broker_url[len(prefix) :]).expanduser().parent.mkdir(parents=True, exist_ok=True)
 
 
 class CeleryJobQueue:

@@ -23,21 +23,29 @@ def get(session: Session, job_id: int) -> Job | None:
 
 
 def active_training(session: Session, project_id: int) -> Job | None:
-    return session.scalar(select(Job).where(
-        Job.project_id == project_id, Job.kind == "train", Job.status.in_(ACTIVE_JOB_STATUSES)
-    ))
+    return session.scalar(
+        select(Job).where(
+            Job.project_id == project_id, Job.kind == "train", Job.status.in_(ACTIVE_JOB_STATUSES)
+        )
+    )
 
 
 def list_for_project(session: Session, project_id: int, *, after_id: int, limit: int) -> list[Job]:
-    return list(session.scalars(
-        select(Job).where(Job.project_id == project_id, Job.id > after_id).order_by(Job.id).limit(limit)
-    ))
+    return list(
+        session.scalars(
+            select(Job)
+            .where(Job.project_id == project_id, Job.id > after_id)
+            .order_by(Job.id)
+            .limit(limit)
+        )
+    )
 
 
 def cancel_if_queued(session: Session, job_id: int, now: datetime) -> bool:
     """Conditional update, so a worker claiming the job at the same moment wins cleanly."""
     result = session.execute(
-        update(Job).where(Job.id == job_id, Job.status == "queued")
+        update(Job)
+        .where(Job.id == job_id, Job.status == "queued")
         .values(status="cancelled", cancel_requested=True, finished_at=now)
         .execution_options(synchronize_session=False)
     )
@@ -46,8 +54,10 @@ def cancel_if_queued(session: Session, job_id: int, now: datetime) -> bool:
 
 def request_cancel_if_running(session: Session, job_id: int) -> bool:
     result = session.execute(
-        update(Job).where(Job.id == job_id, Job.status == "running")
-        .values(cancel_requested=True).execution_options(synchronize_session=False)
+        update(Job)
+        .where(Job.id == job_id, Job.status == "running")
+        .values(cancel_requested=True)
+        .execution_options(synchronize_session=False)
     )
     return _changed(result) == 1
 
@@ -57,18 +67,30 @@ def request_cancel_if_running(session: Session, job_id: int) -> bool:
 # ``running``, so a worker that lost its lease (the reaper gave the job to another) can never
 # overwrite the state the new owner writes.
 
-def claim(session: Session, job_id: int, owner: str, now: datetime, lease_expires_at: datetime) -> Job | None:
+
+def claim(
+    session: Session, job_id: int, owner: str, now: datetime, lease_expires_at: datetime
+) -> Job | None:
     """queued → running, or running with an expired lease → running (a dead worker's job).
 
     Returns the claimed row (``attempts`` already counts this attempt), or None when the job
     is not claimable (finished, cancelled, or held by a live worker)."""
-    claimable = or_(Job.status == "queued",
-                    and_(Job.status == "running", Job.lease_expires_at < now))
+    claimable = or_(
+        Job.status == "queued", and_(Job.status == "running", Job.lease_expires_at < now)
+    )
     result = session.execute(
-        update(Job).where(Job.id == job_id, Job.cancel_requested.is_(False), claimable)
-        .values(status="running", lease_owner=owner, lease_expires_at=lease_expires_at,
-                heartbeat_at=now, attempts=Job.attempts + 1, phase="loading", error=None,
-                started_at=func.coalesce(Job.started_at, now))
+        update(Job)
+        .where(Job.id == job_id, Job.cancel_requested.is_(False), claimable)
+        .values(
+            status="running",
+            lease_owner=owner,
+            lease_expires_at=lease_expires_at,
+            heartbeat_at=now,
+            attempts=Job.attempts + 1,
+            phase="loading",
+            error=None,
+            started_at=func.coalesce(Job.started_at, now),
+        )
         .execution_options(synchronize_session=False)
     )
     if _changed(result) != 1:
@@ -86,14 +108,19 @@ def claim(session: Session, job_id: int, owner: str, now: datetime, lease_expire
 LOST_REASON = "its worker stopped answering (no heartbeat before the lease expired)"
 
 
-def add_event(session: Session, job_id: int, attempt: int, kind: str, reason: str, now: datetime) -> None:
-    session.add(JobEvent(job_id=job_id, attempt=attempt, kind=kind, reason=reason[:4000], created_at=now))
+def add_event(
+    session: Session, job_id: int, attempt: int, kind: str, reason: str, now: datetime
+) -> None:
+    session.add(
+        JobEvent(job_id=job_id, attempt=attempt, kind=kind, reason=reason[:4000], created_at=now)
+    )
     session.flush()
 
 
 def _has_event(session: Session, job_id: int, attempt: int) -> bool:
-    found = session.scalar(select(JobEvent.id).where(JobEvent.job_id == job_id, JobEvent.attempt == attempt)
-                           .limit(1))
+    found = session.scalar(
+        select(JobEvent.id).where(JobEvent.job_id == job_id, JobEvent.attempt == attempt).limit(1)
+    )
     return found is not None
 
 
@@ -101,7 +128,9 @@ def events_for(session: Session, job_ids: list[int]) -> dict[int, list[JobEvent]
     """Each job's events in the order they happened."""
     out: dict[int, list[JobEvent]] = {job_id: [] for job_id in job_ids}
     if job_ids:
-        rows = session.scalars(select(JobEvent).where(JobEvent.job_id.in_(job_ids)).order_by(JobEvent.id))
+        rows = session.scalars(
+            select(JobEvent).where(JobEvent.job_id.in_(job_ids)).order_by(JobEvent.id)
+        )
         for event in rows:
             out[event.job_id].append(event)
     return out
@@ -115,32 +144,58 @@ def _owned(job_id: int, owner: str):  # type: ignore[no-untyped-def]
     return and_(Job.id == job_id, Job.lease_owner == owner, Job.status == "running")
 
 
-def heartbeat(session: Session, job_id: int, owner: str, now: datetime,
-              lease_expires_at: datetime, **progress: Any) -> bool | None:
+def heartbeat(
+    session: Session,
+    job_id: int,
+    owner: str,
+    now: datetime,
+    lease_expires_at: datetime,
+    **progress: Any,
+) -> bool | None:
     """Extend the lease (and write any ``progress`` columns: phase, progress_step,
     progress_total, metrics). Returns ``cancel_requested``, or None when the lease was lost."""
     row = session.execute(
-        update(Job).where(_owned(job_id, owner))
+        update(Job)
+        .where(_owned(job_id, owner))
         .values(heartbeat_at=now, lease_expires_at=lease_expires_at, **progress)
-        .returning(Job.cancel_requested).execution_options(synchronize_session=False)
+        .returning(Job.cancel_requested)
+        .execution_options(synchronize_session=False)
     ).first()
     return None if row is None else bool(row[0])
 
 
-def finish(session: Session, job_id: int, owner: str, status: str, now: datetime, *,
-           error: str | None = None, model_id: int | None = None,
-           metrics: dict[str, Any] | None = None, phase: str | None = None) -> bool:
+def finish(
+    session: Session,
+    job_id: int,
+    owner: str,
+    status: str,
+    now: datetime,
+    *,
+    error: str | None = None,
+    model_id: int | None = None,
+    metrics: dict[str, Any] | None = None,
+    phase: str | None = None,
+) -> bool:
     """running → succeeded / failed / cancelled, only while this worker owns the row."""
     if status not in ("succeeded", "failed", "cancelled"):
         raise ValueError(f"not a final status: {status!r}")
-    values: dict[str, Any] = {"status": status, "finished_at": now, "error": error,
-                              "lease_expires_at": None, "phase": phase or status}
+    values: dict[str, Any] = {
+        "status": status,
+        "finished_at": now,
+        "error": error,
+        "lease_expires_at": None,
+        "phase": phase or status,
+    }
     if model_id is not None:
         values["model_id"] = model_id
     if metrics is not None:
         values["metrics"] = metrics
-    result = session.execute(update(Job).where(_owned(job_id, owner)).values(**values)
-                             .execution_options(synchronize_session=False))
+    result = session.execute(
+        update(Job)
+        .where(_owned(job_id, owner))
+        .values(**values)
+        .execution_options(synchronize_session=False)
+    )
     if _changed(result) == 1 and status == "failed":
         add_event(session, job_id, _attempt(session, job_id), "failed", error or "failed", now)
     return _changed(result) == 1
@@ -149,8 +204,11 @@ def finish(session: Session, job_id: int, owner: str, status: str, now: datetime
 def release(session: Session, job_id: int, owner: str, error: str) -> bool:
     """running → queued (an infrastructure error; the task will be retried)."""
     result = session.execute(
-        update(Job).where(_owned(job_id, owner))
-        .values(status="queued", lease_owner=None, lease_expires_at=None, error=error, phase="retrying")
+        update(Job)
+        .where(_owned(job_id, owner))
+        .values(
+            status="queued", lease_owner=None, lease_expires_at=None, error=error, phase="retrying"
+        )
         .execution_options(synchronize_session=False)
     )
     if _changed(result) == 1:
@@ -172,21 +230,54 @@ def requeue_expired(session: Session, now: datetime, max_attempts: int = 3) -> R
     ``training.run`` for ``requeued`` after commit."""
     expired = and_(Job.status == "running", Job.lease_expires_at < now)
     out = ReapResult()
-    out.cancelled = [int(i) for i in session.scalars(
-        update(Job).where(expired, Job.cancel_requested.is_(True))
-        .values(status="cancelled", finished_at=now, lease_expires_at=None, phase="cancelled",
-                error="cancelled; its worker stopped answering")
-        .returning(Job.id).execution_options(synchronize_session=False))]
-    out.failed = [int(i) for i in session.scalars(
-        update(Job).where(expired, Job.attempts >= max_attempts)
-        .values(status="failed", finished_at=now, lease_expires_at=None, phase="failed",
-                error=f"worker lost {max_attempts} times (lease expired without a heartbeat); giving up")
-        .returning(Job.id).execution_options(synchronize_session=False))]
-    out.requeued = [int(i) for i in session.scalars(
-        update(Job).where(expired)
-        .values(status="queued", lease_owner=None, lease_expires_at=None, phase="requeued",
-                error="worker stopped answering; requeued")
-        .returning(Job.id).execution_options(synchronize_session=False))]
+    out.cancelled = [
+        int(i)
+        for i in session.scalars(
+            update(Job)
+            .where(expired, Job.cancel_requested.is_(True))
+            .values(
+                status="cancelled",
+                finished_at=now,
+                lease_expires_at=None,
+                phase="cancelled",
+                error="cancelled; its worker stopped answering",
+            )
+            .returning(Job.id)
+            .execution_options(synchronize_session=False)
+        )
+    ]
+    out.failed = [
+        int(i)
+        for i in session.scalars(
+            update(Job)
+            .where(expired, Job.attempts >= max_attempts)
+            .values(
+                status="failed",
+                finished_at=now,
+                lease_expires_at=None,
+                phase="failed",
+                error=f"worker lost {max_attempts} times (lease expired without a heartbeat); giving up",
+            )
+            .returning(Job.id)
+            .execution_options(synchronize_session=False)
+        )
+    ]
+    out.requeued = [
+        int(i)
+        for i in session.scalars(
+            update(Job)
+            .where(expired)
+            .values(
+                status="queued",
+                lease_owner=None,
+                lease_expires_at=None,
+                phase="requeued",
+                error="worker stopped answering; requeued",
+            )
+            .returning(Job.id)
+            .execution_options(synchronize_session=False)
+        )
+    ]
     for job_id in out.failed + out.requeued:
         attempt = _attempt(session, job_id)
         if not _has_event(session, job_id, attempt):

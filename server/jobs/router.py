@@ -22,30 +22,51 @@ router = APIRouter(tags=["jobs"], responses=ERROR_RESPONSES)
 def _read(session: Session, jobs: list[Job]) -> list[JobRead]:
     """Jobs with their history (one query for all of them)."""
     events = repository.events_for(session, [job.id for job in jobs])
-    return [JobRead.model_validate(job).model_copy(update={
-        "history": [JobEventRead.model_validate(e) for e in events[job.id]]}) for job in jobs]
+    return [
+        JobRead.model_validate(job).model_copy(
+            update={"history": [JobEventRead.model_validate(e) for e in events[job.id]]}
+        )
+        for job in jobs
+    ]
 
 
-@router.post("/projects/{project_id}/jobs", status_code=status.HTTP_201_CREATED, response_model=JobRead,
-             responses={200: {"description": "a training job was already queued or running: that job"}})
-def create_job(project_id: DbId, principal: PrincipalDep, session: SessionDep, request: Request,
-               response: Response, body: JobCreate | None = None) -> JobRead:
+@router.post(
+    "/projects/{project_id}/jobs",
+    status_code=status.HTTP_201_CREATED,
+    response_model=JobRead,
+    responses={200: {"description": "a training job was already queued or running: that job"}},
+)
+def create_job(
+    project_id: DbId,
+    principal: PrincipalDep,
+    session: SessionDep,
+    request: Request,
+    response: Response,
+    body: JobCreate | None = None,
+) -> JobRead:
     """Queue a training job (owner). One training per project at a time: while one is queued
     or running, this answers 200 with that job instead of creating a second."""
     check_project_access(principal, project_id, owner=True)
     project = get_project(session, project_id)
-    overrides = body.training.model_dump(mode="json", exclude_none=True) if body and body.training else None
-    job, created = service.request_training(session, request.app.state.job_queue, project, overrides,
-                                            principal.token_id)
+    overrides = (
+        body.training.model_dump(mode="json", exclude_none=True) if body and body.training else None
+    )
+    job, created = service.request_training(
+        session, request.app.state.job_queue, project, overrides, principal.token_id
+    )
     if not created:
         response.status_code = status.HTTP_200_OK
     return _read(session, [job])[0]
 
 
 @router.get("/projects/{project_id}/jobs", response_model=list[JobRead])
-def list_jobs(project_id: DbId, principal: PrincipalDep, session: SessionDep,
-              after_id: AfterId = 0,
-              limit: Annotated[int, Query(ge=1, le=500)] = 100) -> list[JobRead]:
+def list_jobs(
+    project_id: DbId,
+    principal: PrincipalDep,
+    session: SessionDep,
+    after_id: AfterId = 0,
+    limit: Annotated[int, Query(ge=1, le=500)] = 100,
+) -> list[JobRead]:
     check_project_access(principal, project_id)
     get_project(session, project_id)
     jobs = repository.list_for_project(session, project_id, after_id=after_id, limit=limit)

@@ -11,10 +11,14 @@ from xmodel_contracts.training_settings import TrainingSettings
 
 
 class JobCreate(BaseModel):
-    model_config = ConfigDict(json_schema_extra={"examples": [{"kind": "train", "training": {"steps": 500}}]})
+    model_config = ConfigDict(
+        json_schema_extra={"examples": [{"kind": "train", "training": {"steps": 500}}]}
+    )
 
     kind: Literal["train"] = "train"
-    training: TrainingSettings | None = Field(default=None, description="overrides of the project's training settings")
+    training: TrainingSettings | None = Field(
+        default=None, description="overrides of the project's training settings"
+    )
 
 
 class JobEventRead(BaseModel):
@@ -23,7 +27,8 @@ class JobEventRead(BaseModel):
     attempt: int
     kind: Literal["lost", "retry", "failed"] = Field(
         description="lost: its worker stopped answering; retry: an error released the job for "
-                    "another attempt; failed: the final error")
+        "another attempt; failed: the final error"
+    )
     reason: str
     created_at: datetime
 
@@ -50,5 +55,6 @@ class JobRead(BaseModel):
     created_at: datetime
     started_at: datetime | None
     finished_at: datetime | None
-    history: list[JobEventRead] = Field(default_factory=list,
-                                        description="each attempt that did not end well, and why")
+    history: list[JobEventRead] = Field(
+        default_factory=list, description="each attempt that did not end well, and why"
+    )

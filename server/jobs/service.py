@@ -25,8 +25,13 @@ def get_job(session: Session, job_id: int) -> Job:
     return job
 
 
-def request_training(session: Session, queue: JobQueue, project: Project,
-                     overrides: dict[str, Any] | None, token_id: int | None) -> tuple[Job, bool]:
+def request_training(
+    session: Session,
+    queue: JobQueue,
+    project: Project,
+    overrides: dict[str, Any] | None,
+    token_id: int | None,
+) -> tuple[Job, bool]:
     """Create a queued training job, or return the project's queued/running one.
 
     Returns ``(job, created)``. Race-free: a concurrent insert hits the partial unique index
@@ -39,10 +44,17 @@ def request_training(session: Session, queue: JobQueue, project: Project,
         check_training_settings(params)
     except ValidationError as exc:
         problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
-        raise BadRequest(f"the project's training settings cannot be run ({problems}); "
-                         "correct them with PATCH /projects/{id}") from exc
-    job = Job(project_id=project.id, kind="train", status="queued", params=params,
-              created_by_token_id=token_id)
+        raise BadRequest(
+            f"the project's training settings cannot be run ({problems}); "
+            "correct them with PATCH /projects/{id}"
+        ) from exc
+    job = Job(
+        project_id=project.id,
+        kind="train",
+        status="queued",
+        params=params,
+        created_by_token_id=token_id,
+    )
     try:
         with session.begin_nested():
             session.add(job)

@@ -20,8 +20,13 @@ router = APIRouter(tags=["labels"], responses=ERROR_RESPONSES)
 
 
 @router.put("/items/{item_id}/label", response_model=LabelResult)
-def set_label(item_id: DbId, principal: PrincipalDep, session: SessionDep, request: Request,
-              label: Annotated[dict[str, Any], Body(openapi_examples=LABEL_EXAMPLES)]) -> LabelResult:
+def set_label(
+    item_id: DbId,
+    principal: PrincipalDep,
+    session: SessionDep,
+    request: Request,
+    label: Annotated[dict[str, Any], Body(openapi_examples=LABEL_EXAMPLES)],
+) -> LabelResult:
     """Set an item's label. Shapes: classification ``{"class": "cat"}``; regression
     ``{"values": {"age": 31}}``; keypoints ``{"points": [[x, y], ...]}`` (or ``[x, y, v]``)
     in pixels of the original image, one point per task point, in task order. Answers 400
@@ -40,6 +45,10 @@ def clear_label(item_id: DbId, principal: PrincipalDep, session: SessionDep) -> 
 
 
 @router.get("/items/{item_id}/label/revisions", response_model=list[LabelRevisionRead])
-def label_revisions(item_id: DbId, principal: PrincipalDep, session: SessionDep) -> list[LabelRevisionRead]:
+def label_revisions(
+    item_id: DbId, principal: PrincipalDep, session: SessionDep
+) -> list[LabelRevisionRead]:
     item = load_item(session, principal, item_id)
-    return [LabelRevisionRead.model_validate(r) for r in items_repository.revisions(session, item.id)]
+    return [
+        LabelRevisionRead.model_validate(r) for r in items_repository.revisions(session, item.id)
+    ]

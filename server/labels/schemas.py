@@ -28,4 +28,6 @@ class LabelRevisionRead(BaseModel):
 
 class LabelResult(BaseModel):
     item: ItemRead
-    retrain_job_id: int | None = Field(default=None, description="training job started or running after this label")
+    retrain_job_id: int | None = Field(
+        default=None, description="training job started or running after this label"
+    )

@@ -40,8 +40,9 @@ def _record(session: Session, item: Item, value: Any, token_id: int) -> None:
     item.label = value
     item.labelled_at = now if value is not None else None
     item.labelled_by_token_id = token_id
-    items_repository.add_revision(session, LabelRevision(item_id=item.id, value=value,
-                                                         token_id=token_id, created_at=now))
+    items_repository.add_revision(
+        session, LabelRevision(item_id=item.id, value=value, token_id=token_id, created_at=now)
+    )
 
 
 def maybe_retrain(session: Session, queue: JobQueue, project: Project, token_id: int) -> Job | None:

@@ -35,10 +35,14 @@ def _number(value: Any, what: str) -> float:
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise InvalidLabel(f"{what} must be a number, got {_shown(value)}")
     if isinstance(value, int) and abs(value) > MAX_ABS_VALUE:  # before float(): no OverflowError
-        raise InvalidLabel(f"{what} must be a finite number within +-{MAX_ABS_VALUE:g}, got {_shown(value)}")
+        raise InvalidLabel(
+            f"{what} must be a finite number within +-{MAX_ABS_VALUE:g}, got {_shown(value)}"
+        )
     number = float(value)
     if not math.isfinite(number) or abs(number) > MAX_ABS_VALUE:
-        raise InvalidLabel(f"{what} must be a finite number within +-{MAX_ABS_VALUE:g}, got {_shown(value)}")
+        raise InvalidLabel(
+            f"{what} must be a finite number within +-{MAX_ABS_VALUE:g}, got {_shown(value)}"
+        )
     return number
 
 
@@ -56,14 +60,18 @@ def _regression(task: dict[str, Any], label: dict[str, Any]) -> dict[str, Any]:
     raw = label.get("values")
     if isinstance(raw, list):
         if len(raw) != len(targets):
-            raise InvalidLabel(f"expected {len(targets)} values for targets {targets}, got {len(raw)}")
+            raise InvalidLabel(
+                f"expected {len(targets)} values for targets {targets}, got {len(raw)}"
+            )
         raw = dict(zip(targets, raw, strict=True))
     if not isinstance(raw, dict):
         raise InvalidLabel('regression labels look like {"values": {"<target>": <number>, ...}}')
     missing, extra = set(targets) - set(raw), set(raw) - set(targets)
     if missing or extra:
-        raise InvalidLabel(f"values must name exactly the targets {targets}"
-                           f" (missing {sorted(missing)}, unknown {sorted(extra)})")
+        raise InvalidLabel(
+            f"values must name exactly the targets {targets}"
+            f" (missing {sorted(missing)}, unknown {sorted(extra)})"
+        )
     ranges = task.get("ranges") or {}
     values: dict[str, float] = {}
     for name in targets:
@@ -71,18 +79,24 @@ def _regression(task: dict[str, Any], label: dict[str, Any]) -> dict[str, Any]:
         if name in ranges:
             low, high = ranges[name]
             if not low <= value <= high:
-                raise InvalidLabel(f"value of {name!r} is {value}, outside its range [{low}, {high}]")
+                raise InvalidLabel(
+                    f"value of {name!r} is {value}, outside its range [{low}, {high}]"
+                )
         values[name] = value
     return {"values": values}
 
 
-def _keypoints(task: dict[str, Any], label: dict[str, Any], width: int, height: int) -> dict[str, Any]:
+def _keypoints(
+    task: dict[str, Any], label: dict[str, Any], width: int, height: int
+) -> dict[str, Any]:
     names: list[str] = task["points"]
     points = label.get("points")
     if not isinstance(points, list):
         raise InvalidLabel('keypoint labels look like {"points": [[x, y], ...]} in image pixels')
     if len(points) != len(names):
-        raise InvalidLabel(f"expected {len(names)} keypoints ({', '.join(names)}), got {len(points)}")
+        raise InvalidLabel(
+            f"expected {len(names)} keypoints ({', '.join(names)}), got {len(points)}"
+        )
     canonical = []
     for name, point in zip(names, points, strict=True):
         if not isinstance(point, list) or len(point) not in (2, 3):
@@ -96,7 +110,9 @@ def _keypoints(task: dict[str, Any], label: dict[str, Any], width: int, height: 
             visibility = int(point[2])
         if not (0 <= x <= width and 0 <= y <= height):
             hint = "; send [0, 0, 0] for a point whose place is unknown" if visibility == 0 else ""
-            raise InvalidLabel(f"point {name!r} at ({x}, {y}) lies outside the {width}x{height} image{hint}")
+            raise InvalidLabel(
+                f"point {name!r} at ({x}, {y}) lies outside the {width}x{height} image{hint}"
+            )
         canonical.append([x, y, visibility])
     return {"points": canonical}
 
@@ -104,7 +120,7 @@ def _keypoints(task: dict[str, Any], label: dict[str, Any], width: int, height: 
 def validate_label(task: dict[str, Any], label: Any, *, width: int, height: int) -> dict[str, Any]:
     """Return the canonical label or raise :class:`InvalidLabel` with a readable reason."""
     if not isinstance(label, dict):
-        raise InvalidLabel("a label must be a JSON object, e.g. {\"class\": \"cat\"}")
+        raise InvalidLabel('a label must be a JSON object, e.g. {"class": "cat"}')
     kind = task["kind"]
     if kind == "classification":
         return _classification(task, label)

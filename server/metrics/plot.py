@@ -18,9 +18,11 @@ def learning_curve_png(points: Sequence[CurvePoint], metric: str, title: str) ->
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
-    kept = [(p.labelled_count, float(p.metrics[metric]), p.version, p.is_active)
-            for p in sorted(points, key=lambda p: p.version)
-            if isinstance(p.metrics.get(metric), int | float) and p.metrics[metric] == p.metrics[metric]]
+    kept = [
+        (p.labelled_count, float(p.metrics[metric]), p.version, p.is_active)
+        for p in sorted(points, key=lambda p: p.version)
+        if isinstance(p.metrics.get(metric), int | float) and p.metrics[metric] == p.metrics[metric]
+    ]
     figure = Figure(figsize=(6, 4), dpi=100)
     FigureCanvasAgg(figure)
     axes = figure.add_subplot()
@@ -28,15 +30,30 @@ def learning_curve_png(points: Sequence[CurvePoint], metric: str, title: str) ->
         xs, ys = [k[0] for k in kept], [k[1] for k in kept]
         axes.plot(xs, ys, marker="o", label=metric)
         for x, y, version, _active in kept:
-            axes.annotate(f"v{version}", (x, y), textcoords="offset points", xytext=(4, 4), fontsize=7)
+            axes.annotate(
+                f"v{version}", (x, y), textcoords="offset points", xytext=(4, 4), fontsize=7
+            )
         active = [(x, y) for x, y, _v, is_active in kept if is_active]
         if active:
-            axes.scatter([a[0] for a in active], [a[1] for a in active], s=140, facecolors="none",
-                         edgecolors="tab:red", label="active model", zorder=3)
+            axes.scatter(
+                [a[0] for a in active],
+                [a[1] for a in active],
+                s=140,
+                facecolors="none",
+                edgecolors="tab:red",
+                label="active model",
+                zorder=3,
+            )
         axes.legend(loc="best")
     else:
-        axes.text(0.5, 0.5, f"no model version has {metric!r} yet", ha="center", va="center",
-                  transform=axes.transAxes)
+        axes.text(
+            0.5,
+            0.5,
+            f"no model version has {metric!r} yet",
+            ha="center",
+            va="center",
+            transform=axes.transAxes,
+        )
     axes.set_xlabel("labelled images")
     axes.set_ylabel(f"{metric} (validation split)")
     axes.set_title(title)

@@ -24,19 +24,37 @@ def learning_curve(project_id: DbId, principal: PrincipalDep, session: SessionDe
     """Validation metrics of every model version against the labels it was trained on."""
     check_project_access(principal, project_id)
     get_project(session, project_id)
-    points = [CurvePoint(model_id=m.id, version=m.version, labelled_count=m.labelled_count,
-                         metrics=m.metrics or {}, created_at=m.created_at, is_active=m.is_active)
-              for m in models_repository.list_for_project(session, project_id)]
-    return LearningCurve(project_id=project_id, labelled_now=projects_repository.labelled_count(session, project_id),
-                         points=points)
+    points = [
+        CurvePoint(
+            model_id=m.id,
+            version=m.version,
+            labelled_count=m.labelled_count,
+            metrics=m.metrics or {},
+            created_at=m.created_at,
+            is_active=m.is_active,
+        )
+        for m in models_repository.list_for_project(session, project_id)
+    ]
+    return LearningCurve(
+        project_id=project_id,
+        labelled_now=projects_repository.labelled_count(session, project_id),
+        points=points,
+    )
 
 
-@router.get("/projects/{project_id}/metrics.png", response_class=Response,
-            responses={200: {"content": {"image/png": {}}, "description": "the learning curve as a PNG"}})
-def learning_curve_picture(project_id: DbId, principal: PrincipalDep, session: SessionDep,
-                           metric: Annotated[str, Query(min_length=1, max_length=100,
-                                                        description="which metrics key to draw")] = "val_error",
-                           ) -> Response:
+@router.get(
+    "/projects/{project_id}/metrics.png",
+    response_class=Response,
+    responses={200: {"content": {"image/png": {}}, "description": "the learning curve as a PNG"}},
+)
+def learning_curve_picture(
+    project_id: DbId,
+    principal: PrincipalDep,
+    session: SessionDep,
+    metric: Annotated[
+        str, Query(min_length=1, max_length=100, description="which metrics key to draw")
+    ] = "val_error",
+) -> Response:
     """The learning curve as a picture: ``metric`` (default the validation error) of every
     model version against the number of labels it was trained on."""
     curve = learning_curve(project_id, principal, session)

@@ -27,10 +27,14 @@ class OnnxSessionCache:
 
     def __init__(self, capacity: int) -> None:
         self.capacity = capacity
-        self._sessions: OrderedDict[str, tuple[ort.InferenceSession, dict[str, Any]]] = OrderedDict()
+        self._sessions: OrderedDict[str, tuple[ort.InferenceSession, dict[str, Any]]] = (
+            OrderedDict()
+        )
         self._lock = threading.Lock()
 
-    def get(self, onnx_path: Path, config_path: Path, key: str) -> tuple[ort.InferenceSession, dict[str, Any]]:
+    def get(
+        self, onnx_path: Path, config_path: Path, key: str
+    ) -> tuple[ort.InferenceSession, dict[str, Any]]:
         with self._lock:
             if key in self._sessions:
                 self._sessions.move_to_end(key)
@@ -39,11 +43,15 @@ class OnnxSessionCache:
             config = json.loads(config_path.read_text())
             options = ort.SessionOptions()
             options.intra_op_num_threads = 1
-            session = ort.InferenceSession(str(onnx_path), options, providers=["CPUExecutionProvider"])
+            session = ort.InferenceSession(
+                str(onnx_path), options, providers=["CPUExecutionProvider"]
+            )
         except (OSError, ValueError, RuntimeError, ort.capi.onnxruntime_pybind11_state.Fail) as exc:
             raise ServiceUnavailable(f"model artefacts cannot be loaded ({exc})") from exc
         if config.get("format") != SUPPORTED_FORMAT:
-            raise ServiceUnavailable(f"model config format {config.get('format')!r} is not {SUPPORTED_FORMAT}")
+            raise ServiceUnavailable(
+                f"model config format {config.get('format')!r} is not {SUPPORTED_FORMAT}"
+            )
         with self._lock:
             self._sessions[key] = (session, config)
             while len(self._sessions) > self.capacity:
@@ -69,20 +77,31 @@ def decode(config: dict[str, Any], heads: np.ndarray, width: int, height: int) -
     kind = task["kind"]
     if kind == "classification":
         classes = task["classes"]
-        return {"class": classes[int(np.argmax(mean))],
-                "probabilities": {name: float(p) for name, p in zip(classes, mean, strict=True)}}
+        return {
+            "class": classes[int(np.argmax(mean))],
+            "probabilities": {name: float(p) for name, p in zip(classes, mean, strict=True)},
+        }
     if kind == "regression":
         return {"values": {name: float(v) for name, v in zip(task["targets"], mean, strict=True)}}
     if kind == "keypoints":
         points = mean.reshape(-1, 2) * np.array([width, height], dtype=np.float64)
-        return {"points": {name: [float(x), float(y)] for name, (x, y) in zip(task["points"], points, strict=True)}}
+        return {
+            "points": {
+                name: [float(x), float(y)]
+                for name, (x, y) in zip(task["points"], points, strict=True)
+            }
+        }
     raise BadRequest(f"unknown task kind {kind!r} in model config")
 
 
-def predict(session: ort.InferenceSession, config: dict[str, Any], image_bytes: bytes) -> dict[str, Any]:
+def predict(
+    session: ort.InferenceSession, config: dict[str, Any], image_bytes: bytes
+) -> dict[str, Any]:
     batch, width, height = preprocess(image_bytes, config)
     names = config.get("onnx", {})
-    output = session.run([names.get("output", "predictions")], {names.get("input", "images"): batch})[0]
+    output = session.run(
+        [names.get("output", "predictions")], {names.get("input", "images"): batch}
+    )[0]
     heads = np.asarray(output, dtype=np.float64)[:, 0, :]  # [num_heads, D]
     return {
         "prediction": decode(config, heads, width, height),

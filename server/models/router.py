@@ -25,9 +25,22 @@ from server.projects.service import get_project
 from server.uploads.images import check_image
 
 router = APIRouter(tags=["models"], responses=ERROR_RESPONSES)
-PREDICT_OPENAPI = {"requestBody": {"required": True, "content": {"multipart/form-data": {"schema": {
-    "type": "object", "required": ["file"],
-    "properties": {"file": {"type": "string", "format": "binary", "description": "one image"}}}}}}}
+PREDICT_OPENAPI = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "multipart/form-data": {
+                "schema": {
+                    "type": "object",
+                    "required": ["file"],
+                    "properties": {
+                        "file": {"type": "string", "format": "binary", "description": "one image"}
+                    },
+                }
+            }
+        },
+    }
+}
 
 
 def _load_model(session: SessionDep, principal: Principal, model_id: int) -> ModelVersion:
@@ -46,13 +59,27 @@ def get_model(model_id: DbId, principal: PrincipalDep, session: SessionDep) -> M
     return service.to_read(_load_model(session, principal, model_id))
 
 
-@router.get("/models/{model_id}/download", response_class=FileResponse,
-            responses={200: {"description": "the artefact, with its sha256 in X-Content-SHA256: "
-                                            "binary for weights and exports, JSON for format=config",
-                             "content": {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}},
-                                         "application/json": {"schema": {"type": "object"}}}}})
-def download_model(model_id: DbId, principal: PrincipalDep, session: SessionDep, request: Request,
-                   format: ArtefactFormat = Query("onnx")) -> FileResponse:  # noqa: A002
+@router.get(
+    "/models/{model_id}/download",
+    response_class=FileResponse,
+    responses={
+        200: {
+            "description": "the artefact, with its sha256 in X-Content-SHA256: "
+            "binary for weights and exports, JSON for format=config",
+            "content": {
+                "application/octet-stream": {"schema": {"type": "string", "format": "binary"}},
+                "application/json": {"schema": {"type": "object"}},
+            },
+        }
+    },
+)
+def download_model(
+    model_id: DbId,
+    principal: PrincipalDep,
+    session: SessionDep,
+    request: Request,
+    format: ArtefactFormat = Query("onnx"),
+) -> FileResponse:  # noqa: A002
     """Stream one artefact: safetensors weights + config, ONNX, or TorchScript."""
     model = _load_model(session, principal, model_id)
     path_col, sha_col, media, filename = service.FORMAT_COLUMNS[format]
@@ -63,14 +90,26 @@ def download_model(model_id: DbId, principal: PrincipalDep, session: SessionDep,
     if not path.is_file():
         raise NotFound(f"{format} artefact file is missing")
     sha = getattr(model, sha_col)
-    return FileResponse(path, media_type=media, filename=f"model-{model.id}-v{model.version}-{filename}",
-                        headers={"X-Content-SHA256": sha, "ETag": f'"{sha}"'})
+    return FileResponse(
+        path,
+        media_type=media,
+        filename=f"model-{model.id}-v{model.version}-{filename}",
+        headers={"X-Content-SHA256": sha, "ETag": f'"{sha}"'},
+    )
 
 
-@router.post("/models/{model_id}/predict", response_model=PredictRead, openapi_extra=PREDICT_OPENAPI,
-             responses={413: {"description": "image larger than the per-file limit"},
-                        415: {"description": "the body is not multipart/form-data"}})
-async def predict(model_id: DbId, principal: PrincipalDep, session: SessionDep, request: Request) -> PredictRead:
+@router.post(
+    "/models/{model_id}/predict",
+    response_model=PredictRead,
+    openapi_extra=PREDICT_OPENAPI,
+    responses={
+        413: {"description": "image larger than the per-file limit"},
+        415: {"description": "the body is not multipart/form-data"},
+    },
+)
+async def predict(
+    model_id: DbId, principal: PrincipalDep, session: SessionDep, request: Request
+) -> PredictRead:
     """Predict on one uploaded image (field ``file``) with the model's ONNX export on CPU.
     Returns the mean over heads (named), each head's output and their disagreement."""
     settings = request.app.state.settings
@@ -90,13 +129,19 @@ async def predict(model_id: DbId, principal: PrincipalDep, session: SessionDep, 
     finally:
         await form.close()
     if len(data) > settings.max_file_bytes:
-        raise PayloadTooLarge(f"image exceeds the per-file limit of {settings.max_file_bytes} bytes")
+        raise PayloadTooLarge(
+            f"image exceeds the per-file limit of {settings.max_file_bytes} bytes"
+        )
 
     def run() -> dict:  # type: ignore[type-arg]
         # the upright 8-bit pixels, exactly as an uploaded item would be stored and trained on
-        checked = check_image(data, allowed_formats=settings.allowed_image_formats,
-                              max_pixels=settings.max_image_pixels, max_bytes=settings.max_file_bytes,
-                              name=upload.filename or "file")
+        checked = check_image(
+            data,
+            allowed_formats=settings.allowed_image_formats,
+            max_pixels=settings.max_image_pixels,
+            max_bytes=settings.max_file_bytes,
+            name=upload.filename or "file",
+        )
         ort_session, config = request.app.state.onnx_sessions.get(onnx_path, config_path, key)
         return onnx_predict.predict(ort_session, config, checked.data)
 

@@ -40,7 +40,8 @@ class PredictRead(BaseModel):
     task: str
     prediction: dict[str, Any] = Field(
         description="mean over heads: classification {class, probabilities}; regression "
-                    "{values: {target: v}}; keypoints {points: {name: [x, y]}} in original pixels")
+        "{values: {target: v}}; keypoints {points: {name: [x, y]}} in original pixels"
+    )
     heads: list[list[float]] = Field(description="raw decoded output of each head")
     disagreement: float = Field(description="mean over output dims of the variance across heads")
 
@@ -54,7 +55,9 @@ class ItemPredictionRead(BaseModel):
     task: str
     prediction: dict[str, Any] = Field(
         description="mean over heads, as for POST /models/{id}/predict (keypoints in pixels of "
-                    "the stored image)")
+        "the stored image)"
+    )
     heads: list[list[float]] = Field(description="decoded output of each head")
-    disagreement: float = Field(description="mean over output dims of the variance across heads: "
-                                            "how unsure the model is")
+    disagreement: float = Field(
+        description="mean over output dims of the variance across heads: how unsure the model is"
+    )

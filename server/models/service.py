@@ -12,9 +12,19 @@ from server.models import repository
 from server.models.schemas import ArtefactRead, ModelRead
 
 FORMAT_COLUMNS = {
-    "safetensors": ("safetensors_path", "safetensors_sha256", "application/octet-stream", "model.safetensors"),
+    "safetensors": (
+        "safetensors_path",
+        "safetensors_sha256",
+        "application/octet-stream",
+        "model.safetensors",
+    ),
     "onnx": ("onnx_path", "onnx_sha256", "application/octet-stream", "model.onnx"),
-    "torchscript": ("torchscript_path", "torchscript_sha256", "application/octet-stream", "model.torchscript.pt"),
+    "torchscript": (
+        "torchscript_path",
+        "torchscript_sha256",
+        "application/octet-stream",
+        "model.torchscript.pt",
+    ),
     "config": ("config_path", "config_sha256", "application/json", "config.json"),
 }
 
@@ -38,8 +48,11 @@ def artefact_path(storage_root: Path, relative: str) -> Path:
 def to_read(model: ModelVersion) -> ModelRead:
     read = ModelRead.model_validate(model)
     read.artefacts = [
-        ArtefactRead(format=fmt, sha256=getattr(model, sha_col),  # type: ignore[arg-type]
-                     download_url=f"/models/{model.id}/download?format={fmt}")
+        ArtefactRead(
+            format=fmt,
+            sha256=getattr(model, sha_col),  # type: ignore[arg-type]
+            download_url=f"/models/{model.id}/download?format={fmt}",
+        )
         for fmt, (path_col, sha_col, _media, _name) in FORMAT_COLUMNS.items()
         if getattr(model, path_col)
     ]

@@ -27,13 +27,17 @@ def add(session: Session, project: Project) -> Project:
 
 def item_counts(session: Session, project_id: int) -> tuple[int, int]:
     total, labelled = session.execute(
-        select(func.count(Item.id), func.count(Item.labelled_at)).where(Item.project_id == project_id)
+        select(func.count(Item.id), func.count(Item.labelled_at)).where(
+            Item.project_id == project_id
+        )
     ).one()
     return int(total), int(labelled)
 
 
 def labelled_count(session: Session, project_id: int) -> int:
-    query = select(func.count(Item.id)).where(Item.project_id == project_id, Item.labelled_at.is_not(None))
+    query = select(func.count(Item.id)).where(
+        Item.project_id == project_id, Item.labelled_at.is_not(None)
+    )
     return int(session.scalar(query) or 0)
 
 

@@ -21,7 +21,9 @@ router = APIRouter(tags=["projects"], responses=ERROR_RESPONSES)
 
 
 @router.post("/projects", status_code=status.HTTP_201_CREATED, response_model=ProjectCreated)
-def create_project(body: ProjectCreate, principal: PrincipalDep, session: SessionDep) -> ProjectCreated:
+def create_project(
+    body: ProjectCreate, principal: PrincipalDep, session: SessionDep
+) -> ProjectCreated:
     """Create a project (admin token). The answer carries a first owner token, shown once."""
     require_admin(principal)
     project, secret = service.create_project(session, body, principal)
@@ -42,8 +44,9 @@ def get_project(project_id: DbId, principal: PrincipalDep, session: SessionDep) 
 
 
 @router.patch("/projects/{project_id}", response_model=ProjectRead)
-def update_project(project_id: DbId, body: ProjectUpdate, principal: PrincipalDep,
-                   session: SessionDep) -> ProjectRead:
+def update_project(
+    project_id: DbId, body: ProjectUpdate, principal: PrincipalDep, session: SessionDep
+) -> ProjectRead:
     check_project_access(principal, project_id, owner=True)
     project = service.get_project(session, project_id)
     return ProjectRead.model_validate(service.update_project(session, project, body))

@@ -33,7 +33,8 @@ class RegressionTask(BaseModel):
     kind: Literal["regression"]
     targets: list[Name] = Field(min_length=1, max_length=100)
     ranges: dict[str, tuple[float, float]] | None = Field(
-        default=None, description="optional known [low, high] per target name")
+        default=None, description="optional known [low, high] per target name"
+    )
 
     @model_validator(mode="after")
     def _check(self) -> RegressionTask:
@@ -60,22 +61,38 @@ class KeypointsTask(BaseModel):
         return self
 
 
-TaskSpec = Annotated[ClassificationTask | RegressionTask | KeypointsTask, Field(discriminator="kind")]
+TaskSpec = Annotated[
+    ClassificationTask | RegressionTask | KeypointsTask, Field(discriminator="kind")
+]
 
 
 class ProjectCreate(BaseModel):
-    model_config = ConfigDict(json_schema_extra={"examples": [{
-        "name": "pets", "task": {"kind": "classification", "classes": ["cat", "dog"]},
-        "image_size": 96, "backbone": "mobilenet_v2",
-        "training": {"steps": 2000, "batch_size": 64, "lr": 0.001}, "retrain_every": 50}]})
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "name": "pets",
+                    "task": {"kind": "classification", "classes": ["cat", "dog"]},
+                    "image_size": 96,
+                    "backbone": "mobilenet_v2",
+                    "training": {"steps": 2000, "batch_size": 64, "lr": 0.001},
+                    "retrain_every": 50,
+                }
+            ]
+        }
+    )
 
     name: str = Field(min_length=1, max_length=200)
     task: TaskSpec
     image_size: StrictInt = Field(default=96, ge=16, le=1024)
     backbone: Backbone = "mobilenet_v2"
     training: TrainingSettings = Field(default_factory=TrainingSettings)
-    retrain_every: StrictInt | None = Field(default=None, ge=0, le=1_000_000,
-                                            description="retrain after this many new labels; 0/null: never")
+    retrain_every: StrictInt | None = Field(
+        default=None,
+        ge=0,
+        le=1_000_000,
+        description="retrain after this many new labels; 0/null: never",
+    )
 
 
 class ProjectUpdate(BaseModel):

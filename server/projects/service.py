@@ -18,15 +18,20 @@ def get_project(session: Session, project_id: int) -> Project:
     return project
 
 
-def create_project(session: Session, body: ProjectCreate, creator: Principal) -> tuple[Project, str]:
-    project = repository.add(session, Project(
-        name=body.name,
-        task=body.task.model_dump(mode="json", exclude_none=True),
-        image_size=body.image_size,
-        backbone=body.backbone,
-        training=body.training.model_dump(mode="json", exclude_none=True),
-        retrain_every=body.retrain_every or None,
-    ))
+def create_project(
+    session: Session, body: ProjectCreate, creator: Principal
+) -> tuple[Project, str]:
+    project = repository.add(
+        session,
+        Project(
+            name=body.name,
+            task=body.task.model_dump(mode="json", exclude_none=True),
+            image_size=body.image_size,
+            backbone=body.backbone,
+            training=body.training.model_dump(mode="json", exclude_none=True),
+            retrain_every=body.retrain_every or None,
+        ),
+    )
     _token, secret = create_project_token(session, project.id, "owner", "owner", creator)
     return project, secret
 

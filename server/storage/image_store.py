@@ -92,4 +92,6 @@ class FileImageStore:
         self._file(sha256).unlink(missing_ok=True)
 
     def count(self) -> int:
-        return sum(1 for p in self.root.rglob("*") if p.is_file() and not p.name.startswith(".tmp-"))
+        return sum(
+            1 for p in self.root.rglob("*") if p.is_file() and not p.name.startswith(".tmp-")
+        )

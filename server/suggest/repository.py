@@ -23,12 +23,21 @@ SELECT cluster FROM c WHERE cluster IS NOT NULL
 """)
 
 
-def write_scores(session: Session, model_id: int, strategy: str,
-                 rows: Iterable[tuple[int, float, int]]) -> int:
+def write_scores(
+    session: Session, model_id: int, strategy: str, rows: Iterable[tuple[int, float, int]]
+) -> int:
     """Insert ``(item_id, score, cluster)`` rows for one model and strategy (the worker's
     call; batch it, one transaction per batch). Returns the number of rows written."""
-    payload = [{"model_id": model_id, "strategy": strategy, "item_id": item_id,
-                "score": float(score), "cluster": int(cluster)} for item_id, score, cluster in rows]
+    payload = [
+        {
+            "model_id": model_id,
+            "strategy": strategy,
+            "item_id": item_id,
+            "score": float(score),
+            "cluster": int(cluster),
+        }
+        for item_id, score, cluster in rows
+    ]
     if payload:
         session.execute(ItemScore.__table__.insert(), payload)
     return len(payload)
@@ -58,16 +67,30 @@ def _free_for(holder: str, now: datetime):  # type: ignore[no-untyped-def]
     return ~taken.exists()
 
 
-def top_scored(session: Session, model_id: int, strategy: str, *, holder: str, now: datetime,
-               limit: int, cluster_ids: list[int] | None) -> list[tuple[int, float, int]]:
+def top_scored(
+    session: Session,
+    model_id: int,
+    strategy: str,
+    *,
+    holder: str,
+    now: datetime,
+    limit: int,
+    cluster_ids: list[int] | None,
+) -> list[tuple[int, float, int]]:
     """Highest-scored unlabelled items free for ``holder``: overall, or ``limit`` per cluster."""
 
     def one(cluster: int | None):  # type: ignore[no-untyped-def]
-        query = (select(ItemScore.item_id, ItemScore.score, ItemScore.cluster)
-                 .join(Item, Item.id == ItemScore.item_id)
-                 .where(ItemScore.model_id == model_id, ItemScore.strategy == strategy,
-                        Item.labelled_at.is_(None), Item.unlabellable_at.is_(None),
-                        _free_for(holder, now)))
+        query = (
+            select(ItemScore.item_id, ItemScore.score, ItemScore.cluster)
+            .join(Item, Item.id == ItemScore.item_id)
+            .where(
+                ItemScore.model_id == model_id,
+                ItemScore.strategy == strategy,
+                Item.labelled_at.is_(None),
+                Item.unlabellable_at.is_(None),
+                _free_for(holder, now),
+            )
+        )
         if cluster is not None:
             query = query.where(ItemScore.cluster == cluster)
         return query.order_by(ItemScore.score.desc(), ItemScore.item_id).limit(limit)
@@ -79,15 +102,24 @@ def top_scored(session: Session, model_id: int, strategy: str, *, holder: str, n
     return [(int(a), float(b), int(c)) for a, b, c in session.execute(statement)]
 
 
-def random_unlabelled(session: Session, project_id: int, *, holder: str, now: datetime,
-                      start: float, limit: int) -> list[int]:
+def random_unlabelled(
+    session: Session, project_id: int, *, holder: str, now: datetime, start: float, limit: int
+) -> list[int]:
     """A uniform sample: items in ``random_key`` order from a random start, wrapping round."""
 
     def part(condition):  # type: ignore[no-untyped-def]
-        query = (select(Item.id).where(Item.project_id == project_id, Item.labelled_at.is_(None),
-                                       Item.unlabellable_at.is_(None), condition,
-                                       _free_for(holder, now))
-                 .order_by(Item.random_key).limit(limit))
+        query = (
+            select(Item.id)
+            .where(
+                Item.project_id == project_id,
+                Item.labelled_at.is_(None),
+                Item.unlabellable_at.is_(None),
+                condition,
+                _free_for(holder, now),
+            )
+            .order_by(Item.random_key)
+            .limit(limit)
+        )
         return [int(r) for r in session.scalars(query)]
 
     ids = part(Item.random_key >= start)
@@ -96,8 +128,16 @@ def random_unlabelled(session: Session, project_id: int, *, holder: str, now: da
     return ids
 
 
-def claim(session: Session, project_id: int, item_ids: list[int], *, holder: str, token_id: int,
-          now: datetime, expires_at: datetime) -> set[int]:
+def claim(
+    session: Session,
+    project_id: int,
+    item_ids: list[int],
+    *,
+    holder: str,
+    token_id: int,
+    now: datetime,
+    expires_at: datetime,
+) -> set[int]:
     """Lease the items that are free (no lease, an expired one, or one of ``holder``'s).
 
     One conditional upsert on the item_leases primary key; on PostgreSQL a concurrent claim
@@ -107,14 +147,26 @@ def claim(session: Session, project_id: int, item_ids: list[int], *, holder: str
         return set()
     insert = postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
     table = ItemLease.__table__
-    statement = insert(table).values([
-        {"item_id": i, "project_id": project_id, "holder": holder, "token_id": token_id, "expires_at": expires_at}
-        for i in sorted(item_ids)
-    ])
+    statement = insert(table).values(
+        [
+            {
+                "item_id": i,
+                "project_id": project_id,
+                "holder": holder,
+                "token_id": token_id,
+                "expires_at": expires_at,
+            }
+            for i in sorted(item_ids)
+        ]
+    )
     statement = statement.on_conflict_do_update(
         index_elements=[table.c.item_id],
-        set_={"holder": statement.excluded.holder, "token_id": statement.excluded.token_id,
-              "expires_at": statement.excluded.expires_at, "project_id": statement.excluded.project_id},
+        set_={
+            "holder": statement.excluded.holder,
+            "token_id": statement.excluded.token_id,
+            "expires_at": statement.excluded.expires_at,
+            "project_id": statement.excluded.project_id,
+        },
         where=or_(table.c.expires_at <= now, table.c.holder == holder),
     ).returning(table.c.item_id)
     return {int(r) for r in session.scalars(statement)}
@@ -127,11 +179,20 @@ def release_others(session: Session, project_id: int, holder: str, keep: set[int
     session.execute(query)
 
 
-def renew(session: Session, project_id: int, holder: str, now: datetime, expires_at: datetime) -> list[int]:
+def renew(
+    session: Session, project_id: int, holder: str, now: datetime, expires_at: datetime
+) -> list[int]:
     result = session.execute(
         update(ItemLease)
-        .where(and_(ItemLease.project_id == project_id, ItemLease.holder == holder, ItemLease.expires_at > now))
-        .values(expires_at=expires_at).returning(ItemLease.item_id)
+        .where(
+            and_(
+                ItemLease.project_id == project_id,
+                ItemLease.holder == holder,
+                ItemLease.expires_at > now,
+            )
+        )
+        .values(expires_at=expires_at)
+        .returning(ItemLease.item_id)
         .execution_options(synchronize_session=False)
     )
     return sorted(int(r) for r in result.scalars())

@@ -10,16 +10,23 @@ from pydantic import BaseModel, Field
 from server.models.schemas import ItemPredictionRead
 
 Strategy = Literal["xmodel", "xmodel_nodiv", "random", "mc_dropout", "entropy"]
-UsedStrategy = Literal["xmodel", "xmodel_nodiv", "random", "mc_dropout", "entropy", "cold_start_random"]
+UsedStrategy = Literal[
+    "xmodel", "xmodel_nodiv", "random", "mc_dropout", "entropy", "cold_start_random"
+]
 
 
 class SuggestedItem(BaseModel):
     item_id: int
-    score: float | None = Field(description="acquisition score of the strategy (head disagreement, dropout variance or entropy); null for random picks")
-    cluster: int | None = Field(description="diversity cluster of the item's features; null for random picks")
+    score: float | None = Field(
+        description="acquisition score of the strategy (head disagreement, dropout variance or entropy); null for random picks"
+    )
+    cluster: int | None = Field(
+        description="diversity cluster of the item's features; null for random picks"
+    )
     image_url: str
     prediction: ItemPredictionRead | None = Field(
-        default=None, description="the active model's guess, with ?predictions=true")
+        default=None, description="the active model's guess, with ?predictions=true"
+    )
 
 
 class SuggestRead(BaseModel):

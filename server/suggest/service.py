@@ -23,8 +23,12 @@ from server.suggest import repository
 
 SCORE_STRATEGY = "xmodel"  # the score rows both xmodel strategies read
 # requested strategy -> the item_scores rows it reads (worker.training.scoring writes them)
-SCORE_ROWS = {"xmodel": SCORE_STRATEGY, "xmodel_nodiv": SCORE_STRATEGY,
-              "mc_dropout": "mc_dropout", "entropy": "entropy"}
+SCORE_ROWS = {
+    "xmodel": SCORE_STRATEGY,
+    "xmodel_nodiv": SCORE_STRATEGY,
+    "mc_dropout": "mc_dropout",
+    "entropy": "entropy",
+}
 OVERFETCH = 2
 MAX_ROUNDS = 4
 
@@ -70,39 +74,74 @@ def round_robin(rows: list[tuple[int, float, int]]) -> list[Candidate]:
         depth += 1
 
 
-def _candidates(session: Session, project: Project, strategy: str, holder: str, k: int,
-                now: datetime) -> tuple[list[Candidate], str, bool, str | None, int | None, int | None]:
+def _candidates(
+    session: Session, project: Project, strategy: str, holder: str, k: int, now: datetime
+) -> tuple[list[Candidate], str, bool, str | None, int | None, int | None]:
     model = active_model(session, project.id)
     rows_of = SCORE_ROWS.get(strategy)
-    usable = model is not None and rows_of is not None and repository.has_scores(session, model.id, rows_of)
+    usable = (
+        model is not None
+        and rows_of is not None
+        and repository.has_scores(session, model.id, rows_of)
+    )
     if usable:
         assert model is not None and rows_of is not None
         clusters = repository.clusters(session, model.id, rows_of) if strategy == "xmodel" else None
         limit = k * OVERFETCH
-        rows = repository.top_scored(session, model.id, rows_of, holder=holder, now=now,
-                                     limit=limit, cluster_ids=clusters)
-        ordered = round_robin(rows) if strategy == "xmodel" else [
-            Candidate(i, s, c) for i, s, c in sorted(rows, key=lambda r: (-r[1], r[0]))]
+        rows = repository.top_scored(
+            session, model.id, rows_of, holder=holder, now=now, limit=limit, cluster_ids=clusters
+        )
+        ordered = (
+            round_robin(rows)
+            if strategy == "xmodel"
+            else [Candidate(i, s, c) for i, s, c in sorted(rows, key=lambda r: (-r[1], r[0]))]
+        )
         return ordered, strategy, False, None, model.id, model.version
-    ids = repository.random_unlabelled(session, project.id, holder=holder, now=now,
-                                       start=random.random(), limit=k * OVERFETCH)
+    ids = repository.random_unlabelled(
+        session, project.id, holder=holder, now=now, start=random.random(), limit=k * OVERFETCH
+    )
     random.shuffle(ids)
     picks = [Candidate(item_id=i, score=None, cluster=None) for i in ids]
     if strategy == "random":
-        return picks, "random", False, None, model.id if model else None, model.version if model else None
+        return (
+            picks,
+            "random",
+            False,
+            None,
+            model.id if model else None,
+            model.version if model else None,
+        )
     if model is None:
         note = "no trained model yet: a uniform random sample of unlabelled items"
     elif rows_of != SCORE_STRATEGY and repository.has_scores(session, model.id, SCORE_STRATEGY):
-        note = (f"the active model has no {strategy} scores (add it to the project's "
-                "training.score_strategies and retrain): a uniform random sample of unlabelled items")
+        note = (
+            f"the active model has no {strategy} scores (add it to the project's "
+            "training.score_strategies and retrain): a uniform random sample of unlabelled items"
+        )
     else:
         note = "the active model has no scores yet: a uniform random sample of unlabelled items"
-    return picks, "cold_start_random", True, note, model.id if model else None, model.version if model else None
+    return (
+        picks,
+        "cold_start_random",
+        True,
+        note,
+        model.id if model else None,
+        model.version if model else None,
+    )
 
 
-def suggest(session: Session, project: Project, principal: Principal, *, k: int, annotator: str | None,
-            strategy: str, lease_seconds: int, exclude: frozenset[int] = frozenset(),
-            keep_leases: bool = False) -> Suggestion:
+def suggest(
+    session: Session,
+    project: Project,
+    principal: Principal,
+    *,
+    k: int,
+    annotator: str | None,
+    strategy: str,
+    lease_seconds: int,
+    exclude: frozenset[int] = frozenset(),
+    keep_leases: bool = False,
+) -> Suggestion:
     """Choose up to ``k`` items and lease them to the annotator (disjoint across annotators).
     ``exclude``: ids not to hand out this time (already queued, or skipped, by the caller);
     ``keep_leases``: add to what the annotator holds instead of replacing the batch."""
@@ -115,28 +154,49 @@ def suggest(session: Session, project: Project, principal: Principal, *, k: int,
         # Concurrent annotators may win some candidates; each round re-reads the pool,
         # which then excludes the leases they committed meanwhile.
         candidates, used, cold, note, model_id, version = _candidates(
-            session, project, strategy, holder, k + len(tried), now)
+            session, project, strategy, holder, k + len(tried), now
+        )
         fresh = [c for c in candidates if c.item_id not in tried]
         if not fresh:
             break
         position = 0
         while len(chosen) < k and position < len(fresh):
-            batch = fresh[position: position + (k - len(chosen))]
+            batch = fresh[position : position + (k - len(chosen))]
             position += len(batch)
             tried.update(c.item_id for c in batch)
-            won = repository.claim(session, project.id, [c.item_id for c in batch], holder=holder,
-                                   token_id=principal.token_id, now=now, expires_at=expires_at)
+            won = repository.claim(
+                session,
+                project.id,
+                [c.item_id for c in batch],
+                holder=holder,
+                token_id=principal.token_id,
+                now=now,
+                expires_at=expires_at,
+            )
             chosen.extend(c for c in batch if c.item_id in won)
         if len(chosen) >= k:
             break
     if not keep_leases:
         repository.release_others(session, project.id, holder, {c.item_id for c in chosen})
-    return Suggestion(annotator=annotator or "", strategy=used, cold_start=cold, note=note,
-                      model_id=model_id, model_version=version, lease_expires_at=expires_at, items=chosen)
+    return Suggestion(
+        annotator=annotator or "",
+        strategy=used,
+        cold_start=cold,
+        note=note,
+        model_id=model_id,
+        model_version=version,
+        lease_expires_at=expires_at,
+        items=chosen,
+    )
 
 
-def renew_leases(session: Session, project: Project, principal: Principal, annotator: str | None,
-                 lease_seconds: int) -> tuple[list[int], datetime]:
+def renew_leases(
+    session: Session,
+    project: Project,
+    principal: Principal,
+    annotator: str | None,
+    lease_seconds: int,
+) -> tuple[list[int], datetime]:
     now = utcnow()
     expires_at = now + timedelta(seconds=lease_seconds)
     ids = repository.renew(session, project.id, holder_key(principal, annotator), now, expires_at)

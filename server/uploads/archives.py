@@ -78,7 +78,9 @@ def read_archive(source: BinaryIO, limits: ArchiveLimits) -> list[ArchiveEntry]:
             try:
                 data = _read_bounded(archive, info, min(limits.max_entry_bytes, remaining), name)
             except PayloadTooLarge as exc:
-                raise InvalidArchive(f"{exc.detail}; archive rejected as a possible zip bomb") from exc
+                raise InvalidArchive(
+                    f"{exc.detail}; archive rejected as a possible zip bomb"
+                ) from exc
             except (zipfile.BadZipFile, OSError, EOFError, NotImplementedError) as exc:
                 raise InvalidArchive(f"zip entry {name!r}: cannot be read ({exc})") from exc
             total += len(data)

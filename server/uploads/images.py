@@ -52,8 +52,9 @@ def _orientation(image: Image.Image) -> int:
 def _to_eight_bits(image: Image.Image, name: str) -> Image.Image:
     """High-depth greyscale -> ``L`` with the full range scaled, not clipped."""
     if image.mode == "F":
-        raise InvalidImage(f"{name}: floating-point pixels are not supported; save the image "
-                           "as 8- or 16-bit")
+        raise InvalidImage(
+            f"{name}: floating-point pixels are not supported; save the image as 8- or 16-bit"
+        )
     pixels = np.asarray(image, dtype=np.float64)
     if image.mode == "I" and pixels.size and (pixels.min() < 0 or pixels.max() > 65535):
         raise InvalidImage(f"{name}: 32-bit pixel values outside 0-65535 are not supported")
@@ -78,11 +79,19 @@ def _normalised(image: Image.Image, image_format: str, name: str) -> tuple[bytes
     return buffer.getvalue(), "PNG"
 
 
-def check_image(data: bytes, *, allowed_formats: tuple[str, ...], max_pixels: int,
-                max_bytes: int, name: str = "file") -> CheckedImage:
+def check_image(
+    data: bytes,
+    *,
+    allowed_formats: tuple[str, ...],
+    max_pixels: int,
+    max_bytes: int,
+    name: str = "file",
+) -> CheckedImage:
     """Return the image's format and size, or raise a 4xx error a person can act on."""
     if len(data) > max_bytes:
-        raise PayloadTooLarge(f"{name}: {len(data)} bytes exceeds the per-file limit of {max_bytes}")
+        raise PayloadTooLarge(
+            f"{name}: {len(data)} bytes exceeds the per-file limit of {max_bytes}"
+        )
     if not data:
         raise InvalidImage(f"{name}: empty file")
     try:

@@ -24,7 +24,9 @@ def model_dir(storage: Path, project_id: int, job_id: int) -> Path:
     return storage / "models" / str(project_id) / str(job_id)
 
 
-def write_artefacts(model: XModel, task: TaskSpec, out: Path, extra: dict[str, Any]) -> dict[str, dict[str, Any]]:
+def write_artefacts(
+    model: XModel, task: TaskSpec, out: Path, extra: dict[str, Any]
+) -> dict[str, dict[str, Any]]:
     """Returns ``{"safetensors"|"config"|"onnx"|"torchscript": {"path", "sha256", ...}}``."""
     saved = save_model(model, task, out, extra=extra)
     return {

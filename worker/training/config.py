@@ -16,8 +16,16 @@ from xmodel_core.trainer import TrainConfig
 BASELINE_STRATEGIES = ("mc_dropout", "entropy")  # scored only when a project asks
 MODEL_KEYS = {"num_heads", "head_hidden", "dropout", "freeze_blocks", "pretrained"}
 TRAIN_KEYS = {f.name for f in fields(TrainConfig)} - {"weak", "strong", "device"}
-JOB_KEYS = {"val_fraction", "clusters", "score_views", "score_strategies", "trunk_cache", "weak_views",
-            "strong_views", "warm_start"}
+JOB_KEYS = {
+    "val_fraction",
+    "clusters",
+    "score_views",
+    "score_strategies",
+    "trunk_cache",
+    "weak_views",
+    "strong_views",
+    "warm_start",
+}
 
 
 @dataclass
@@ -40,26 +48,49 @@ class JobConfig:
         return self.trunk_cache and self.model.freeze_blocks > 0
 
 
-def job_config(params: dict[str, Any], *, backbone: str, image_size: int, output_dim: int,
-               device: str, checkpoint_every: int, score_views: int) -> JobConfig:
+def job_config(
+    params: dict[str, Any],
+    *,
+    backbone: str,
+    image_size: int,
+    output_dim: int,
+    device: str,
+    checkpoint_every: int,
+    score_views: int,
+) -> JobConfig:
     try:  # the schema the API validated with: one definition of what a job may carry
         TrainingSettings.model_validate(params)
     except ValidationError as exc:
         unknown = sorted(set(params) - TRAINING_SETTING_KEYS)
         if unknown:
-            raise JobDataError(f"unknown training settings {unknown}; known: "
-                               f"{sorted(TRAINING_SETTING_KEYS)}") from exc
+            raise JobDataError(
+                f"unknown training settings {unknown}; known: {sorted(TRAINING_SETTING_KEYS)}"
+            ) from exc
         problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
         raise JobDataError(f"bad training settings: {problems}") from exc
     model_args = {k: params[k] for k in MODEL_KEYS if k in params}
     train_args = {k: params[k] for k in TRAIN_KEYS if k in params}
     train_args.setdefault("checkpoint_every", checkpoint_every)
     try:
-        model = ModelConfig(backbone=backbone, output_dim=output_dim, image_size=image_size, **model_args)
+        model = ModelConfig(
+            backbone=backbone, output_dim=output_dim, image_size=image_size, **model_args
+        )
         train = TrainConfig(device=device, **train_args)
-        for name in ("steps", "batch_size", "unlabelled_batch_size", "eval_every", "checkpoint_every", "seed"):
+        for name in (
+            "steps",
+            "batch_size",
+            "unlabelled_batch_size",
+            "eval_every",
+            "checkpoint_every",
+            "seed",
+        ):
             setattr(train, name, int(getattr(train, name)))  # "many" -> ValueError, here
-        if train.steps < 1 or train.batch_size < 1 or train.unlabelled_batch_size < 1 or train.eval_every < 1:
+        if (
+            train.steps < 1
+            or train.batch_size < 1
+            or train.unlabelled_batch_size < 1
+            or train.eval_every < 1
+        ):
             raise ValueError("steps, batch sizes and eval_every must be positive")
         val_fraction = float(params.get("val_fraction", 0.2))
         if not 0 <= val_fraction < 1:
@@ -73,13 +104,22 @@ def job_config(params: dict[str, Any], *, backbone: str, image_size: int, output
             raise ValueError("score_strategies must be a list of strategy names")
         unknown_scores = set(strategies) - {"xmodel", *BASELINE_STRATEGIES}
         if unknown_scores:
-            raise ValueError(f"unknown score_strategies {sorted(unknown_scores)}; known: "
-                             f"{['xmodel', *BASELINE_STRATEGIES]}")
+            raise ValueError(
+                f"unknown score_strategies {sorted(unknown_scores)}; known: "
+                f"{['xmodel', *BASELINE_STRATEGIES]}"
+            )
     except (TypeError, ValueError) as exc:
         raise JobDataError(f"bad training settings: {exc}") from exc
     extra = tuple(dict.fromkeys(s for s in strategies if s != "xmodel"))  # xmodel is always scored
-    return JobConfig(model, train, val_fraction, int(clusters) if clusters is not None else None, views, extra,
-                     trunk_cache=bool(params.get("trunk_cache", True)),
-                     warm_start=bool(params.get("warm_start", True)),
-                     weak_views=int(params.get("weak_views", 8)),
-                     strong_views=int(params.get("strong_views", max(2, views - 1))))
+    return JobConfig(
+        model,
+        train,
+        val_fraction,
+        int(clusters) if clusters is not None else None,
+        views,
+        extra,
+        trunk_cache=bool(params.get("trunk_cache", True)),
+        warm_start=bool(params.get("warm_start", True)),
+        weak_views=int(params.get("weak_views", 8)),
+        strong_views=int(params.get("strong_views", max(2, views - 1))),
+    )

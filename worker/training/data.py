@@ -41,7 +41,9 @@ class Snapshot:
     unlabelled: list[list[Any]]
 
     def save(self, path: Path) -> None:
-        atomic_write_bytes(path, json.dumps({"labelled": self.labelled, "unlabelled": self.unlabelled}).encode())
+        atomic_write_bytes(
+            path, json.dumps({"labelled": self.labelled, "unlabelled": self.unlabelled}).encode()
+        )
 
     @staticmethod
     def load(path: Path) -> Snapshot:
@@ -54,7 +56,9 @@ def iter_items(factory: sessionmaker[Session], project_id: int, status: str) -> 
     after = 0
     while True:
         with factory() as session:
-            page = items.list_page(session, project_id, status=status, after_id=after, limit=PAGE, now=utcnow())
+            page = items.list_page(
+                session, project_id, status=status, after_id=after, limit=PAGE, now=utcnow()
+            )
             rows = [[i.id, i.sha256, i.width, i.height, i.label] for i in page]
         if not rows:
             return
@@ -62,7 +66,9 @@ def iter_items(factory: sessionmaker[Session], project_id: int, status: str) -> 
         after = rows[-1][0]
 
 
-def take_snapshot(factory: sessionmaker[Session], project_id: int, pool_max: int, seed: int) -> Snapshot:
+def take_snapshot(
+    factory: sessionmaker[Session], project_id: int, pool_max: int, seed: int
+) -> Snapshot:
     labelled = [row for page in iter_items(factory, project_id, "labelled") for row in page]
     unlabelled = [row[:2] for page in iter_items(factory, project_id, "unlabelled") for row in page]
     if not labelled:
@@ -79,11 +85,17 @@ def core_task(task: dict[str, Any]) -> TaskSpec:
         ranges = task.get("ranges") or {}
         targets = task["targets"]
         complete = all(t in ranges for t in targets)  # the core clamps all targets or none
-        return task_from_json({"kind": kind, "targets": targets,
-                               "ranges": [ranges[t] for t in targets] if ranges and complete else None})
+        return task_from_json(
+            {
+                "kind": kind,
+                "targets": targets,
+                "ranges": [ranges[t] for t in targets] if ranges and complete else None,
+            }
+        )
     if kind == "keypoints":
-        return task_from_json({"kind": kind, "points": task["points"],
-                               "flip_pairs": task.get("flip_pairs") or None})
+        return task_from_json(
+            {"kind": kind, "points": task["points"], "flip_pairs": task.get("flip_pairs") or None}
+        )
     if kind == "classification":
         return task_from_json({"kind": kind, "classes": task["classes"]})
     raise JobDataError(f"unknown task kind {kind!r}")
@@ -124,11 +136,15 @@ def load_images(store: ImageStore, shas: list[str], size: int) -> torch.Tensor:
     return torch.stack([load_image(store, sha, size) for sha in shas])
 
 
-def labelled_set(store: ImageStore, task: TaskSpec, rows: list[list[Any]], size: int,
-                 with_images: bool = True) -> LabelledSet:
+def labelled_set(
+    store: ImageStore, task: TaskSpec, rows: list[list[Any]], size: int, with_images: bool = True
+) -> LabelledSet:
     """Targets of ``rows`` and their images; ``with_images=False`` leaves ``images`` an empty
     ``[N, 0]`` placeholder (training from cached trunk views never decodes the images)."""
     y, visible = targets(task, rows)
-    images = (load_images(store, [r[1] for r in rows], size) if with_images
-              else torch.empty(len(rows), 0, dtype=torch.uint8))
+    images = (
+        load_images(store, [r[1] for r in rows], size)
+        if with_images
+        else torch.empty(len(rows), 0, dtype=torch.uint8)
+    )
     return LabelledSet(images, y, visible)

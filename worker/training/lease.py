@@ -26,8 +26,16 @@ log = logging.getLogger(__name__)
 class JobLease:
     """Owns a claimed job row for as long as the work runs (use as a context manager)."""
 
-    def __init__(self, factory: sessionmaker[Session], job_id: int, owner: str, *,
-                 lease_seconds: float, heartbeat_seconds: float, progress_seconds: float) -> None:
+    def __init__(
+        self,
+        factory: sessionmaker[Session],
+        job_id: int,
+        owner: str,
+        *,
+        lease_seconds: float,
+        heartbeat_seconds: float,
+        progress_seconds: float,
+    ) -> None:
         self.factory = factory
         self.job_id = job_id
         self.owner = owner
@@ -52,8 +60,14 @@ class JobLease:
     def _write(self, **progress: Any) -> None:
         now = utcnow()
         with self._lock, self.factory.begin() as session:
-            flag = jobs.heartbeat(session, self.job_id, self.owner, now,
-                                  now + timedelta(seconds=self.lease_seconds), **progress)
+            flag = jobs.heartbeat(
+                session,
+                self.job_id,
+                self.owner,
+                now,
+                now + timedelta(seconds=self.lease_seconds),
+                **progress,
+            )
         if flag is None:
             self.lost.set()
         elif flag:

@@ -70,7 +70,9 @@ def new_owner() -> str:
     return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
 
 
-def _claim(factory: sessionmaker[Session], job_id: int, owner: str, lease_s: float, storage: Path) -> Claimed | None:
+def _claim(
+    factory: sessionmaker[Session], job_id: int, owner: str, lease_s: float, storage: Path
+) -> Claimed | None:
     now = utcnow()
     with factory.begin() as session:
         job = jobs.claim(session, job_id, owner, now, now + timedelta(seconds=lease_s))
@@ -79,10 +81,17 @@ def _claim(factory: sessionmaker[Session], job_id: int, owner: str, lease_s: flo
         project = projects.get(session, job.project_id)
         assert project is not None  # jobs cascade with their project
         active = projects.active_model(session, project.id)
-        return Claimed(job.id, project.id, dict(job.params or {}), job.attempts, dict(project.task),
-                       project.image_size, project.backbone,
-                       (storage / active.config_path).parent if active else None,
-                       active.version if active else None)
+        return Claimed(
+            job.id,
+            project.id,
+            dict(job.params or {}),
+            job.attempts,
+            dict(project.task),
+            project.image_size,
+            project.backbone,
+            (storage / active.config_path).parent if active else None,
+            active.version if active else None,
+        )
 
 
 def run_training_job(job_id: int, *, final_try: bool = True) -> str:
@@ -99,10 +108,22 @@ def run_training_job(job_id: int, *, final_try: bool = True) -> str:
     if claimed.attempts > ws.max_attempts:
         _end(factory, claimed, owner, "failed", f"gave up after {ws.max_attempts} attempts")
         return "failed"
-    lease = JobLease(factory, job_id, owner, lease_seconds=ws.job_lease_seconds,
-                     heartbeat_seconds=ws.heartbeat_seconds, progress_seconds=ws.progress_seconds)
-    run = TrainingRun(claimed, lease, factory, FileImageStore(Path(settings.storage_dir)),
-                      Path(settings.storage_dir), ws)
+    lease = JobLease(
+        factory,
+        job_id,
+        owner,
+        lease_seconds=ws.job_lease_seconds,
+        heartbeat_seconds=ws.heartbeat_seconds,
+        progress_seconds=ws.progress_seconds,
+    )
+    run = TrainingRun(
+        claimed,
+        lease,
+        factory,
+        FileImageStore(Path(settings.storage_dir)),
+        Path(settings.storage_dir),
+        ws,
+    )
     try:
         return _execute(run, factory, claimed, owner, final_try)
     finally:
@@ -110,8 +131,9 @@ def run_training_job(job_id: int, *, final_try: bool = True) -> str:
         release_memory()
 
 
-def _execute(run: TrainingRun, factory: sessionmaker[Session], claimed: Claimed, owner: str,
-             final_try: bool) -> str:
+def _execute(
+    run: TrainingRun, factory: sessionmaker[Session], claimed: Claimed, owner: str, final_try: bool
+) -> str:
     """Run the claimed job to its outcome (see :func:`run_training_job`)."""
     job_id, lease = claimed.job_id, run.lease
     try:
@@ -141,13 +163,21 @@ def _execute(run: TrainingRun, factory: sessionmaker[Session], claimed: Claimed,
         return "failed"
 
 
-def _end(factory: sessionmaker[Session], claimed: Claimed, owner: str, status: str,
-         error: str | None, metrics: dict[str, Any] | None = None) -> bool:
+def _end(
+    factory: sessionmaker[Session],
+    claimed: Claimed,
+    owner: str,
+    status: str,
+    error: str | None,
+    metrics: dict[str, Any] | None = None,
+) -> bool:
     """Finish as failed / cancelled and drop the job's unfinished model row. False when the
     row is no longer ours (or the database did not answer): then touch nothing else."""
     try:
         with factory.begin() as session:
-            if not jobs.finish(session, claimed.job_id, owner, status, utcnow(), error=error, metrics=metrics):
+            if not jobs.finish(
+                session, claimed.job_id, owner, status, utcnow(), error=error, metrics=metrics
+            ):
                 return False
             models.delete_inactive_for_job(session, claimed.job_id)
             return True
@@ -159,8 +189,15 @@ def _end(factory: sessionmaker[Session], claimed: Claimed, owner: str, status: s
 class TrainingRun:
     """The work between claim and finish (see the module docstring)."""
 
-    def __init__(self, claimed: Claimed, lease: JobLease, factory: sessionmaker[Session],
-                 store: ImageStore, storage: Path, ws: WorkerSettings) -> None:
+    def __init__(
+        self,
+        claimed: Claimed,
+        lease: JobLease,
+        factory: sessionmaker[Session],
+        store: ImageStore,
+        storage: Path,
+        ws: WorkerSettings,
+    ) -> None:
         self.c = claimed
         self.lease = lease
         self.factory = factory
@@ -179,93 +216,187 @@ class TrainingRun:
         task = data.core_task(self.c.task)
         params = {**product_defaults(self.c.task["kind"], self.c.backbone), **self.c.params}
         self.metrics["settings"] = params  # what this job ran with: defaults, project, request
-        cfg = job_config(params, backbone=self.c.backbone, image_size=self.c.image_size,
-                         output_dim=task.output_dim, device=self.ws.device,
-                         checkpoint_every=self.ws.checkpoint_every, score_views=self.ws.score_views)
+        cfg = job_config(
+            params,
+            backbone=self.c.backbone,
+            image_size=self.c.image_size,
+            output_dim=task.output_dim,
+            device=self.ws.device,
+            checkpoint_every=self.ws.checkpoint_every,
+            score_views=self.ws.score_views,
+        )
         scoring.check_strategies(cfg.score_strategies, task)  # before training, not after
-        self.lease.progress(force=True, phase="loading", progress_step=0, progress_total=cfg.train.steps,
-                            metrics=self.metrics)
+        self.lease.progress(
+            force=True,
+            phase="loading",
+            progress_step=0,
+            progress_total=cfg.train.steps,
+            metrics=self.metrics,
+        )
         snapshot = self._snapshot(cfg)
         cached = cfg.uses_trunk_cache
-        labelled = data.labelled_set(self.store, task, snapshot.labelled, self.c.image_size,
-                                     with_images=not cached)
-        unlabelled = (torch.empty(0, 3, self.c.image_size, self.c.image_size, dtype=torch.uint8) if cached
-                      else data.load_images(self.store, [r[1] for r in snapshot.unlabelled], self.c.image_size))
+        labelled = data.labelled_set(
+            self.store, task, snapshot.labelled, self.c.image_size, with_images=not cached
+        )
+        unlabelled = (
+            torch.empty(0, 3, self.c.image_size, self.c.image_size, dtype=torch.uint8)
+            if cached
+            else data.load_images(
+                self.store, [r[1] for r in snapshot.unlabelled], self.c.image_size
+            )
+        )
         self.lease.check()
-        train_idx, val_idx = (split_train_val(len(labelled), cfg.val_fraction, cfg.train.seed)
-                              if len(labelled) >= 10 and cfg.val_fraction > 0
-                              else (torch.arange(len(labelled)), torch.empty(0, dtype=torch.long)))
+        train_idx, val_idx = (
+            split_train_val(len(labelled), cfg.val_fraction, cfg.train.seed)
+            if len(labelled) >= 10 and cfg.val_fraction > 0
+            else (torch.arange(len(labelled)), torch.empty(0, dtype=torch.long))
+        )
         train_set, val_set = labelled.subset(train_idx), labelled.subset(val_idx)
         task.fit(train_set.targets)
         model = self._build_model(cfg)
         trainer = Trainer(model, task, cfg.train)
         self.steps = cfg.train.steps
-        self.metrics |= {"labelled": len(labelled), "train": len(train_set), "val": len(val_set),
-                         "unlabelled_pool": len(snapshot.unlabelled), "device": str(trainer.device),
-                         "trunk_cache": cached, "load_seconds": round(time.monotonic() - self._t0, 2)}
+        self.metrics |= {
+            "labelled": len(labelled),
+            "train": len(train_set),
+            "val": len(val_set),
+            "unlabelled_pool": len(snapshot.unlabelled),
+            "device": str(trainer.device),
+            "trunk_cache": cached,
+            "load_seconds": round(time.monotonic() - self._t0, 2),
+        }
         training_views = None
         if cached:
             self.builder = self._view_builder(cfg, task, model, trainer.device)
-            self.lease.progress(force=True, phase="caching", progress_step=0,
-                                progress_total=len(snapshot.unlabelled) + len(labelled), metrics=self.metrics)
+            self.lease.progress(
+                force=True,
+                phase="caching",
+                progress_step=0,
+                progress_total=len(snapshot.unlabelled) + len(labelled),
+                metrics=self.metrics,
+            )
             shas = [r[1] for r in snapshot.labelled]
             training_views = self.builder.training_views(
-                [shas[i] for i in train_idx.tolist()], [shas[i] for i in val_idx.tolist()],
-                [r[1] for r in snapshot.unlabelled], consistency=cfg.train.method != "supervised",
-                check=lambda done: self.lease.progress(progress_step=done))
-            self.metrics |= {"cache_seconds": round(self.builder.seconds, 2), "cache_hits": self.builder.stats.hits,
-                             "cache_misses": self.builder.stats.computed}
-        self.lease.progress(force=True, phase="training", progress_step=0, progress_total=cfg.train.steps,
-                            metrics=self.metrics)
+                [shas[i] for i in train_idx.tolist()],
+                [shas[i] for i in val_idx.tolist()],
+                [r[1] for r in snapshot.unlabelled],
+                consistency=cfg.train.method != "supervised",
+                check=lambda done: self.lease.progress(progress_step=done),
+            )
+            self.metrics |= {
+                "cache_seconds": round(self.builder.seconds, 2),
+                "cache_hits": self.builder.stats.hits,
+                "cache_misses": self.builder.stats.computed,
+            }
+        self.lease.progress(
+            force=True,
+            phase="training",
+            progress_step=0,
+            progress_total=cfg.train.steps,
+            metrics=self.metrics,
+        )
         t_train = time.monotonic()
-        result = trainer.fit(train_set, None if cached else unlabelled, val_set if len(val_set) else None,
-                             callback=self._on_step, checkpoint_path=self.job_dir / "checkpoint.pt",
-                             views=training_views)
+        result = trainer.fit(
+            train_set,
+            None if cached else unlabelled,
+            val_set if len(val_set) else None,
+            callback=self._on_step,
+            checkpoint_path=self.job_dir / "checkpoint.pt",
+            views=training_views,
+        )
         del training_views, unlabelled, labelled, train_set  # scoring reads the pool batch by batch
-        self.metrics |= {"steps_done": result.steps_done, "best_step": result.best_step,
-                         "val_error": result.best_val_error, "stopped_early": result.stopped_early,
-                         "train_seconds": round(time.monotonic() - t_train, 2)}
+        self.metrics |= {
+            "steps_done": result.steps_done,
+            "best_step": result.best_step,
+            "val_error": result.best_val_error,
+            "stopped_early": result.stopped_early,
+            "train_seconds": round(time.monotonic() - t_train, 2),
+        }
         if len(val_set):
             self.metrics["val_error_final"] = trainer.evaluate(val_set)
         self.lease.progress(force=True, phase="exporting", metrics=self.metrics)
         t_export = time.monotonic()
         model = model.cpu().eval() if trainer.device.type != "cpu" else model.eval()
-        files = write_artefacts(model, task, self.out_dir, extra={
-            "job_id": self.c.job_id, "project_id": self.c.project_id, "metrics": self.metrics})
+        files = write_artefacts(
+            model,
+            task,
+            self.out_dir,
+            extra={
+                "job_id": self.c.job_id,
+                "project_id": self.c.project_id,
+                "metrics": self.metrics,
+            },
+        )
         model_id = self._model_row(files, self.metrics["labelled"])
         self.metrics["export_seconds"] = round(time.monotonic() - t_export, 2)
-        self.lease.progress(force=True, phase="scoring", progress_step=0, progress_total=None,
-                            metrics=self.metrics)
+        self.lease.progress(
+            force=True, phase="scoring", progress_step=0, progress_total=None, metrics=self.metrics
+        )
         t_score = time.monotonic()
         model.to(trainer.device)
         pool = scoring.score_pool(
-            model, task, self.factory, self.store, self.c.project_id, size=self.c.image_size,
-            views=cfg.score_views, batch=self.ws.score_batch, seed=cfg.train.seed,
-            n_clusters=cfg.clusters, extra=cfg.score_strategies,
+            model,
+            task,
+            self.factory,
+            self.store,
+            self.c.project_id,
+            size=self.c.image_size,
+            views=cfg.score_views,
+            batch=self.ws.score_batch,
+            seed=cfg.train.seed,
+            n_clusters=cfg.clusters,
+            extra=cfg.score_strategies,
             check=lambda done, _total: self.lease.progress(progress_step=done),
-            views_from=self.builder if cached else None)
-        self.metrics |= {"score_seconds": round(time.monotonic() - t_score, 2),
-                         "scored_views": len(pool.item_ids) * (1 + cfg.strong_views if cached else cfg.score_views)}
-        self.lease.progress(force=True, phase="writing scores", progress_step=0,
-                            progress_total=len(pool.item_ids))
-        written = scoring.write_scores(self.factory, model_id, pool, self.ws.score_write_batch,
-                                       check=lambda done, _t: self.lease.progress(progress_step=done))
-        self.metrics |= {"scored": written, "clusters": int(pool.clusters.max()) + 1 if written else 0,
-                         "total_seconds": round(time.monotonic() - self._t0, 2)}
+            views_from=self.builder if cached else None,
+        )
+        self.metrics |= {
+            "score_seconds": round(time.monotonic() - t_score, 2),
+            "scored_views": len(pool.item_ids)
+            * (1 + cfg.strong_views if cached else cfg.score_views),
+        }
+        self.lease.progress(
+            force=True, phase="writing scores", progress_step=0, progress_total=len(pool.item_ids)
+        )
+        written = scoring.write_scores(
+            self.factory,
+            model_id,
+            pool,
+            self.ws.score_write_batch,
+            check=lambda done, _t: self.lease.progress(progress_step=done),
+        )
+        self.metrics |= {
+            "scored": written,
+            "clusters": int(pool.clusters.max()) + 1 if written else 0,
+            "total_seconds": round(time.monotonic() - self._t0, 2),
+        }
         self.lease.progress(force=True, phase="activating")
         self._activate(model_id)
         self.cleanup(artefacts=False)
 
-    def _view_builder(self, cfg: JobConfig, task: TaskSpec, model: XModel, device: torch.device) -> ViewBuilder:
-        root = Path(self.ws.trunk_cache_dir) if self.ws.trunk_cache_dir else self.storage / "cache" / "trunk"
-        return ViewBuilder(model, view_plan(task, cfg.train, cfg.weak_views, cfg.strong_views), self.store,
-                           self.c.image_size, cache_for(root, self.ws.trunk_cache_mb * 2**20), device)
+    def _view_builder(
+        self, cfg: JobConfig, task: TaskSpec, model: XModel, device: torch.device
+    ) -> ViewBuilder:
+        root = (
+            Path(self.ws.trunk_cache_dir)
+            if self.ws.trunk_cache_dir
+            else self.storage / "cache" / "trunk"
+        )
+        return ViewBuilder(
+            model,
+            view_plan(task, cfg.train, cfg.weak_views, cfg.strong_views),
+            self.store,
+            self.c.image_size,
+            cache_for(root, self.ws.trunk_cache_mb * 2**20),
+            device,
+        )
 
     def _snapshot(self, cfg: JobConfig) -> data.Snapshot:
         path = self.job_dir / "snapshot.json"
         if path.exists():
             return data.Snapshot.load(path)
-        snapshot = data.take_snapshot(self.factory, self.c.project_id, self.ws.train_pool_max, cfg.train.seed)
+        snapshot = data.take_snapshot(
+            self.factory, self.c.project_id, self.ws.train_pool_max, cfg.train.seed
+        )
         snapshot.save(path)
         return snapshot
 
@@ -290,13 +421,19 @@ class TrainingRun:
         done = progress.step - self._first_step + 1
         elapsed = time.monotonic() - self._t0_steps
         rate = done / elapsed if elapsed > 0 else 0.0
-        self.metrics |= {"loss": round(progress.losses.get("total", float("nan")), 6),
-                         "steps_per_second": round(rate, 3),
-                         "eta_seconds": round((progress.total - progress.step) / rate, 1) if rate > 0 else None}
+        self.metrics |= {
+            "loss": round(progress.losses.get("total", float("nan")), 6),
+            "steps_per_second": round(rate, 3),
+            "eta_seconds": round((progress.total - progress.step) / rate, 1) if rate > 0 else None,
+        }
         if progress.val_error is not None:
             self.metrics["last_val_error"] = progress.val_error
-        self.lease.progress(force=progress.step == progress.total, progress_step=progress.step,
-                            progress_total=progress.total, metrics=dict(self.metrics))
+        self.lease.progress(
+            force=progress.step == progress.total,
+            progress_step=progress.step,
+            progress_total=progress.total,
+            metrics=dict(self.metrics),
+        )
 
     # ---- rows ----------------------------------------------------------------------------------
     def _rel(self, info: dict[str, Any]) -> str:
@@ -305,20 +442,30 @@ class TrainingRun:
     def _model_row(self, files: dict[str, dict[str, Any]], labelled: int) -> int:
         """Create the job's model version (inactive), or update the one an earlier attempt made."""
         columns = {
-            "labelled_count": labelled, "metrics": self.metrics,
-            "config_path": self._rel(files["config"]), "config_sha256": files["config"]["sha256"],
+            "labelled_count": labelled,
+            "metrics": self.metrics,
+            "config_path": self._rel(files["config"]),
+            "config_sha256": files["config"]["sha256"],
             "safetensors_path": self._rel(files["safetensors"]),
             "safetensors_sha256": files["safetensors"]["sha256"],
-            "onnx_path": self._rel(files["onnx"]), "onnx_sha256": files["onnx"]["sha256"],
+            "onnx_path": self._rel(files["onnx"]),
+            "onnx_sha256": files["onnx"]["sha256"],
             "torchscript_path": self._rel(files["torchscript"]),
             "torchscript_sha256": files["torchscript"]["sha256"],
         }
         with self.factory.begin() as session:
             row = models.for_job(session, self.c.job_id)
             if row is None:
-                row = models.add(session, ModelVersion(
-                    project_id=self.c.project_id, job_id=self.c.job_id, is_active=False,
-                    version=models.next_version(session, self.c.project_id), **columns))
+                row = models.add(
+                    session,
+                    ModelVersion(
+                        project_id=self.c.project_id,
+                        job_id=self.c.job_id,
+                        is_active=False,
+                        version=models.next_version(session, self.c.project_id),
+                        **columns,
+                    ),
+                )
             else:
                 for key, value in columns.items():
                     setattr(row, key, value)
@@ -331,9 +478,15 @@ class TrainingRun:
         now = utcnow()
         with self.factory.begin() as session:
             # progress back to the training's figures (the scoring phases counted items)
-            flag = jobs.heartbeat(session, self.c.job_id, self.lease.owner, now,
-                                  now + timedelta(seconds=self.ws.job_lease_seconds),
-                                  progress_step=self.metrics["steps_done"], progress_total=self.steps)
+            flag = jobs.heartbeat(
+                session,
+                self.c.job_id,
+                self.lease.owner,
+                now,
+                now + timedelta(seconds=self.ws.job_lease_seconds),
+                progress_step=self.metrics["steps_done"],
+                progress_total=self.steps,
+            )
             if flag is None:
                 raise LeaseLost(f"job {self.c.job_id}: lease lost before activation")
             if flag:
@@ -341,8 +494,16 @@ class TrainingRun:
             model = models.get(session, model_id)
             assert model is not None
             model.metrics = self.metrics
-            if not jobs.finish(session, self.c.job_id, self.lease.owner, "succeeded", now,
-                               model_id=model_id, metrics=self.metrics, phase="done"):
+            if not jobs.finish(
+                session,
+                self.c.job_id,
+                self.lease.owner,
+                "succeeded",
+                now,
+                model_id=model_id,
+                metrics=self.metrics,
+                phase="done",
+            ):
                 raise LeaseLost(f"job {self.c.job_id}: lease lost before activation")
             models.activate(session, model)
 

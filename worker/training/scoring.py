@@ -69,23 +69,47 @@ def check_strategies(extra: tuple[str, ...] | list[str], task: TaskSpec) -> None
             raise JobDataError(f"score_strategies: {exc}") from exc
 
 
-def _baseline_scores(name: str, model: XModel, task: TaskSpec, images: torch.Tensor | None,
-                     features: torch.Tensor, preds: torch.Tensor, seed: int, batch: int) -> torch.Tensor:
+def _baseline_scores(
+    name: str,
+    model: XModel,
+    task: TaskSpec,
+    images: torch.Tensor | None,
+    features: torch.Tensor,
+    preds: torch.Tensor,
+    seed: int,
+    batch: int,
+) -> torch.Tensor:
     """A baseline's scores of one batch; ``images`` None in the cached mode (features serve)."""
     inputs = ScoringInputs(task=task, num_items=preds.shape[2], seed=seed)
     if name == "mc_dropout":
         inputs.dropout_predictions = (
-            mc_dropout_on_features(model, task, features, MC_DROPOUT_SAMPLES, seed=seed) if images is None
-            else mc_dropout_predictions(model, task, images, MC_DROPOUT_SAMPLES, seed=seed, batch_size=batch))
+            mc_dropout_on_features(model, task, features, MC_DROPOUT_SAMPLES, seed=seed)
+            if images is None
+            else mc_dropout_predictions(
+                model, task, images, MC_DROPOUT_SAMPLES, seed=seed, batch_size=batch
+            )
+        )
     else:
         inputs.predictions = preds[0]  # the plain view, every head
     return get_scorer(name).score(inputs).float()
 
 
-def score_pool(model: XModel, task: TaskSpec, factory: sessionmaker[Session], store: ImageStore,
-               project_id: int, *, size: int, views: int, batch: int, seed: int,
-               n_clusters: int | None, check: Callable[[int, int], None],
-               extra: tuple[str, ...] | list[str] = (), views_from: ViewBuilder | None = None) -> PoolScores:
+def score_pool(
+    model: XModel,
+    task: TaskSpec,
+    factory: sessionmaker[Session],
+    store: ImageStore,
+    project_id: int,
+    *,
+    size: int,
+    views: int,
+    batch: int,
+    seed: int,
+    n_clusters: int | None,
+    check: Callable[[int, int], None],
+    extra: tuple[str, ...] | list[str] = (),
+    views_from: ViewBuilder | None = None,
+) -> PoolScores:
     """Score the project's current unlabelled items; ``check(done, total_so_far)`` runs after
     every batch (progress, cancel). ``extra`` names baselines to score as well.
 
@@ -106,18 +130,22 @@ def score_pool(model: XModel, task: TaskSpec, factory: sessionmaker[Session], st
             if views_from is not None:
                 shas = [r[1] for r in rows]
                 preds, features = cached_view_predictions(
-                    model, task, views_from.views(shas, "plain"), views_from.views(shas, "strong"))
+                    model, task, views_from.views(shas, "plain"), views_from.views(shas, "strong")
+                )
             else:
                 images = load_images(store, [r[1] for r in rows], size)
-                preds, features = collect_view_predictions(model, task, images, views, seed=seed,
-                                                           batch_size=batch)
+                preds, features = collect_view_predictions(
+                    model, task, images, views, seed=seed, batch_size=batch
+                )
             if preds.shape[0] * model.config.num_heads >= 2:
                 inputs = ScoringInputs(task=task, num_items=len(rows), view_predictions=preds)
                 scores.append(scorer.score(inputs).float())
             else:
                 scores.append(torch.zeros(len(rows)))
             for name, parts in extra_scores.items():
-                parts.append(_baseline_scores(name, model, task, images, features, preds, seed, batch))
+                parts.append(
+                    _baseline_scores(name, model, task, images, features, preds, seed, batch)
+                )
             if projection is None:
                 gen = torch.Generator().manual_seed(seed)
                 projection = torch.randn(features.shape[1], PROJECTED_DIM, generator=gen)
@@ -125,12 +153,20 @@ def score_pool(model: XModel, task: TaskSpec, factory: sessionmaker[Session], st
             ids.extend(int(r[0]) for r in rows)
             check(len(ids), len(ids))
     if not ids:
-        return PoolScores([], torch.empty(0), torch.empty(0, dtype=torch.long),
-                          {name: torch.empty(0) for name in extra})
+        return PoolScores(
+            [],
+            torch.empty(0),
+            torch.empty(0, dtype=torch.long),
+            {name: torch.empty(0) for name in extra},
+        )
     all_feats = torch.cat(feats)
     k = n_clusters or default_clusters(len(ids))
-    return PoolScores(ids, torch.cat(scores), cluster_ids(all_feats, k, seed),
-                      {name: torch.cat(parts) for name, parts in extra_scores.items()})
+    return PoolScores(
+        ids,
+        torch.cat(scores),
+        cluster_ids(all_feats, k, seed),
+        {name: torch.cat(parts) for name, parts in extra_scores.items()},
+    )
 
 
 def cluster_ids(features: torch.Tensor, k: int, seed: int) -> torch.Tensor:
@@ -143,11 +179,18 @@ def cluster_ids(features: torch.Tensor, k: int, seed: int) -> torch.Tensor:
     k = int(assign.max()) + 1
     sums = torch.zeros(k, features.shape[1]).index_add_(0, assign, features[sample])
     centres = sums / torch.bincount(assign, minlength=k).clamp_min(1)[:, None]
-    return torch.cat([torch.cdist(features[s : s + 8192], centres).argmin(1) for s in range(0, n, 8192)])
+    return torch.cat(
+        [torch.cdist(features[s : s + 8192], centres).argmin(1) for s in range(0, n, 8192)]
+    )
 
 
-def write_scores(factory: sessionmaker[Session], model_id: int, pool: PoolScores, write_batch: int,
-                 check: Callable[[int, int], None]) -> int:
+def write_scores(
+    factory: sessionmaker[Session],
+    model_id: int,
+    pool: PoolScores,
+    write_batch: int,
+    check: Callable[[int, int], None],
+) -> int:
     """Replace the model's scores: delete any from an earlier attempt, then insert in batches
     (the xmodel rows, then each baseline's). Returns the number of xmodel rows."""
     with factory.begin() as session:
@@ -157,8 +200,12 @@ def write_scores(factory: sessionmaker[Session], model_id: int, pool: PoolScores
     for strategy, values in ((STRATEGY, pool.scores), *pool.extra.items()):
         for start in range(0, total, write_batch):
             end = min(total, start + write_batch)
-            rows = zip(pool.item_ids[start:end], values[start:end].tolist(),
-                       pool.clusters[start:end].tolist(), strict=True)
+            rows = zip(
+                pool.item_ids[start:end],
+                values[start:end].tolist(),
+                pool.clusters[start:end].tolist(),
+                strict=True,
+            )
             with factory.begin() as session:
                 count = scores_repo.write_scores(session, model_id, strategy, rows)
             if strategy == STRATEGY:

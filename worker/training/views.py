@@ -39,7 +39,9 @@ class JobMemo(TrunkCache):
     thousands of small files again. Dropped with the job (bounded by the job's own pool)."""
 
     def __init__(self, disk: TrunkCache | None) -> None:
-        super().__init__(disk.root if disk is not None else Path("."), disk.max_bytes if disk is not None else 0)
+        super().__init__(
+            disk.root if disk is not None else Path("."), disk.max_bytes if disk is not None else 0
+        )
         self.disk = disk
         self.entries: dict[tuple[str, str, str], CachedViews] = {}
 
@@ -103,7 +105,9 @@ class ViewBuilder:
                 self._trunk = torch_trunk(self.model, self.device)
         return self._trunk(images)
 
-    def views(self, shas: Sequence[str], kind: ViewKind, check: Callable[[int], None] | None = None) -> CachedViews:
+    def views(
+        self, shas: Sequence[str], kind: ViewKind, check: Callable[[int], None] | None = None
+    ) -> CachedViews:
         """``kind`` views of the images ``shas`` (from the cache, or computed and stored)."""
         start = time.monotonic()
         shas = list(shas)
@@ -112,14 +116,29 @@ class ViewBuilder:
             return load_images(self.store, [shas[i] for i in indices], self.image_size)
 
         try:
-            return cached_views(shas, kind, self.plan, self.key, load, self.trunk, self.memo,
-                                self.batch_size, self.stats, check)
+            return cached_views(
+                shas,
+                kind,
+                self.plan,
+                self.key,
+                load,
+                self.trunk,
+                self.memo,
+                self.batch_size,
+                self.stats,
+                check,
+            )
         finally:
             self.seconds += time.monotonic() - start
 
-    def training_views(self, train_shas: Sequence[str], val_shas: Sequence[str],
-                       pool_shas: Sequence[str], consistency: bool,
-                       check: Callable[[int], None] | None = None) -> TrainingViews:
+    def training_views(
+        self,
+        train_shas: Sequence[str],
+        val_shas: Sequence[str],
+        pool_shas: Sequence[str],
+        consistency: bool,
+        check: Callable[[int], None] | None = None,
+    ) -> TrainingViews:
         """Weak views of the training labels, strong views of the consistency pool (the
         unlabelled images then the training labels, as the trainer expects), plain views of
         the validation labels."""

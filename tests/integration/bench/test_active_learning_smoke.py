@@ -21,12 +21,30 @@ def test_active_learning_smoke(tmp_path: Path) -> None:
     env |= {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
     out = tmp_path / "results"
     done = subprocess.run(
-        [sys.executable, "-m", "bench.active_learning", "--smoke", "--threads", "1",
-         "--out-dir", str(out), "--data-dir", str(tmp_path / "service")],
-        cwd=REPO, env=env, capture_output=True, text=True, timeout=240)
-    log = (tmp_path / "service" / "service.log")
-    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:] + (
-        log.read_text()[-3000:] if log.exists() else "")
+        [
+            sys.executable,
+            "-m",
+            "bench.active_learning",
+            "--smoke",
+            "--threads",
+            "1",
+            "--out-dir",
+            str(out),
+            "--data-dir",
+            str(tmp_path / "service"),
+        ],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
+    log = tmp_path / "service" / "service.log"
+    assert done.returncode == 0, (
+        done.stdout[-3000:]
+        + done.stderr[-3000:]
+        + (log.read_text()[-3000:] if log.exists() else "")
+    )
 
     document = json.loads((out / "active_learning_smoke.json").read_text())
     assert document["meta"]["mode"] == "smoke"
@@ -41,7 +59,9 @@ def test_active_learning_smoke(tmp_path: Path) -> None:
         assert sorted(first["picked"]) == sorted(cold)  # one cold start shared by every strategy
         assert second["suggested_by"] == run["strategy"]  # no silent fallback to random
         assert len(set(first["picked"]) | set(second["picked"])) == 20
-        assert all(isinstance(r["test_error"], float) and r["test_error"] >= 0 for r in run["rounds"])
+        assert all(
+            isinstance(r["test_error"], float) and r["test_error"] >= 0 for r in run["rounds"]
+        )
     first_errors = {r["rounds"][0]["test_error"] for r in runs}
     assert max(first_errors) - min(first_errors) < 1e-3  # same labels, same seed: same first model
 
@@ -53,9 +73,23 @@ def test_active_learning_smoke(tmp_path: Path) -> None:
     # a run split over processes merges into one document; a run found twice counts once
     merged_dir = tmp_path / "merged"
     done = subprocess.run(
-        [sys.executable, "-m", "bench.active_learning", "--smoke", "--out-dir", str(merged_dir), "--merge",
-         str(out / "active_learning_smoke.json"), str(out / "active_learning_smoke.json")],
-        cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
+        [
+            sys.executable,
+            "-m",
+            "bench.active_learning",
+            "--smoke",
+            "--out-dir",
+            str(merged_dir),
+            "--merge",
+            str(out / "active_learning_smoke.json"),
+            str(out / "active_learning_smoke.json"),
+        ],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     merged = json.loads((merged_dir / "active_learning_smoke.json").read_text())
     assert merged["runs"] == runs and merged["cold_starts"] == document["cold_starts"]

@@ -104,7 +104,9 @@ def test_prediction_is_only_for_the_items_project(server: LiveServer) -> None:
         assert client.get(f"/items/{item['id']}/prediction").status_code == 401
     with server.client(owner_a) as client:
         assert client.get("/items/99999999999/prediction").status_code == 404
-        assert client.get(f"/items/{2**63}/prediction").status_code == 404  # past 64 bits: not found, before any route
+        assert (
+            client.get(f"/items/{2**63}/prediction").status_code == 404
+        )  # past 64 bits: not found, before any route
 
 
 def test_suggest_attaches_predictions_excludes_and_keeps_leases(server: LiveServer) -> None:

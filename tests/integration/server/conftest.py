@@ -34,7 +34,9 @@ class CommitCheckingQueue(RecordingJobQueue):
 
     def enqueue(self, job_id: int) -> None:
         with self.engine.connect() as connection:
-            found = connection.execute(text("SELECT id FROM jobs WHERE id = :id"), {"id": job_id}).first()
+            found = connection.execute(
+                text("SELECT id FROM jobs WHERE id = :id"), {"id": job_id}
+            ).first()
         self.visible_at_enqueue.append(found is not None)
         super().enqueue(job_id)
 
@@ -55,28 +57,48 @@ class Api:
     def session(self) -> Session:
         return Session(self.engine)
 
-    def create_project(self, task: dict[str, Any] | None = None, **extra: Any) -> tuple[int, dict[str, str]]:
-        body = {"name": "p", "task": task or {"kind": "classification", "classes": ["cat", "dog"]},
-                "image_size": 16, "backbone": "small_cnn", **extra}
+    def create_project(
+        self, task: dict[str, Any] | None = None, **extra: Any
+    ) -> tuple[int, dict[str, str]]:
+        body = {
+            "name": "p",
+            "task": task or {"kind": "classification", "classes": ["cat", "dog"]},
+            "image_size": 16,
+            "backbone": "small_cnn",
+            **extra,
+        }
         response = self.client.post("/projects", json=body, headers=self.admin)
         assert response.status_code == 201, response.text
         data = response.json()
         return data["id"], {"Authorization": f"Bearer {data['owner_token']}"}
 
-    def create_token(self, project_id: int, owner: dict[str, str], role: str = "annotator",
-                     name: str = "a") -> tuple[int, dict[str, str]]:
-        response = self.client.post(f"/projects/{project_id}/tokens", json={"role": role, "name": name},
-                                    headers=owner)
+    def create_token(
+        self, project_id: int, owner: dict[str, str], role: str = "annotator", name: str = "a"
+    ) -> tuple[int, dict[str, str]]:
+        response = self.client.post(
+            f"/projects/{project_id}/tokens", json={"role": role, "name": name}, headers=owner
+        )
         assert response.status_code == 201, response.text
         return response.json()["id"], {"Authorization": f"Bearer {response.json()['token']}"}
 
-    def upload(self, project_id: int, headers: dict[str, str], files: list[tuple[str, bytes]],
-               labels: list[Any] | None = None) -> Any:
+    def upload(
+        self,
+        project_id: int,
+        headers: dict[str, str],
+        files: list[tuple[str, bytes]],
+        labels: list[Any] | None = None,
+    ) -> Any:
         import json
 
         data = {"labels": json.dumps(labels)} if labels is not None else None
-        return self.client.post(f"/projects/{project_id}/items", headers=headers, data=data,
-                                files=[("files", (name, content, "application/octet-stream")) for name, content in files])
+        return self.client.post(
+            f"/projects/{project_id}/items",
+            headers=headers,
+            data=data,
+            files=[
+                ("files", (name, content, "application/octet-stream")) for name, content in files
+            ],
+        )
 
 
 def _reset(engine: Engine) -> None:
@@ -100,8 +122,13 @@ def database_url(backend: str, request: pytest.FixtureRequest) -> str:
 
 
 def build_settings(database_url: str, storage: Path, **overrides: Any) -> Settings:
-    return Settings(database_url=database_url, storage_dir=storage, admin_token=ADMIN_TOKEN,
-                    auto_migrate=False, **overrides)
+    return Settings(
+        database_url=database_url,
+        storage_dir=storage,
+        admin_token=ADMIN_TOKEN,
+        auto_migrate=False,
+        **overrides,
+    )
 
 
 @pytest.fixture
@@ -110,7 +137,9 @@ def settings_overrides() -> dict[str, Any]:
 
 
 @pytest.fixture
-def api(database_url: str, backend: str, tmp_path: Path, settings_overrides: dict[str, Any]) -> Iterator[Api]:
+def api(
+    database_url: str, backend: str, tmp_path: Path, settings_overrides: dict[str, Any]
+) -> Iterator[Api]:
     engine = make_engine(database_url)
     _reset(engine)
     settings = build_settings(database_url, tmp_path / "storage", **settings_overrides)
@@ -118,5 +147,12 @@ def api(database_url: str, backend: str, tmp_path: Path, settings_overrides: dic
     store = FileImageStore(settings.storage_dir)
     app = create_app(settings, job_queue=queue, image_store=store)
     with TestClient(app) as client:
-        yield Api(client=client, settings=settings, engine=engine, queue=queue, store=store, backend=backend)
+        yield Api(
+            client=client,
+            settings=settings,
+            engine=engine,
+            queue=queue,
+            store=store,
+            backend=backend,
+        )
     engine.dispose()

@@ -17,8 +17,12 @@ from server.db.base import Base
 ADMIN_TOKEN = "test-admin-token-0123456789abcdef"
 
 
-def image_bytes(color: tuple[int, int, int] | None = None, size: tuple[int, int] = (32, 24),
-                fmt: str = "PNG", seed: int | None = None) -> bytes:
+def image_bytes(
+    color: tuple[int, int, int] | None = None,
+    size: tuple[int, int] = (32, 24),
+    fmt: str = "PNG",
+    seed: int | None = None,
+) -> bytes:
     rng = random.Random(seed)
     color = color or (rng.randrange(256), rng.randrange(256), rng.randrange(256))
     image = Image.new("RGB", size, color)
@@ -46,7 +50,10 @@ def zip_bytes(entries: dict[str, bytes], compression: int = zipfile.ZIP_DEFLATED
 
 def row_counts(engine: Engine) -> dict[str, int]:
     with engine.connect() as connection:
-        return {t.name: connection.scalar(select(func.count()).select_from(t)) for t in Base.metadata.sorted_tables}
+        return {
+            t.name: connection.scalar(select(func.count()).select_from(t))
+            for t in Base.metadata.sorted_tables
+        }
 
 
 def tiny_onnx_model(num_classes: int = 2, num_heads: int = 2) -> bytes:
@@ -68,9 +75,14 @@ def tiny_onnx_model(num_classes: int = 2, num_heads: int = 2) -> bytes:
         head_outputs.append(f"head{h}")
     nodes.append(helper.make_node("Concat", head_outputs, ["predictions"], axis=0))
     graph = helper.make_graph(
-        nodes, "tiny",
+        nodes,
+        "tiny",
         [helper.make_tensor_value_info("images", TensorProto.FLOAT, ["B", 3, "H", "W"])],
-        [helper.make_tensor_value_info("predictions", TensorProto.FLOAT, [num_heads, "B", num_classes])],
+        [
+            helper.make_tensor_value_info(
+                "predictions", TensorProto.FLOAT, [num_heads, "B", num_classes]
+            )
+        ],
         initialisers,
     )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)])
@@ -80,20 +92,35 @@ def tiny_onnx_model(num_classes: int = 2, num_heads: int = 2) -> bytes:
 
 
 def model_config(classes: list[str], num_heads: int = 2, size: int = 16) -> dict[str, Any]:
-    return {"format": "xmodel/1", "task": {"kind": "classification", "classes": classes},
-            "num_heads": num_heads,
-            "preprocess": {"size": [size, size], "channels": "RGB", "scale": 1 / 255,
-                           "resize": "bilinear", "layout": "NCHW"},
-            "onnx": {"input": "images", "output": "predictions"}}
+    return {
+        "format": "xmodel/1",
+        "task": {"kind": "classification", "classes": classes},
+        "num_heads": num_heads,
+        "preprocess": {
+            "size": [size, size],
+            "channels": "RGB",
+            "scale": 1 / 255,
+            "resize": "bilinear",
+            "layout": "NCHW",
+        },
+        "onnx": {"input": "images", "output": "predictions"},
+    }
 
 
 def dumps(value: Any) -> str:
     return json.dumps(value)
 
 
-def register_model(api: Any, project_id: int, *, classes: list[str] | None = None, labelled_count: int = 0,
-                   metrics: dict[str, Any] | None = None, activate: bool = True,
-                   scores: list[tuple[int, float, int]] | None = None) -> int:
+def register_model(
+    api: Any,
+    project_id: int,
+    *,
+    classes: list[str] | None = None,
+    labelled_count: int = 0,
+    metrics: dict[str, Any] | None = None,
+    activate: bool = True,
+    scores: list[tuple[int, float, int]] | None = None,
+) -> int:
     """Do what the worker does: write artefacts, insert the model row, write scores, activate."""
     import hashlib
 
@@ -109,20 +136,33 @@ def register_model(api: Any, project_id: int, *, classes: list[str] | None = Non
         relative = f"models/{project_id}/v{version}"
         directory = api.settings.storage_dir / relative
         directory.mkdir(parents=True, exist_ok=True)
-        files = {"model.onnx": tiny_onnx_model(len(classes)),
-                 "config.json": json.dumps(model_config(classes)).encode(),
-                 "model.safetensors": b"not really safetensors",
-                 "model.torchscript.pt": b"not really torchscript"}
+        files = {
+            "model.onnx": tiny_onnx_model(len(classes)),
+            "config.json": json.dumps(model_config(classes)).encode(),
+            "model.safetensors": b"not really safetensors",
+            "model.torchscript.pt": b"not really torchscript",
+        }
         digests = {}
         for name, data in files.items():
             (directory / name).write_bytes(data)
             digests[name] = hashlib.sha256(data).hexdigest()
-        model = models_repository.add(session, ModelVersion(
-            project_id=project_id, version=version, labelled_count=labelled_count, metrics=metrics or {},
-            config_path=f"{relative}/config.json", config_sha256=digests["config.json"],
-            safetensors_path=f"{relative}/model.safetensors", safetensors_sha256=digests["model.safetensors"],
-            onnx_path=f"{relative}/model.onnx", onnx_sha256=digests["model.onnx"],
-            torchscript_path=f"{relative}/model.torchscript.pt", torchscript_sha256=digests["model.torchscript.pt"]))
+        model = models_repository.add(
+            session,
+            ModelVersion(
+                project_id=project_id,
+                version=version,
+                labelled_count=labelled_count,
+                metrics=metrics or {},
+                config_path=f"{relative}/config.json",
+                config_sha256=digests["config.json"],
+                safetensors_path=f"{relative}/model.safetensors",
+                safetensors_sha256=digests["model.safetensors"],
+                onnx_path=f"{relative}/model.onnx",
+                onnx_sha256=digests["model.onnx"],
+                torchscript_path=f"{relative}/model.torchscript.pt",
+                torchscript_sha256=digests["model.torchscript.pt"],
+            ),
+        )
         if scores:
             write_scores(session, model.id, "xmodel", scores)
         if activate:

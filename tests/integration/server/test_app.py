@@ -24,12 +24,21 @@ def test_generated_admin_token_printed_once_and_hashed(tmp_path, capsys) -> None
         assert "generated admin token" in printed
         secret = printed.strip().split()[-1]
         body = {"name": "x", "task": {"kind": "classification", "classes": ["a", "b"]}}
-        assert client.post("/projects", json=body, headers={"Authorization": f"Bearer {secret}"}).status_code == 201
+        assert (
+            client.post(
+                "/projects", json=body, headers={"Authorization": f"Bearer {secret}"}
+            ).status_code
+            == 201
+        )
     with TestClient(create_app(settings, job_queue=RecordingJobQueue())):
         assert "generated admin token" not in capsys.readouterr().err
     engine = make_engine(settings.database_url)
     with engine.connect() as connection:
-        hashes = connection.execute(text("SELECT token_hash FROM api_tokens WHERE role = 'admin'")).scalars().all()
+        hashes = (
+            connection.execute(text("SELECT token_hash FROM api_tokens WHERE role = 'admin'"))
+            .scalars()
+            .all()
+        )
     engine.dispose()
     assert len(hashes) == 1 and secret not in hashes
 

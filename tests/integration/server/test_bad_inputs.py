@@ -15,10 +15,19 @@ pytestmark = pytest.mark.integration
 
 def png_claiming(width: int, height: int) -> bytes:
     """A PNG whose header claims a huge size, with a tiny (invalid) body."""
+
     def chunk(kind: bytes, data: bytes) -> bytes:
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+        return (
+            struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+        )
+
     header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"\0" * 64)) + chunk(b"IEND", b"")
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", header)
+        + chunk(b"IDAT", zlib.compress(b"\0" * 64))
+        + chunk(b"IEND", b"")
+    )
 
 
 SVG = b'<?xml version="1.0"?><svg xmlns="http://www.w3.org/2000/svg" width="10" height="10"><rect width="10" height="10"/></svg>'
@@ -45,13 +54,33 @@ def snapshot(api) -> tuple[dict[str, int], int]:
 
 UPLOAD_CASES = {
     "not_an_image": ([("notes.png", b"hello, I am text")], None, 400, "invalid_image"),
-    "truncated_jpeg": ([("cut.jpg", image_bytes(fmt="JPEG", size=(64, 64), seed=5)[:300])], None, 400, "invalid_image"),
-    "png_claims_50000x50000": ([("huge.png", png_claiming(50_000, 50_000))], None, 400, "invalid_image"),
+    "truncated_jpeg": (
+        [("cut.jpg", image_bytes(fmt="JPEG", size=(64, 64), seed=5)[:300])],
+        None,
+        400,
+        "invalid_image",
+    ),
+    "png_claims_50000x50000": (
+        [("huge.png", png_claiming(50_000, 50_000))],
+        None,
+        400,
+        "invalid_image",
+    ),
     "svg_renamed_png": ([("vector.png", SVG)], None, 400, "invalid_image"),
     "nan_label": ([("a.png", None)], "NAN", 400, "invalid_label"),
     "unknown_class": ([("a.png", None)], [{"class": "horse"}], 400, "invalid_label"),
-    "good_then_bad_file": ([("ok.png", None), ("bad.png", b"GIF89a nope")], None, 400, "invalid_image"),
-    "labels_not_aligned": ([("a.png", None), ("b.png", None)], [{"class": "cat"}], 400, "bad_request"),
+    "good_then_bad_file": (
+        [("ok.png", None), ("bad.png", b"GIF89a nope")],
+        None,
+        400,
+        "invalid_image",
+    ),
+    "labels_not_aligned": (
+        [("a.png", None), ("b.png", None)],
+        [{"class": "cat"}],
+        400,
+        "bad_request",
+    ),
 }
 
 
@@ -63,9 +92,12 @@ def test_bad_upload_changes_nothing(api, case: str) -> None:
     files = [(name, data if data is not None else unique_png()) for name, data in files]
     before = snapshot(api)
     if labels == "NAN":
-        response = api.client.post(f"/projects/{project_id}/items", headers=owner,
-                                   data={"labels": '[{"class": NaN}]'},
-                                   files=[("files", (n, d, "image/png")) for n, d in files])
+        response = api.client.post(
+            f"/projects/{project_id}/items",
+            headers=owner,
+            data={"labels": '[{"class": NaN}]'},
+            files=[("files", (n, d, "image/png")) for n, d in files],
+        )
     else:
         response = api.upload(project_id, owner, files, labels=labels)
     assert response.status_code == status, response.text
@@ -75,19 +107,52 @@ def test_bad_upload_changes_nothing(api, case: str) -> None:
 
 
 ZIP_CASES = {
-    "dotdot_name": (lambda: zip_bytes({"ok.png": unique_png(), "../evil.png": unique_png()}), "'..'"),
+    "dotdot_name": (
+        lambda: zip_bytes({"ok.png": unique_png(), "../evil.png": unique_png()}),
+        "'..'",
+    ),
     "absolute_name": (lambda: zip_bytes({"/etc/evil.png": unique_png()}), "absolute"),
     "zip_bomb": (zip_bomb, "zip bomb"),
     "ratio_bomb": (zip_ratio_bomb, "compression ratio"),
     "not_a_zip": (lambda: b"PK\x03\x04 broken", "zip"),
-    "bad_image_inside": (lambda: zip_bytes({"ok.png": unique_png(), "bad.png": b"nope"}), "not a supported image"),
-    "csv_unknown_class": (lambda: zip_bytes({"a.png": unique_png(), "labels.csv": b"filename,label\na.png,horse\n"}), "unknown class"),
-    "csv_columns_swapped_short_row": (lambda: zip_bytes({"a.png": unique_png(), "labels.csv": b"label,filename\ncat\n"}), "line 2"),
-    "csv_no_header": (lambda: zip_bytes({"a.png": unique_png(), "labels.csv": b"a.png,cat\n"}), "header"),
-    "csv_extra_cells": (lambda: zip_bytes({"a.png": unique_png(), "labels.csv": b"filename,label\na.png,cat,dog\n"}), "line 2"),
-    "csv_huge_number": (lambda: zip_bytes({"a.png": unique_png(), "labels.csv": b"filename,label\na.png,{\"class\": 1}\n"}), "classification"),
-    "csv_not_utf8": (lambda: zip_bytes({"a.png": unique_png(), "labels.csv": b"filename,label\na.png,\xff\xfe\n"}), "labels.csv"),
-    "jsonl_not_objects": (lambda: zip_bytes({"a.png": unique_png(), "labels.jsonl": b"[1, 2]\n"}), "labels.jsonl line 1"),
+    "bad_image_inside": (
+        lambda: zip_bytes({"ok.png": unique_png(), "bad.png": b"nope"}),
+        "not a supported image",
+    ),
+    "csv_unknown_class": (
+        lambda: zip_bytes({"a.png": unique_png(), "labels.csv": b"filename,label\na.png,horse\n"}),
+        "unknown class",
+    ),
+    "csv_columns_swapped_short_row": (
+        lambda: zip_bytes({"a.png": unique_png(), "labels.csv": b"label,filename\ncat\n"}),
+        "line 2",
+    ),
+    "csv_no_header": (
+        lambda: zip_bytes({"a.png": unique_png(), "labels.csv": b"a.png,cat\n"}),
+        "header",
+    ),
+    "csv_extra_cells": (
+        lambda: zip_bytes(
+            {"a.png": unique_png(), "labels.csv": b"filename,label\na.png,cat,dog\n"}
+        ),
+        "line 2",
+    ),
+    "csv_huge_number": (
+        lambda: zip_bytes(
+            {"a.png": unique_png(), "labels.csv": b'filename,label\na.png,{"class": 1}\n'}
+        ),
+        "classification",
+    ),
+    "csv_not_utf8": (
+        lambda: zip_bytes(
+            {"a.png": unique_png(), "labels.csv": b"filename,label\na.png,\xff\xfe\n"}
+        ),
+        "labels.csv",
+    ),
+    "jsonl_not_objects": (
+        lambda: zip_bytes({"a.png": unique_png(), "labels.jsonl": b"[1, 2]\n"}),
+        "labels.jsonl line 1",
+    ),
 }
 REGRESSION_CSV_CASES = {
     "broken_json_list": (b'filename,label\na.png,"[1,2"\n', "line 2"),
@@ -104,10 +169,15 @@ REGRESSION_CSV_CASES = {
 def test_bad_labels_csv_on_regression_is_a_400_naming_the_row(api, case: str) -> None:
     project_id, owner = api.create_project(task={"kind": "regression", "targets": ["age"]})
     table, phrase = REGRESSION_CSV_CASES[case]
-    archive = zip_bytes({"a.png": unique_png(), "labels.csv": table}, compression=zipfile.ZIP_STORED)
+    archive = zip_bytes(
+        {"a.png": unique_png(), "labels.csv": table}, compression=zipfile.ZIP_STORED
+    )
     before = snapshot(api)
-    response = api.client.post(f"/projects/{project_id}/items/import", headers=owner,
-                               files={"archive": ("data.zip", archive, "application/zip")})
+    response = api.client.post(
+        f"/projects/{project_id}/items/import",
+        headers=owner,
+        files={"archive": ("data.zip", archive, "application/zip")},
+    )
     assert 400 <= response.status_code < 500, response.text
     assert phrase in response.json()["detail"], response.json()
     assert snapshot(api) == before
@@ -119,14 +189,19 @@ def test_bad_zip_changes_nothing(api, case: str) -> None:
     make, phrase = ZIP_CASES[case]
     archive = make()
     before = snapshot(api)
-    response = api.client.post(f"/projects/{project_id}/items/import", headers=owner,
-                               files={"archive": ("data.zip", archive, "application/zip")})
+    response = api.client.post(
+        f"/projects/{project_id}/items/import",
+        headers=owner,
+        files={"archive": ("data.zip", archive, "application/zip")},
+    )
     assert 400 <= response.status_code < 500, response.text
     assert phrase in response.json()["detail"], response.json()
     assert snapshot(api) == before
 
 
-@pytest.mark.parametrize("settings_overrides", [{"max_request_bytes": 200_000, "max_file_bytes": 100_000}])
+@pytest.mark.parametrize(
+    "settings_overrides", [{"max_request_bytes": 200_000, "max_file_bytes": 100_000}]
+)
 def test_oversized_body_is_413_and_changes_nothing(api, settings_overrides) -> None:
     project_id, owner = api.create_project()
     before = snapshot(api)
@@ -134,27 +209,34 @@ def test_oversized_body_is_413_and_changes_nothing(api, settings_overrides) -> N
     response = api.upload(project_id, owner, [("big.bmp", big)])
     assert response.status_code == 413
     assert response.json()["error"] == "payload_too_large"
-    one_file_too_big = image_bytes(size=(200, 200), fmt="BMP")  # ~120 kB: under request, over file limit
+    one_file_too_big = image_bytes(
+        size=(200, 200), fmt="BMP"
+    )  # ~120 kB: under request, over file limit
     response = api.upload(project_id, owner, [("big.bmp", one_file_too_big)])
     assert response.status_code == 413 and "per-file limit" in response.json()["detail"]
     assert snapshot(api) == before
 
 
-@pytest.mark.parametrize("settings_overrides", [{"max_request_bytes": 2_000_000, "max_file_bytes": 1_000_000}])
+@pytest.mark.parametrize(
+    "settings_overrides", [{"max_request_bytes": 2_000_000, "max_file_bytes": 1_000_000}]
+)
 def test_chunked_body_without_length_is_cut_at_limit(api, settings_overrides) -> None:
     """A streamed body with no Content-Length still stops at the limit."""
     project_id, owner = api.create_project()
     limit = api.settings.max_request_bytes
 
     def chunks():
-        yield b"--x\r\nContent-Disposition: form-data; name=\"files\"; filename=\"a.png\"\r\n\r\n"
+        yield b'--x\r\nContent-Disposition: form-data; name="files"; filename="a.png"\r\n\r\n'
         block = b"\0" * (1024 * 1024)
         for _ in range(limit // len(block) + 2):
             yield block
 
     before = snapshot(api)
-    response = api.client.post(f"/projects/{project_id}/items", headers={**owner, "Content-Type": "multipart/form-data; boundary=x"},
-                               content=chunks())
+    response = api.client.post(
+        f"/projects/{project_id}/items",
+        headers={**owner, "Content-Type": "multipart/form-data; boundary=x"},
+        content=chunks(),
+    )
     assert response.status_code == 413
     assert snapshot(api) == before
 
@@ -163,16 +245,30 @@ LABEL_CASES = {
     "nan": ("classification", None, '{"class": NaN}', "classification"),
     "unknown_class": ("classification", None, '{"class": "horse"}', "unknown class"),
     "regression_nan": ("regression", None, '{"values": {"age": NaN}}', "finite"),
-    "regression_out_of_range": ("regression", None, '{"values": {"age": 500}}', "outside its range"),
+    "regression_out_of_range": (
+        "regression",
+        None,
+        '{"values": {"age": 500}}',
+        "outside its range",
+    ),
     "regression_missing_target": ("regression", None, '{"values": {}}', "missing"),
-    "wrong_number_of_keypoints": ("keypoints", None, '{"points": [[1, 2]]}', "expected 2 keypoints"),
+    "wrong_number_of_keypoints": (
+        "keypoints",
+        None,
+        '{"points": [[1, 2]]}',
+        "expected 2 keypoints",
+    ),
     "keypoint_outside_image": ("keypoints", None, '{"points": [[1, 2], [400, 2]]}', "outside"),
     "keypoint_bad_visibility": ("keypoints", None, '{"points": [[1, 2], [3, 4, 7]]}', "visibility"),
 }
 TASKS = {
     "classification": {"kind": "classification", "classes": ["cat", "dog"]},
     "regression": {"kind": "regression", "targets": ["age"], "ranges": {"age": [0, 120]}},
-    "keypoints": {"kind": "keypoints", "points": ["left", "right"], "flip_pairs": [["left", "right"]]},
+    "keypoints": {
+        "kind": "keypoints",
+        "points": ["left", "right"],
+        "flip_pairs": [["left", "right"]],
+    },
 }
 
 
@@ -180,9 +276,15 @@ TASKS = {
 def test_bad_label_changes_nothing(api, case: str) -> None:
     kind, _, raw, phrase = LABEL_CASES[case]
     project_id, owner = api.create_project(task=TASKS[kind])
-    item_id = api.upload(project_id, owner, [("a.png", unique_png(size=(32, 24)))]).json()["items"][0]["item"]["id"]
+    item_id = api.upload(project_id, owner, [("a.png", unique_png(size=(32, 24)))]).json()["items"][
+        0
+    ]["item"]["id"]
     before = snapshot(api)
-    response = api.client.put(f"/items/{item_id}/label", headers={**owner, "Content-Type": "application/json"}, content=raw)
+    response = api.client.put(
+        f"/items/{item_id}/label",
+        headers={**owner, "Content-Type": "application/json"},
+        content=raw,
+    )
     assert response.status_code == 400, response.text
     assert response.json()["error"] == "invalid_label" and phrase in response.json()["detail"]
     assert snapshot(api) == before
@@ -190,10 +292,18 @@ def test_bad_label_changes_nothing(api, case: str) -> None:
 
 def test_malformed_payloads_are_422_in_the_error_shape(api) -> None:
     project_id, owner = api.create_project()
-    response = api.client.post("/projects", headers=api.admin, json={"name": "x", "task": {"kind": "nope"}})
+    response = api.client.post(
+        "/projects", headers=api.admin, json={"name": "x", "task": {"kind": "nope"}}
+    )
     assert response.status_code == 422 and response.json()["error"] == "validation_error"
     response = api.client.get(f"/projects/{project_id}/suggest", headers=owner, params={"k": 0})
     assert response.status_code == 422 and "k" in response.json()["detail"]
-    response = api.client.post("/projects", headers=api.admin, json={
-        "name": "x", "task": {"kind": "keypoints", "points": ["a"], "flip_pairs": [["a", "b"]]}})
+    response = api.client.post(
+        "/projects",
+        headers=api.admin,
+        json={
+            "name": "x",
+            "task": {"kind": "keypoints", "points": ["a"], "flip_pairs": [["a", "b"]]},
+        },
+    )
     assert response.status_code == 422 and "flip pair" in response.json()["detail"]

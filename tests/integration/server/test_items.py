@@ -31,8 +31,14 @@ def test_upload_records_size_and_stores_file(api) -> None:
 
 def test_upload_many_with_aligned_labels(api) -> None:
     project_id, owner = api.create_project()
-    files = [("a.png", unique_png()), ("b.jpg", image_bytes(fmt="JPEG", seed=2)), ("c.webp", image_bytes(fmt="WEBP", seed=3))]
-    response = api.upload(project_id, owner, files, labels=[{"class": "cat"}, None, {"class": "dog"}])
+    files = [
+        ("a.png", unique_png()),
+        ("b.jpg", image_bytes(fmt="JPEG", seed=2)),
+        ("c.webp", image_bytes(fmt="WEBP", seed=3)),
+    ]
+    response = api.upload(
+        project_id, owner, files, labels=[{"class": "cat"}, None, {"class": "dog"}]
+    )
     assert response.status_code == 201, response.text
     items = [entry["item"] for entry in response.json()["items"]]
     assert [i["label"] for i in items] == [{"class": "cat"}, None, {"class": "dog"}]
@@ -67,23 +73,43 @@ def test_same_image_in_two_projects_is_two_items_one_file(api) -> None:
 
 def test_zip_import_with_labels_csv(api) -> None:
     project_id, owner = api.create_project()
-    archive = zip_bytes({
-        "imgs/one.png": unique_png(), "imgs/two.png": unique_png(), "three.jpg": image_bytes(fmt="JPEG", seed=9),
-        "labels.csv": b"filename,label\nimgs/one.png,cat\ntwo.png,dog\n",
-    })
-    response = api.client.post(f"/projects/{project_id}/items/import", headers=owner,
-                               files={"archive": ("data.zip", archive, "application/zip")})
+    archive = zip_bytes(
+        {
+            "imgs/one.png": unique_png(),
+            "imgs/two.png": unique_png(),
+            "three.jpg": image_bytes(fmt="JPEG", seed=9),
+            "labels.csv": b"filename,label\nimgs/one.png,cat\ntwo.png,dog\n",
+        }
+    )
+    response = api.client.post(
+        f"/projects/{project_id}/items/import",
+        headers=owner,
+        files={"archive": ("data.zip", archive, "application/zip")},
+    )
     assert response.status_code == 201, response.text
     labels = {e["name"]: e["item"]["label"] for e in response.json()["items"]}
-    assert labels == {"imgs/one.png": {"class": "cat"}, "imgs/two.png": {"class": "dog"}, "three.jpg": None}
+    assert labels == {
+        "imgs/one.png": {"class": "cat"},
+        "imgs/two.png": {"class": "dog"},
+        "three.jpg": None,
+    }
 
 
 def test_zip_import_with_labels_jsonl_regression(api) -> None:
-    project_id, owner = api.create_project(task={"kind": "regression", "targets": ["age"],
-                                                 "ranges": {"age": [0, 120]}})
-    archive = zip_bytes({"a.png": unique_png(), "labels.jsonl": b'{"filename": "a.png", "label": {"values": {"age": 31}}}\n'})
-    response = api.client.post(f"/projects/{project_id}/items/import", headers=owner,
-                               files={"archive": ("data.zip", archive, "application/zip")})
+    project_id, owner = api.create_project(
+        task={"kind": "regression", "targets": ["age"], "ranges": {"age": [0, 120]}}
+    )
+    archive = zip_bytes(
+        {
+            "a.png": unique_png(),
+            "labels.jsonl": b'{"filename": "a.png", "label": {"values": {"age": 31}}}\n',
+        }
+    )
+    response = api.client.post(
+        f"/projects/{project_id}/items/import",
+        headers=owner,
+        files={"archive": ("data.zip", archive, "application/zip")},
+    )
     assert response.status_code == 201, response.text
     assert response.json()["items"][0]["item"]["label"] == {"values": {"age": 31.0}}
 
@@ -91,7 +117,9 @@ def test_zip_import_with_labels_jsonl_regression(api) -> None:
 def test_list_filters_and_cursor(api) -> None:
     project_id, owner = api.create_project()
     files = [(f"{i}.png", unique_png()) for i in range(5)]
-    api.upload(project_id, owner, files, labels=[{"class": "cat"}, None, {"class": "dog"}, None, None])
+    api.upload(
+        project_id, owner, files, labels=[{"class": "cat"}, None, {"class": "dog"}, None, None]
+    )
     seen, cursor = [], None
     while True:
         params = {"limit": 2, **({"cursor": cursor} if cursor else {})}
@@ -101,17 +129,25 @@ def test_list_filters_and_cursor(api) -> None:
         if cursor is None:
             break
     assert len(seen) == 5 and seen == sorted(seen)
-    labelled = api.client.get(f"/projects/{project_id}/items", headers=owner, params={"status": "labelled"}).json()
-    unlabelled = api.client.get(f"/projects/{project_id}/items", headers=owner, params={"status": "unlabelled"}).json()
+    labelled = api.client.get(
+        f"/projects/{project_id}/items", headers=owner, params={"status": "labelled"}
+    ).json()
+    unlabelled = api.client.get(
+        f"/projects/{project_id}/items", headers=owner, params={"status": "unlabelled"}
+    ).json()
     assert len(labelled["items"]) == 2 and len(unlabelled["items"]) == 3
     api.client.get(f"/projects/{project_id}/suggest", headers=owner, params={"k": 2})
-    leased = api.client.get(f"/projects/{project_id}/items", headers=owner, params={"status": "leased"}).json()
+    leased = api.client.get(
+        f"/projects/{project_id}/items", headers=owner, params={"status": "leased"}
+    ).json()
     assert len(leased["items"]) == 2
 
 
 def test_annotator_cannot_delete(api) -> None:
     project_id, owner = api.create_project()
     _, annotator = api.create_token(project_id, owner)
-    item_id = api.upload(project_id, owner, [("a.png", unique_png())]).json()["items"][0]["item"]["id"]
+    item_id = api.upload(project_id, owner, [("a.png", unique_png())]).json()["items"][0]["item"][
+        "id"
+    ]
     response = api.client.delete(f"/items/{item_id}", headers=annotator)
     assert response.status_code == 403 and response.json()["error"] == "forbidden"

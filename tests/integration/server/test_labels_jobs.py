@@ -14,7 +14,9 @@ pytestmark = pytest.mark.integration
 
 
 def _item(api, project_id, owner, size=(32, 24)) -> int:
-    return api.upload(project_id, owner, [("a.png", unique_png(size=size))]).json()["items"][0]["item"]["id"]
+    return api.upload(project_id, owner, [("a.png", unique_png(size=size))]).json()["items"][0][
+        "item"
+    ]["id"]
 
 
 def test_label_set_clear_and_revisions(api) -> None:
@@ -33,11 +35,13 @@ def test_label_set_clear_and_revisions(api) -> None:
 
 
 def test_keypoints_and_regression_labels(api) -> None:
-    project_id, owner = api.create_project(task={"kind": "keypoints", "points": ["l", "r", "top"],
-                                                 "flip_pairs": [["l", "r"]]})
+    project_id, owner = api.create_project(
+        task={"kind": "keypoints", "points": ["l", "r", "top"], "flip_pairs": [["l", "r"]]}
+    )
     item_id = _item(api, project_id, owner, size=(50, 40))
-    ok = api.client.put(f"/items/{item_id}/label", headers=owner,
-                        json={"points": [[0, 0], [50, 40], [10.5, 3, 0]]})
+    ok = api.client.put(
+        f"/items/{item_id}/label", headers=owner, json={"points": [[0, 0], [50, 40], [10.5, 3, 0]]}
+    )
     assert ok.status_code == 200, ok.text
     assert ok.json()["item"]["label"] == {"points": [[0, 0, 2], [50, 40, 2], [10.5, 3, 0]]}
     project_id, owner = api.create_project(task={"kind": "regression", "targets": ["x", "y"]})
@@ -48,7 +52,11 @@ def test_keypoints_and_regression_labels(api) -> None:
 
 def test_train_job_created_once_and_enqueued_after_commit(api) -> None:
     project_id, owner = api.create_project(training={"steps": 100})
-    first = api.client.post(f"/projects/{project_id}/jobs", headers=owner, json={"kind": "train", "training": {"lr": 0.01}})
+    first = api.client.post(
+        f"/projects/{project_id}/jobs",
+        headers=owner,
+        json={"kind": "train", "training": {"lr": 0.01}},
+    )
     assert first.status_code == 201, first.text
     job = first.json()
     assert job["status"] == "queued" and job["params"] == {"steps": 100, "lr": 0.01}
@@ -107,7 +115,12 @@ def test_cancel_queued_and_running(api) -> None:
 
 def test_auto_retrain_after_n_labels(api) -> None:
     project_id, owner = api.create_project(retrain_every=3)
-    ids = [e["item"]["id"] for e in api.upload(project_id, owner, [(f"{i}.png", unique_png()) for i in range(4)]).json()["items"]]
+    ids = [
+        e["item"]["id"]
+        for e in api.upload(
+            project_id, owner, [(f"{i}.png", unique_png()) for i in range(4)]
+        ).json()["items"]
+    ]
     for item_id in ids[:2]:
         response = api.client.put(f"/items/{item_id}/label", headers=owner, json={"class": "cat"})
         assert response.json()["retrain_job_id"] is None

@@ -19,7 +19,9 @@ def test_learning_curve_png(api) -> None:
     assert response.status_code == 200 and response.headers["content-type"] == "image/png"
     with Image.open(io.BytesIO(response.content)) as image:
         assert image.format == "PNG" and image.size == (600, 400)
-    other = api.client.get(f"/projects/{project_id}/metrics.png", headers=owner, params={"metric": "missing"})
+    other = api.client.get(
+        f"/projects/{project_id}/metrics.png", headers=owner, params={"metric": "missing"}
+    )
     assert other.status_code == 200 and other.content[:8] == b"\x89PNG\r\n\x1a\n"
 
 

@@ -20,10 +20,21 @@ def test_list_get_download_with_sha(api) -> None:
     shas = {a["format"]: a["sha256"] for a in model["artefacts"]}
     assert set(shas) == {"safetensors", "onnx", "torchscript", "config"}
     for fmt in shas:
-        response = api.client.get(f"/models/{model_id}/download", headers=owner, params={"format": fmt})
+        response = api.client.get(
+            f"/models/{model_id}/download", headers=owner, params={"format": fmt}
+        )
         assert response.status_code == 200
-        assert response.headers["x-content-sha256"] == shas[fmt] == hashlib.sha256(response.content).hexdigest()
-    assert api.client.get(f"/models/{model_id}/download", headers=owner, params={"format": "pickle"}).status_code == 422
+        assert (
+            response.headers["x-content-sha256"]
+            == shas[fmt]
+            == hashlib.sha256(response.content).hexdigest()
+        )
+    assert (
+        api.client.get(
+            f"/models/{model_id}/download", headers=owner, params={"format": "pickle"}
+        ).status_code
+        == 422
+    )
 
 
 def test_predict_matches_a_manual_forward_pass(api) -> None:
@@ -32,7 +43,9 @@ def test_predict_matches_a_manual_forward_pass(api) -> None:
     project_id, owner = api.create_project()
     model_id = register_model(api, project_id)
     image = image_bytes(color=(200, 30, 90), size=(40, 20), seed=3)
-    response = api.client.post(f"/models/{model_id}/predict", headers=owner, files={"file": ("x.png", image, "image/png")})
+    response = api.client.post(
+        f"/models/{model_id}/predict", headers=owner, files={"file": ("x.png", image, "image/png")}
+    )
     assert response.status_code == 200, response.text
     body = response.json()
     assert body["task"] == "classification" and body["model_version"] == 1
@@ -47,8 +60,13 @@ def test_predict_matches_a_manual_forward_pass(api) -> None:
 
     from PIL import Image
 
-    pixels = np.asarray(Image.open(BytesIO(image)).convert("RGB").resize((16, 16), Image.Resampling.BILINEAR),
-                        dtype=np.float32) / 255
+    pixels = (
+        np.asarray(
+            Image.open(BytesIO(image)).convert("RGB").resize((16, 16), Image.Resampling.BILINEAR),
+            dtype=np.float32,
+        )
+        / 255
+    )
     session = ort.InferenceSession(tiny_onnx_model(2), providers=["CPUExecutionProvider"])
     expected = session.run(None, {"images": pixels.transpose(2, 0, 1)[None]})[0][:, 0, :]
     assert np.allclose(heads, expected, atol=1e-5)
@@ -57,7 +75,11 @@ def test_predict_matches_a_manual_forward_pass(api) -> None:
 def test_predict_rejects_non_images(api) -> None:
     project_id, owner = api.create_project()
     model_id = register_model(api, project_id)
-    response = api.client.post(f"/models/{model_id}/predict", headers=owner, files={"file": ("x.png", b"text", "image/png")})
+    response = api.client.post(
+        f"/models/{model_id}/predict",
+        headers=owner,
+        files={"file": ("x.png", b"text", "image/png")},
+    )
     assert response.status_code == 400 and response.json()["error"] == "invalid_image"
 
 
@@ -66,7 +88,8 @@ def test_learning_curve_one_point_per_version(api) -> None:
     register_model(api, project_id, labelled_count=10, metrics={"accuracy": 0.6})
     second = register_model(api, project_id, labelled_count=30, metrics={"accuracy": 0.8})
     curve = api.client.get(f"/projects/{project_id}/metrics", headers=owner).json()
-    assert [(p["version"], p["labelled_count"], p["metrics"]["accuracy"]) for p in curve["points"]] == [
-        (1, 10, 0.6), (2, 30, 0.8)]
+    assert [
+        (p["version"], p["labelled_count"], p["metrics"]["accuracy"]) for p in curve["points"]
+    ] == [(1, 10, 0.6), (2, 30, 0.8)]
     assert [p["is_active"] for p in curve["points"]] == [False, True]
     assert curve["points"][1]["model_id"] == second

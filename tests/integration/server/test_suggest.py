@@ -36,7 +36,10 @@ def test_cold_start_says_so_and_leases(api) -> None:
 def test_nodiv_is_pure_top_score_and_skips_labelled(api) -> None:
     project_id, owner = api.create_project()
     ids = _items(api, project_id, owner, 6)
-    scores = [(item_id, float(s), 0 if s < 3 else 1) for item_id, s in zip(ids, [5, 4, 3, 2, 1, 0], strict=True)]
+    scores = [
+        (item_id, float(s), 0 if s < 3 else 1)
+        for item_id, s in zip(ids, [5, 4, 3, 2, 1, 0], strict=True)
+    ]
     model_id = register_model(api, project_id, scores=scores)
     api.client.put(f"/items/{ids[1]}/label", headers=owner, json={"class": "cat"})
     result = _suggest(api, project_id, owner, k=3, strategy="xmodel_nodiv")
@@ -50,15 +53,29 @@ def test_xmodel_spreads_across_clusters(api) -> None:
     project_id, owner = api.create_project()
     ids = _items(api, project_id, owner, 9)
     # Cluster 0 holds the five best scores; clusters 1 and 2 lower ones.
-    scores = [(ids[0], 9.0, 0), (ids[1], 8.9, 0), (ids[2], 8.8, 0), (ids[3], 8.7, 0), (ids[4], 8.6, 0),
-              (ids[5], 5.0, 1), (ids[6], 4.0, 1), (ids[7], 3.0, 2), (ids[8], 2.0, 2)]
+    scores = [
+        (ids[0], 9.0, 0),
+        (ids[1], 8.9, 0),
+        (ids[2], 8.8, 0),
+        (ids[3], 8.7, 0),
+        (ids[4], 8.6, 0),
+        (ids[5], 5.0, 1),
+        (ids[6], 4.0, 1),
+        (ids[7], 3.0, 2),
+        (ids[8], 2.0, 2),
+    ]
     register_model(api, project_id, scores=scores)
     result = _suggest(api, project_id, owner, k=4)
     assert result["strategy"] == "xmodel"
     assert [i["item_id"] for i in result["items"]] == [ids[0], ids[5], ids[7], ids[1]]
     assert [i["cluster"] for i in result["items"]] == [0, 1, 2, 0]
     nodiv = _suggest(api, project_id, owner, k=4, strategy="xmodel_nodiv", annotator="other")
-    assert [i["item_id"] for i in nodiv["items"]] == [ids[2], ids[3], ids[4], ids[6]]  # first four are leased
+    assert [i["item_id"] for i in nodiv["items"]] == [
+        ids[2],
+        ids[3],
+        ids[4],
+        ids[6],
+    ]  # first four are leased
 
 
 def test_leases_disjoint_renewed_and_released(api) -> None:
@@ -93,7 +110,9 @@ def test_expired_lease_is_free_again(api, settings_overrides) -> None:
     assert [i["item_id"] for i in _suggest(api, project_id, alice, k=1)["items"]] == [ids[0]]
     assert [i["item_id"] for i in _suggest(api, project_id, owner, k=1)["items"]] == [ids[1]]
     time.sleep(1.2)
-    assert [i["item_id"] for i in _suggest(api, project_id, owner, k=1, annotator="x")["items"]] == [ids[0]]
+    assert [
+        i["item_id"] for i in _suggest(api, project_id, owner, k=1, annotator="x")["items"]
+    ] == [ids[0]]
 
 
 def test_random_strategy_with_active_model(api) -> None:
@@ -101,7 +120,9 @@ def test_random_strategy_with_active_model(api) -> None:
     ids = _items(api, project_id, owner, 5)
     register_model(api, project_id, scores=[(i, 1.0, 0) for i in ids])
     result = _suggest(api, project_id, owner, k=5, strategy="random")
-    assert result["strategy"] == "random" and sorted(i["item_id"] for i in result["items"]) == sorted(ids)
+    assert result["strategy"] == "random" and sorted(
+        i["item_id"] for i in result["items"]
+    ) == sorted(ids)
     assert all(i["score"] is None for i in result["items"])
 
 

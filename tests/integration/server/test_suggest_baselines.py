@@ -16,7 +16,9 @@ def _setup(api) -> tuple[int, dict[str, str], list[int], int]:
     project_id, owner = api.create_project()
     response = api.upload(project_id, owner, [(f"{i}.png", unique_png()) for i in range(6)])
     ids = [e["item"]["id"] for e in response.json()["items"]]
-    model_id = register_model(api, project_id, scores=[(i, float(n), n % 2) for n, i in enumerate(ids)])
+    model_id = register_model(
+        api, project_id, scores=[(i, float(n), n % 2) for n, i in enumerate(ids)]
+    )
     return project_id, owner, ids, model_id
 
 

@@ -16,12 +16,23 @@ def world(api):
     b, owner_b = api.create_project()
     _, annotator_a = api.create_token(a, owner_a)
     revoked_id, revoked = api.create_token(a, owner_a, role="owner", name="old")
-    assert api.client.delete(f"/projects/{a}/tokens/{revoked_id}", headers=owner_a).status_code == 200
+    assert (
+        api.client.delete(f"/projects/{a}/tokens/{revoked_id}", headers=owner_a).status_code == 200
+    )
     item = api.upload(a, owner_a, [("a.png", unique_png())]).json()["items"][0]["item"]["id"]
     job = api.client.post(f"/projects/{a}/jobs", headers=owner_a).json()["id"]
     model = register_model(api, a)
-    return {"a": a, "b": b, "owner_a": owner_a, "owner_b": owner_b, "annotator_a": annotator_a,
-            "revoked": revoked, "item": item, "job": job, "model": model}
+    return {
+        "a": a,
+        "b": b,
+        "owner_a": owner_a,
+        "owner_b": owner_b,
+        "annotator_a": annotator_a,
+        "revoked": revoked,
+        "item": item,
+        "job": job,
+        "model": model,
+    }
 
 
 def routes(w) -> list[tuple[str, str, dict]]:
@@ -34,7 +45,11 @@ def routes(w) -> list[tuple[str, str, dict]]:
         ("POST", f"/projects/{a}/tokens", {"json": {"role": "annotator"}}),
         ("GET", f"/projects/{a}/tokens", {}),
         ("POST", f"/projects/{a}/items", {"files": [("files", ("x.png", png, "image/png"))]}),
-        ("POST", f"/projects/{a}/items/import", {"files": {"archive": ("x.zip", b"PK", "application/zip")}}),
+        (
+            "POST",
+            f"/projects/{a}/items/import",
+            {"files": {"archive": ("x.zip", b"PK", "application/zip")}},
+        ),
         ("GET", f"/projects/{a}/items", {}),
         ("GET", f"/items/{item}", {}),
         ("GET", f"/items/{item}/image", {}),
@@ -66,7 +81,9 @@ def test_token_matrix(api, world) -> None:
     for method, path, kwargs in routes(world):
         label = f"{method} {path}"
         other = _call(api, method, path, world["owner_b"], kwargs)
-        assert other.status_code == 404, f"{label} with another project's token: {other.status_code}"
+        assert other.status_code == 404, (
+            f"{label} with another project's token: {other.status_code}"
+        )
         assert other.json()["error"] == "not_found"
         revoked = _call(api, method, path, world["revoked"], kwargs)
         assert revoked.status_code == 401 and "revoked" in revoked.json()["detail"], label
@@ -80,14 +97,18 @@ def test_token_matrix(api, world) -> None:
         if path.endswith("/tokens/999999"):
             continue
         own = _call(api, method, path, world["owner_a"], kwargs)
-        assert own.status_code not in (401, 403, 404), f"{method} {path}: {own.status_code} {own.text}"
-
+        assert own.status_code not in (401, 403, 404), (
+            f"{method} {path}: {own.status_code} {own.text}"
+        )
 
 
 def test_annotator_rights(api, world) -> None:
     a, item, job = world["a"], world["item"], world["job"]
     annotator = world["annotator_a"]
-    assert api.client.put(f"/items/{item}/label", headers=annotator, json={"class": "dog"}).status_code == 200
+    assert (
+        api.client.put(f"/items/{item}/label", headers=annotator, json={"class": "dog"}).status_code
+        == 200
+    )
     assert api.client.get(f"/projects/{a}/suggest", headers=annotator).status_code == 200
     assert api.client.get(f"/items/{item}/image", headers=annotator).status_code == 200
     for method, path, kwargs in [
@@ -99,7 +120,9 @@ def test_annotator_rights(api, world) -> None:
         ("DELETE", f"/items/{item}", {}),
     ]:
         response = _call(api, method, path, annotator, kwargs)
-        assert response.status_code == 403 and response.json()["error"] == "forbidden", f"{method} {path}"
+        assert response.status_code == 403 and response.json()["error"] == "forbidden", (
+            f"{method} {path}"
+        )
 
 
 def test_only_admin_creates_projects_and_sees_all(api, world) -> None:
@@ -107,14 +130,18 @@ def test_only_admin_creates_projects_and_sees_all(api, world) -> None:
     assert api.client.post("/projects", json=body, headers=world["owner_a"]).status_code == 403
     assert api.client.post("/projects", json=body).status_code == 401
     assert len(api.client.get("/projects", headers=api.admin).json()) == 2
-    assert [p["id"] for p in api.client.get("/projects", headers=world["owner_b"]).json()] == [world["b"]]
+    assert [p["id"] for p in api.client.get("/projects", headers=world["owner_b"]).json()] == [
+        world["b"]
+    ]
     assert api.client.get(f"/projects/{world['a']}", headers=api.admin).status_code == 200
 
 
 def test_tokens_are_stored_only_as_hashes(api, world) -> None:
     from sqlalchemy import text
 
-    created = api.client.post(f"/projects/{world['a']}/tokens", headers=world["owner_a"], json={"role": "annotator"})
+    created = api.client.post(
+        f"/projects/{world['a']}/tokens", headers=world["owner_a"], json={"role": "annotator"}
+    )
     secret = created.json()["token"]
     listed = api.client.get(f"/projects/{world['a']}/tokens", headers=world["owner_a"]).json()
     assert all("token" not in t for t in listed)

@@ -33,21 +33,34 @@ def pg_setup(postgres_url: str, tmp_path_factory: pytest.TempPathFactory) -> dic
     queue = f"xm-test-{secrets.token_hex(4)}"  # a private queue: no stale messages from others
     purge(REDIS_URL, queue)
     storage = tmp_path_factory.mktemp("storage")
-    return {"database_url": postgres_url, "storage": storage, "broker_url": REDIS_URL, "queue": queue,
-            "logs": tmp_path_factory.mktemp("logs")}
+    return {
+        "database_url": postgres_url,
+        "storage": storage,
+        "broker_url": REDIS_URL,
+        "queue": queue,
+        "logs": tmp_path_factory.mktemp("logs"),
+    }
 
 
 @pytest.fixture(scope="module")
 def worker(pg_setup: dict) -> Iterator[WorkerProcess]:  # type: ignore[type-arg]
-    env = worker_env(pg_setup["database_url"], pg_setup["storage"], pg_setup["broker_url"], pg_setup["queue"])
+    env = worker_env(
+        pg_setup["database_url"], pg_setup["storage"], pg_setup["broker_url"], pg_setup["queue"]
+    )
     process = WorkerProcess(env, pg_setup["logs"]).start()
     yield process
     process.stop()
 
 
 def make_client(database_url: str, storage: Path, broker_url: str, queue: str) -> Iterator[Client]:
-    settings = Settings(database_url=database_url, storage_dir=storage, admin_token=ADMIN_TOKEN,
-                        auto_migrate=False, broker_url=broker_url, broker_queue=queue)
+    settings = Settings(
+        database_url=database_url,
+        storage_dir=storage,
+        admin_token=ADMIN_TOKEN,
+        auto_migrate=False,
+        broker_url=broker_url,
+        broker_queue=queue,
+    )
     engine = make_engine(database_url)
     with TestClient(create_app(settings)) as http:
         yield Client(http, engine)
@@ -56,4 +69,6 @@ def make_client(database_url: str, storage: Path, broker_url: str, queue: str) -
 
 @pytest.fixture(scope="module")
 def client(pg_setup: dict) -> Iterator[Client]:  # type: ignore[type-arg]
-    yield from make_client(pg_setup["database_url"], pg_setup["storage"], pg_setup["broker_url"], pg_setup["queue"])
+    yield from make_client(
+        pg_setup["database_url"], pg_setup["storage"], pg_setup["broker_url"], pg_setup["queue"]
+    )

@@ -20,7 +20,9 @@ def embedded(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Client,
     database_url = f"sqlite:///{root / 'xmodel.db'}"
     broker_url = f"sqla+sqlite:///{root / 'broker.sqlite'}"
     upgrade_to_head(database_url)
-    process = WorkerProcess(worker_env(database_url, root / "storage", broker_url, "xmodel"), root).start()
+    process = WorkerProcess(
+        worker_env(database_url, root / "storage", broker_url, "xmodel"), root
+    ).start()
     try:
         for client in make_client(database_url, root / "storage", broker_url, "xmodel"):
             yield client, process
@@ -30,11 +32,19 @@ def embedded(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Client,
 
 def test_embedded_loop(embedded: tuple[Client, WorkerProcess]) -> None:
     client, worker = embedded
-    project_id, owner, ids = client.project({"steps": 15, "batch_size": 8, "unlabelled_batch_size": 8})
+    project_id, owner, ids = client.project(
+        {"steps": 15, "batch_size": 8, "unlabelled_batch_size": 8}
+    )
     job_id = client.train(project_id, owner)
     job = client.wait_job(job_id, owner, finished, timeout=180, worker=worker)
     assert job["status"] == "succeeded", (job, worker.log_text()[-4000:])
-    assert client.counts(project_id) == {"models": 1, "active": 1, "jobs": 1, "scores": 12, "scored_items": 12}
+    assert client.counts(project_id) == {
+        "models": 1,
+        "active": 1,
+        "jobs": 1,
+        "scores": 12,
+        "scored_items": 12,
+    }
     response = client.http.get(f"/projects/{project_id}/suggest?k=3", headers=owner)
     assert response.status_code == 200 and not response.json()["cold_start"]
     assert {i["item_id"] for i in response.json()["items"]} <= set(ids[12:])

@@ -15,8 +15,13 @@ LONG = {"steps": 5000, "batch_size": 32, "unlabelled_batch_size": 32, "eval_ever
 def test_cancel_running_job(client: Client, worker: WorkerProcess) -> None:
     project_id, owner, _ = client.project(LONG)
     job_id = client.train(project_id, owner)
-    client.wait_job(job_id, owner, lambda j: j["status"] == "running" and j["progress_step"] >= 3,
-                    timeout=60, worker=worker)
+    client.wait_job(
+        job_id,
+        owner,
+        lambda j: j["status"] == "running" and j["progress_step"] >= 3,
+        timeout=60,
+        worker=worker,
+    )
     response = client.http.post(f"/jobs/{job_id}/cancel", headers=owner)
     assert response.status_code == 200 and response.json()["cancel_requested"]
     asked = time.monotonic()
@@ -29,12 +34,19 @@ def test_cancel_running_job(client: Client, worker: WorkerProcess) -> None:
     assert client.http.get(f"/projects/{project_id}/models", headers=owner).json() == []
 
 
-def test_killed_worker_job_resumes_from_checkpoint(client: Client, worker: WorkerProcess, pg_setup: dict) -> None:  # type: ignore[type-arg]
+def test_killed_worker_job_resumes_from_checkpoint(
+    client: Client, worker: WorkerProcess, pg_setup: dict
+) -> None:  # type: ignore[type-arg]
     project_id, owner, _ = client.project({**LONG, "steps": 300})
     job_id = client.train(project_id, owner)
     checkpoint = pg_setup["storage"] / "jobs" / str(job_id) / "checkpoint.pt"
-    client.wait_job(job_id, owner, lambda j: j["progress_step"] >= 15 and checkpoint.exists(),
-                    timeout=90, worker=worker)
+    client.wait_job(
+        job_id,
+        owner,
+        lambda j: j["progress_step"] >= 15 and checkpoint.exists(),
+        timeout=90,
+        worker=worker,
+    )
     worker.kill()  # SIGKILL: no clean-up, the lease simply stops being renewed
     killed_at = client.job(job_id, owner)
     assert killed_at["status"] == "running" and killed_at["progress_step"] < 300
@@ -52,13 +64,19 @@ def test_killed_worker_job_resumes_from_checkpoint(client: Client, worker: Worke
     assert not checkpoint.exists()  # cleaned up after success
 
 
-def test_bad_data_fails_at_once_with_a_readable_error(client: Client, worker: WorkerProcess) -> None:
+def test_bad_data_fails_at_once_with_a_readable_error(
+    client: Client, worker: WorkerProcess
+) -> None:
     project_id, owner, _ = client.project({"steps": 5}, n_images=4, n_labelled=0)
-    job = client.wait_job(client.train(project_id, owner), owner, finished, timeout=60, worker=worker)
+    job = client.wait_job(
+        client.train(project_id, owner), owner, finished, timeout=60, worker=worker
+    )
     assert job["status"] == "failed" and job["attempts"] == 1
     assert "no labelled images" in job["error"]
     # settings the worker cannot run are refused by the API (same schema), no job is made
-    bad = client.http.post(f"/projects/{project_id}/jobs", headers=owner, json={"training": {"stepz": 3}})
+    bad = client.http.post(
+        f"/projects/{project_id}/jobs", headers=owner, json={"training": {"stepz": 3}}
+    )
     assert bad.status_code == 422 and "stepz" in bad.json()["detail"], bad.text
     assert client.counts(project_id)["jobs"] == 1
     assert client.counts(project_id)["models"] == 0

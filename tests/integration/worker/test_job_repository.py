@@ -28,8 +28,13 @@ def session(request: pytest.FixtureRequest):  # type: ignore[no-untyped-def]
 
 
 def _job(session: Session, **values: object) -> Job:
-    project = Project(name="p", task={"kind": "classification", "classes": ["a", "b"]}, image_size=16,
-                      backbone="small_cnn", training={})
+    project = Project(
+        name="p",
+        task={"kind": "classification", "classes": ["a", "b"]},
+        image_size=16,
+        backbone="small_cnn",
+        training={},
+    )
     session.add(project)
     session.flush()
     job = Job(project_id=project.id, kind="train", status="queued", params={}, **values)
@@ -50,7 +55,10 @@ def test_claim_once_then_only_after_lease_expiry(session: Session) -> None:
     # w1 lost the lease: its heartbeat says so, and it cannot finish the job
     assert jobs.heartbeat(session, job.id, "w1", later, later) is None
     assert not jobs.finish(session, job.id, "w1", "succeeded", later)
-    assert jobs.heartbeat(session, job.id, "w2", later, later + timedelta(seconds=30), progress_step=5) is False
+    assert (
+        jobs.heartbeat(session, job.id, "w2", later, later + timedelta(seconds=30), progress_step=5)
+        is False
+    )
     assert jobs.finish(session, job.id, "w2", "succeeded", later, model_id=None)
     session.refresh(job)
     assert job.status == "succeeded" and job.progress_step == 5 and job.lease_expires_at is None
@@ -74,17 +82,38 @@ def test_requeue_expired(session: Session) -> None:
         jobs.claim(session, job.id, "w", now, now + timedelta(seconds=lease))
     spent.attempts = 3
     cancelled.cancel_requested = True
-    session.add(ModelVersion(project_id=spent.project_id, version=1, job_id=spent.id, labelled_count=1,
-                             metrics={}, config_path="c", config_sha256="x", safetensors_path="s",
-                             safetensors_sha256="x", onnx_path="o", onnx_sha256="x"))
+    session.add(
+        ModelVersion(
+            project_id=spent.project_id,
+            version=1,
+            job_id=spent.id,
+            labelled_count=1,
+            metrics={},
+            config_path="c",
+            config_sha256="x",
+            safetensors_path="s",
+            safetensors_sha256="x",
+            onnx_path="o",
+            onnx_sha256="x",
+        )
+    )
     session.flush()
     result = jobs.requeue_expired(session, now, max_attempts=3)
     for job_id in result.failed:
         models.delete_inactive_for_job(session, job_id)
-    assert result.requeued == [dead.id] and result.failed == [spent.id] and result.cancelled == [cancelled.id]
+    assert (
+        result.requeued == [dead.id]
+        and result.failed == [spent.id]
+        and result.cancelled == [cancelled.id]
+    )
     for job in (alive, dead, spent, cancelled):
         session.refresh(job)
-    assert (alive.status, dead.status, spent.status, cancelled.status) == ("running", "queued", "failed", "cancelled")
+    assert (alive.status, dead.status, spent.status, cancelled.status) == (
+        "running",
+        "queued",
+        "failed",
+        "cancelled",
+    )
     assert dead.lease_owner is None and "requeued" in (dead.error or "")
     assert "giving up" in (spent.error or "") and models.for_job(session, spent.id) is None
     assert jobs.requeue_expired(session, now, max_attempts=3).requeued == []  # nothing twice

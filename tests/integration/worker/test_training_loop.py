@@ -25,7 +25,10 @@ def test_full_loop(client: Client, worker: WorkerProcess, tmp_path: Path) -> Non
 
     # Two train requests at once: one job, one training.
     answers: list[int] = []
-    threads = [threading.Thread(target=lambda: answers.append(client.train(project_id, owner))) for _ in range(2)]
+    threads = [
+        threading.Thread(target=lambda: answers.append(client.train(project_id, owner)))
+        for _ in range(2)
+    ]
     for t in threads:
         t.start()
     for t in threads:
@@ -48,14 +51,18 @@ def test_full_loop(client: Client, worker: WorkerProcess, tmp_path: Path) -> Non
     assert counts == {"models": 1, "active": 1, "jobs": 1, "scores": 12, "scored_items": 12}
 
     # /suggest ranks by the model's disagreement.
-    response = client.http.get(f"/projects/{project_id}/suggest?k=5&strategy=xmodel_nodiv", headers=owner)
+    response = client.http.get(
+        f"/projects/{project_id}/suggest?k=5&strategy=xmodel_nodiv", headers=owner
+    )
     assert response.status_code == 200, response.text
     suggestion = response.json()
     assert suggestion["model_id"] == job["model_id"] and not suggestion["cold_start"]
     scores = [item["score"] for item in suggestion["items"]]
     assert len(scores) == 5 and scores == sorted(scores, reverse=True)
     assert {item["item_id"] for item in suggestion["items"]} <= set(ids[12:])
-    diverse = client.http.get(f"/projects/{project_id}/suggest?k=4&strategy=xmodel&annotator=b", headers=owner)
+    diverse = client.http.get(
+        f"/projects/{project_id}/suggest?k=4&strategy=xmodel&annotator=b", headers=owner
+    )
     assert diverse.status_code == 200 and len(diverse.json()["items"]) == 4
 
     # Download, reload with the core library: the same predictions as the API's (ONNX) predict.
@@ -69,8 +76,9 @@ def test_full_loop(client: Client, worker: WorkerProcess, tmp_path: Path) -> Non
     model, task = load_model(folder)
     assert json.loads((folder / "config.json").read_text())["job_id"] == job_id
     image = png((200, 30, 30), 999_999)
-    predicted = client.http.post(f"/models/{model_id}/predict", headers=owner,
-                                 files={"file": ("x.png", image, "image/png")})
+    predicted = client.http.post(
+        f"/models/{model_id}/predict", headers=owner, files={"file": ("x.png", image, "image/png")}
+    )
     assert predicted.status_code == 200, predicted.text
     rgb = Image.open(io.BytesIO(image)).convert("RGB").resize((16, 16), Image.Resampling.BILINEAR)
     x = torch.from_numpy(np.asarray(rgb, dtype=np.float32) / 255).permute(2, 0, 1)[None]

@@ -12,21 +12,38 @@ from worker_helpers import Client, WorkerProcess, finished
 pytestmark = pytest.mark.integration
 
 # small_cnn's first 4 modules (conv, bn, relu, pool) frozen: a cacheable trunk
-TRAINING = {"steps": 12, "batch_size": 8, "unlabelled_batch_size": 8, "eval_every": 6, "freeze_blocks": 4,
-            "weak_views": 2, "strong_views": 2}
+TRAINING = {
+    "steps": 12,
+    "batch_size": 8,
+    "unlabelled_batch_size": 8,
+    "eval_every": 6,
+    "freeze_blocks": 4,
+    "weak_views": 2,
+    "strong_views": 2,
+}
 
 
-def run_job(client: Client, worker: WorkerProcess, project_id: int, owner: dict[str, str],
-            overrides: dict | None = None) -> dict:
-    response = client.http.post(f"/projects/{project_id}/jobs", headers=owner,
-                                json={"training": overrides} if overrides else None)
+def run_job(
+    client: Client,
+    worker: WorkerProcess,
+    project_id: int,
+    owner: dict[str, str],
+    overrides: dict | None = None,
+) -> dict:
+    response = client.http.post(
+        f"/projects/{project_id}/jobs",
+        headers=owner,
+        json={"training": overrides} if overrides else None,
+    )
     assert response.status_code in (200, 201), response.text
     job = client.wait_job(int(response.json()["id"]), owner, finished, timeout=180, worker=worker)
     assert job["status"] == "succeeded", (job, worker.log_text()[-4000:])
     return job
 
 
-def test_second_job_reuses_the_cached_views(client: Client, worker: WorkerProcess, pg_setup: dict) -> None:
+def test_second_job_reuses_the_cached_views(
+    client: Client, worker: WorkerProcess, pg_setup: dict
+) -> None:
     project_id, owner, ids = client.project(TRAINING, n_images=24, n_labelled=12)
     first = run_job(client, worker, project_id, owner)
     m = first["metrics"]
@@ -39,9 +56,20 @@ def test_second_job_reuses_the_cached_views(client: Client, worker: WorkerProces
     assert entries, "the worker stored no cached views"
 
     second = run_job(client, worker, project_id, owner)
-    assert second["metrics"]["cache_misses"] == 0 and second["metrics"]["cache_hits"] == m["cache_misses"]
-    assert client.counts(project_id) == {"models": 2, "active": 1, "jobs": 2, "scores": 24, "scored_items": 12}
-    suggestion = client.http.get(f"/projects/{project_id}/suggest?k=4&strategy=xmodel_nodiv", headers=owner)
+    assert (
+        second["metrics"]["cache_misses"] == 0
+        and second["metrics"]["cache_hits"] == m["cache_misses"]
+    )
+    assert client.counts(project_id) == {
+        "models": 2,
+        "active": 1,
+        "jobs": 2,
+        "scores": 24,
+        "scored_items": 12,
+    }
+    suggestion = client.http.get(
+        f"/projects/{project_id}/suggest?k=4&strategy=xmodel_nodiv", headers=owner
+    )
     assert suggestion.status_code == 200 and suggestion.json()["model_id"] == second["model_id"]
     assert {item["item_id"] for item in suggestion.json()["items"]} <= set(ids[12:])
 

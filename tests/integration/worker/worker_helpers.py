@@ -50,12 +50,30 @@ class WorkerProcess:
     def start(self, timeout: float = 60) -> WorkerProcess:
         log = self.log_dir / f"worker-{len(self.logs)}.log"
         self.logs.append(log)
-        command = [sys.executable, "-m", "celery", "-A", "worker.app", "worker", "--pool=solo",
-                   "--concurrency=1", "--loglevel=INFO", "--without-mingle", "--without-gossip",
-                   "--without-heartbeat", "-n", f"test{len(self.logs)}-{os.getpid()}@%h"]
+        command = [
+            sys.executable,
+            "-m",
+            "celery",
+            "-A",
+            "worker.app",
+            "worker",
+            "--pool=solo",
+            "--concurrency=1",
+            "--loglevel=INFO",
+            "--without-mingle",
+            "--without-gossip",
+            "--without-heartbeat",
+            "-n",
+            f"test{len(self.logs)}-{os.getpid()}@%h",
+        ]
         with open(log, "wb") as out:
-            self.proc = subprocess.Popen(command, cwd=REPO, env={**os.environ, **self.env},
-                                         stdout=out, stderr=subprocess.STDOUT)
+            self.proc = subprocess.Popen(
+                command,
+                cwd=REPO,
+                env={**os.environ, **self.env},
+                stdout=out,
+                stderr=subprocess.STDOUT,
+            )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
@@ -84,15 +102,26 @@ class WorkerProcess:
 
 
 def worker_env(database_url: str, storage: Path, broker_url: str, queue: str) -> dict[str, str]:
-    return {"XM_DATABASE_URL": database_url, "XM_STORAGE_DIR": str(storage), "XM_BROKER_URL": broker_url,
-            "XM_BROKER_QUEUE": queue, "XM_ADMIN_TOKEN": ADMIN_TOKEN, **FAST_WORKER_ENV}
+    return {
+        "XM_DATABASE_URL": database_url,
+        "XM_STORAGE_DIR": str(storage),
+        "XM_BROKER_URL": broker_url,
+        "XM_BROKER_QUEUE": queue,
+        "XM_ADMIN_TOKEN": ADMIN_TOKEN,
+        **FAST_WORKER_ENV,
+    }
 
 
 def png(colour: tuple[int, int, int], seed: int, size: int = 20) -> bytes:
     """A noisy image of one colour (unique bytes per seed)."""
     rng = random.Random(seed)
     image = Image.new("RGB", (size, size))
-    image.putdata([tuple(max(0, min(255, c + rng.randint(-40, 40))) for c in colour) for _ in range(size * size)])
+    image.putdata(
+        [
+            tuple(max(0, min(255, c + rng.randint(-40, 40))) for c in colour)
+            for _ in range(size * size)
+        ]
+    )
     buffer = io.BytesIO()
     image.save(buffer, format="PNG")
     return buffer.getvalue()
@@ -116,15 +145,26 @@ class Client:
     def owner_api(self, owner: dict[str, str]) -> XModelClient:
         return self.api(owner["Authorization"].removeprefix("Bearer "))
 
-    def project(self, training: dict[str, Any], n_images: int = 24, n_labelled: int = 12) -> tuple[int, dict[str, str], list[int]]:
+    def project(
+        self, training: dict[str, Any], n_images: int = 24, n_labelled: int = 12
+    ) -> tuple[int, dict[str, str], list[int]]:
         """A two-class colour project with ``n_images`` images, the first ``n_labelled`` labelled."""
-        created = self.api().create_project("colours", {"kind": "classification", "classes": ["red", "blue"]},
-                                            image_size=16, backbone="small_cnn", training=training)
+        created = self.api().create_project(
+            "colours",
+            {"kind": "classification", "classes": ["red", "blue"]},
+            image_size=16,
+            backbone="small_cnn",
+            training=training,
+        )
         owner_api = self.api(created.owner_token)
         base = random.randrange(10**6)
-        images = [png((200, 30, 30) if i % 2 == 0 else (30, 30, 200), base + i) for i in range(n_images)]
-        sources = [UploadSource(f"{i}.png", f"{i}.png", len(data), functools.partial(io.BytesIO, data))
-                   for i, data in enumerate(images)]
+        images = [
+            png((200, 30, 30) if i % 2 == 0 else (30, 30, 200), base + i) for i in range(n_images)
+        ]
+        sources = [
+            UploadSource(f"{i}.png", f"{i}.png", len(data), functools.partial(io.BytesIO, data))
+            for i, data in enumerate(images)
+        ]
         ids = [entry.item.id for entry in owner_api.upload_items(created.id, sources).items]
         for i, item_id in enumerate(ids[:n_labelled]):
             owner_api.set_label(item_id, {"class": "red" if i % 2 == 0 else "blue"})
@@ -136,8 +176,14 @@ class Client:
     def job(self, job_id: int, owner: dict[str, str]) -> dict[str, Any]:
         return self.owner_api(owner).get_job(job_id).model_dump(mode="json")
 
-    def wait_job(self, job_id: int, owner: dict[str, str], until: Callable[[dict[str, Any]], bool],
-                 timeout: float, worker: WorkerProcess | None = None) -> dict[str, Any]:
+    def wait_job(
+        self,
+        job_id: int,
+        owner: dict[str, str],
+        until: Callable[[dict[str, Any]], bool],
+        timeout: float,
+        worker: WorkerProcess | None = None,
+    ) -> dict[str, Any]:
         deadline = time.monotonic() + timeout
         job = self.job(job_id, owner)
         while time.monotonic() < deadline:
@@ -150,15 +196,37 @@ class Client:
 
     def counts(self, project_id: int) -> dict[str, int]:
         with self.engine.connect() as c:
-            models = c.scalar(select(func.count()).select_from(ModelVersion).where(ModelVersion.project_id == project_id))
-            active = c.scalar(select(func.count()).select_from(ModelVersion)
-                              .where(ModelVersion.project_id == project_id, ModelVersion.is_active))
-            jobs = c.scalar(select(func.count()).select_from(Job).where(Job.project_id == project_id))
-            scores = c.scalar(select(func.count()).select_from(ItemScore).join(ModelVersion)
-                              .where(ModelVersion.project_id == project_id))
-            distinct = c.scalar(select(func.count(func.distinct(ItemScore.item_id))).join(ModelVersion)
-                                .where(ModelVersion.project_id == project_id))
-        return {"models": models, "active": active, "jobs": jobs, "scores": scores, "scored_items": distinct}
+            models = c.scalar(
+                select(func.count())
+                .select_from(ModelVersion)
+                .where(ModelVersion.project_id == project_id)
+            )
+            active = c.scalar(
+                select(func.count())
+                .select_from(ModelVersion)
+                .where(ModelVersion.project_id == project_id, ModelVersion.is_active)
+            )
+            jobs = c.scalar(
+                select(func.count()).select_from(Job).where(Job.project_id == project_id)
+            )
+            scores = c.scalar(
+                select(func.count())
+                .select_from(ItemScore)
+                .join(ModelVersion)
+                .where(ModelVersion.project_id == project_id)
+            )
+            distinct = c.scalar(
+                select(func.count(func.distinct(ItemScore.item_id)))
+                .join(ModelVersion)
+                .where(ModelVersion.project_id == project_id)
+            )
+        return {
+            "models": models,
+            "active": active,
+            "jobs": jobs,
+            "scores": scores,
+            "scored_items": distinct,
+        }
 
 
 def finished(job: dict[str, Any]) -> bool:

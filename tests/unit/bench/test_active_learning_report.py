@@ -19,8 +19,12 @@ from bench.active_learning import (
 
 
 def _run(strategy: str, seed: int, errors: list[float]) -> dict:
-    return {"dataset": "fashion_mnist", "strategy": strategy, "seed": seed,
-            "rounds": [{"labels": 50 * (i + 1), "test_error": e} for i, e in enumerate(errors)]}
+    return {
+        "dataset": "fashion_mnist",
+        "strategy": strategy,
+        "seed": seed,
+        "rounds": [{"labels": 50 * (i + 1), "test_error": e} for i, e in enumerate(errors)],
+    }
 
 
 def test_labels_to_reach_interpolates_and_says_never() -> None:
@@ -45,8 +49,12 @@ def test_table_counts_each_strategys_seeds() -> None:
 
 
 def test_paired_differences_match_seed_and_budget() -> None:
-    runs = [_run("random", 0, [40, 30, 20]), _run("random", 1, [40, 30, 22]),
-            _run("xmodel", 1, [40, 31, 21]), _run("xmodel", 2, [40, 10, 10])]
+    runs = [
+        _run("random", 0, [40, 30, 20]),
+        _run("random", 1, [40, 30, 22]),
+        _run("xmodel", 1, [40, 31, 21]),
+        _run("xmodel", 2, [40, 10, 10]),
+    ]
     # only seed 1 ran both; the cold start (first round) is left out
     assert paired_differences(runs, "fashion_mnist", "test_error", "xmodel") == [1.0, -1.0]
 

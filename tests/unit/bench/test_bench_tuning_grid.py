@@ -42,10 +42,21 @@ def _tiny() -> tuple[Setting, object]:
     torch.set_num_threads(1)
     bench = kites(24, n_pool=60, n_val=16, n_test=16)
     setting = Setting(
-        build=lambda: bench, budgets=[12], model={"backbone": "small_cnn", "image_size": 24, "pretrained": False},
-        train={"steps": 3, "lr": 3e-3, "extractor_lr_scale": 1.0, "eval_every": 3, "batch_size": 4,
-               "unlabelled_batch_size": 4},
-        lr_grid=[0.3, 3.0], weight_grid=[0.1, 1.0], supervised_lr_grid=[0.3, 1.0, 3.0])
+        build=lambda: bench,
+        budgets=[12],
+        model={"backbone": "small_cnn", "image_size": 24, "pretrained": False},
+        train={
+            "steps": 3,
+            "lr": 3e-3,
+            "extractor_lr_scale": 1.0,
+            "eval_every": 3,
+            "batch_size": 4,
+            "unlabelled_batch_size": 4,
+        },
+        lr_grid=[0.3, 3.0],
+        weight_grid=[0.1, 1.0],
+        supervised_lr_grid=[0.3, 1.0, 3.0],
+    )
     return setting, bench
 
 

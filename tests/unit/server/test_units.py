@@ -18,13 +18,16 @@ from server.uploads.images import check_image
 FORMATS = ("JPEG", "PNG", "WEBP", "BMP")
 
 
-@pytest.mark.parametrize("overrides, phrase", [
-    ({"admin_token": "changeme"}, "XM_ADMIN_TOKEN"),
-    ({"database_url": "sqlite:///:memory:"}, "in-memory"),
-    ({"max_file_bytes": 10, "max_request_bytes": 5}, "cannot exceed"),
-    ({"lease_seconds": 0}, "XM_LEASE_SECONDS"),
-    ({"allowed_image_formats": ("PNG", "SVG")}, "SVG"),
-])
+@pytest.mark.parametrize(
+    "overrides, phrase",
+    [
+        ({"admin_token": "changeme"}, "XM_ADMIN_TOKEN"),
+        ({"database_url": "sqlite:///:memory:"}, "in-memory"),
+        ({"max_file_bytes": 10, "max_request_bytes": 5}, "cannot exceed"),
+        ({"lease_seconds": 0}, "XM_LEASE_SECONDS"),
+        ({"allowed_image_formats": ("PNG", "SVG")}, "SVG"),
+    ],
+)
 def test_unsafe_settings_are_refused(overrides, phrase) -> None:
     with pytest.raises(UnsafeSettingsError, match=phrase):
         Settings(**overrides).check_safe()
@@ -47,7 +50,12 @@ def _png(size=(10, 10)) -> bytes:
 def test_image_pixel_limit_raises_before_decoding() -> None:
     with pytest.raises(InvalidImage, match="exceeds the limit"):
         check_image(_png((100, 100)), allowed_formats=FORMATS, max_pixels=9_999, max_bytes=10**6)
-    assert check_image(_png((100, 100)), allowed_formats=FORMATS, max_pixels=10_000, max_bytes=10**6).width == 100
+    assert (
+        check_image(
+            _png((100, 100)), allowed_formats=FORMATS, max_pixels=10_000, max_bytes=10**6
+        ).width
+        == 100
+    )
 
 
 def test_image_format_allow_list() -> None:
@@ -59,7 +67,9 @@ def test_image_format_allow_list() -> None:
         check_image(_png(), allowed_formats=FORMATS, max_pixels=10**6, max_bytes=10)
 
 
-@pytest.mark.parametrize("name", ["../x.png", "a/../../x.png", "/abs.png", "C:/x.png", "\\\\server\\x.png", "a\x00b"])
+@pytest.mark.parametrize(
+    "name", ["../x.png", "a/../../x.png", "/abs.png", "C:/x.png", "\\\\server\\x.png", "a\x00b"]
+)
 def test_unsafe_entry_names(name: str) -> None:
     with pytest.raises(InvalidArchive):
         check_entry_name(name)
@@ -70,10 +80,14 @@ def test_archive_caps_entries_and_bytes() -> None:
     with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
         for i in range(5):
             archive.writestr(f"{i}.png", _png())
-    limits = ArchiveLimits(max_entries=4, max_total_bytes=10**6, max_entry_bytes=10**6, max_ratio=100)
+    limits = ArchiveLimits(
+        max_entries=4, max_total_bytes=10**6, max_entry_bytes=10**6, max_ratio=100
+    )
     with pytest.raises(InvalidArchive, match="5 entries"):
         read_archive(io.BytesIO(buffer.getvalue()), limits)
-    limits = ArchiveLimits(max_entries=10, max_total_bytes=len(_png()) * 3, max_entry_bytes=10**6, max_ratio=100)
+    limits = ArchiveLimits(
+        max_entries=10, max_total_bytes=len(_png()) * 3, max_entry_bytes=10**6, max_ratio=100
+    )
     with pytest.raises(InvalidArchive, match="zip bomb"):
         read_archive(io.BytesIO(buffer.getvalue()), limits)
 
@@ -87,16 +101,20 @@ def test_archive_does_not_trust_header_sizes() -> None:
     # Patch the uncompressed size in both headers to 10 bytes.
     local = data.find(b"PK\x03\x04")
     central = data.find(b"PK\x01\x02")
-    data[local + 22: local + 26] = (10).to_bytes(4, "little")
-    data[central + 24: central + 28] = (10).to_bytes(4, "little")
-    limits = ArchiveLimits(max_entries=10, max_total_bytes=10**6, max_entry_bytes=20_000, max_ratio=10**6)
+    data[local + 22 : local + 26] = (10).to_bytes(4, "little")
+    data[central + 24 : central + 28] = (10).to_bytes(4, "little")
+    limits = ArchiveLimits(
+        max_entries=10, max_total_bytes=10**6, max_entry_bytes=20_000, max_ratio=10**6
+    )
     with pytest.raises(InvalidArchive):
         read_archive(io.BytesIO(bytes(data)), limits)
 
 
 def test_label_rules() -> None:
     task = {"kind": "regression", "targets": ["a", "b"], "ranges": {"a": [0, 1]}}
-    assert validate_label(task, {"values": {"a": 0.5, "b": 9}}, width=1, height=1) == {"values": {"a": 0.5, "b": 9.0}}
+    assert validate_label(task, {"values": {"a": 0.5, "b": 9}}, width=1, height=1) == {
+        "values": {"a": 0.5, "b": 9.0}
+    }
     with pytest.raises(InvalidLabel, match="range"):
         validate_label(task, {"values": [2, 0]}, width=1, height=1)
     with pytest.raises(InvalidLabel, match="number"):
@@ -104,7 +122,9 @@ def test_label_rules() -> None:
     with pytest.raises(InvalidLabel):
         validate_label(task, "cat", width=1, height=1)
     assert parse_label_text({"kind": "classification", "classes": ["x"]}, " x ") == {"class": "x"}
-    assert parse_label_text({"kind": "keypoints", "points": ["p"]}, "[[1, 2]]") == {"points": [[1, 2]]}
+    assert parse_label_text({"kind": "keypoints", "points": ["p"]}, "[[1, 2]]") == {
+        "points": [[1, 2]]
+    }
 
 
 def test_round_robin_interleaves_clusters_best_first() -> None:

@@ -12,13 +12,21 @@ from xmodel_core.model import ModelConfig, XModel
 from xmodel_core.predict import collect_view_predictions
 from xmodel_core.tasks import ClassificationTask, RegressionTask
 
-ARGS = {"backbone": "small_cnn", "image_size": 16, "output_dim": 2, "device": "cpu",
-        "checkpoint_every": 7, "score_views": 2}
+ARGS = {
+    "backbone": "small_cnn",
+    "image_size": 16,
+    "output_dim": 2,
+    "device": "cpu",
+    "checkpoint_every": 7,
+    "score_views": 2,
+}
 
 
 def test_score_strategies_parsed_and_checked() -> None:
     assert job_config({}, **ARGS).score_strategies == ()
-    cfg = job_config({"score_strategies": ["xmodel", "mc_dropout", "entropy", "mc_dropout"]}, **ARGS)
+    cfg = job_config(
+        {"score_strategies": ["xmodel", "mc_dropout", "entropy", "mc_dropout"]}, **ARGS
+    )
     assert cfg.score_strategies == ("mc_dropout", "entropy")
     for bad in (["bald"], "mc_dropout", [3]):
         with pytest.raises(JobDataError, match="score_strategies"):
@@ -32,7 +40,9 @@ def test_score_strategies_parsed_and_checked() -> None:
 def test_baseline_scores_shape_and_determinism(name: str) -> None:
     torch.manual_seed(0)
     task = ClassificationTask(["a", "b", "c"])
-    model = XModel(ModelConfig(backbone="small_cnn", output_dim=3, image_size=16, pretrained=False)).eval()
+    model = XModel(
+        ModelConfig(backbone="small_cnn", output_dim=3, image_size=16, pretrained=False)
+    ).eval()
     images = torch.randint(0, 256, (10, 3, 16, 16), dtype=torch.uint8)
     preds, features = collect_view_predictions(model, task, images, 2, seed=1, batch_size=4)
     first = scoring._baseline_scores(name, model, task, images, features, preds, seed=3, batch=4)

@@ -9,8 +9,14 @@ from worker.training.config import job_config
 from xmodel_contracts.training_defaults import TASK_KINDS, product_defaults
 from xmodel_contracts.training_settings import TrainingSettings
 
-ARGS = {"backbone": "mobilenet_v2", "image_size": 32, "output_dim": 1, "device": "cpu",
-        "checkpoint_every": 0, "score_views": 4}
+ARGS = {
+    "backbone": "mobilenet_v2",
+    "image_size": 32,
+    "output_dim": 1,
+    "device": "cpu",
+    "checkpoint_every": 0,
+    "score_views": 4,
+}
 
 
 @pytest.mark.parametrize("kind", TASK_KINDS)
@@ -23,14 +29,25 @@ def test_defaults_are_valid_settings_and_build_a_cached_job(kind: str) -> None:
 
 
 def test_backbones_without_a_measured_depth_train_every_stage() -> None:
-    config = job_config(product_defaults("regression", "small_cnn"), **{**ARGS, "backbone": "small_cnn"})
+    config = job_config(
+        product_defaults("regression", "small_cnn"), **{**ARGS, "backbone": "small_cnn"}
+    )
     assert config.model.freeze_blocks == 0 and not config.uses_trunk_cache
 
 
 def test_project_settings_win_over_the_defaults() -> None:
-    params = {**product_defaults("keypoints"), "method": "supervised", "trunk_cache": False, "warm_start": False}
+    params = {
+        **product_defaults("keypoints"),
+        "method": "supervised",
+        "trunk_cache": False,
+        "warm_start": False,
+    }
     config = job_config(params, **ARGS)
-    assert config.train.method == "supervised" and not config.uses_trunk_cache and not config.warm_start
+    assert (
+        config.train.method == "supervised"
+        and not config.uses_trunk_cache
+        and not config.warm_start
+    )
     assert config.strong_views == 3  # scoring views: plain + 3 strong = the default score_views
 
 

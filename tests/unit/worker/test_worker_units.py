@@ -15,25 +15,40 @@ from worker.training import scoring
 from worker.training.config import job_config
 from worker.training.data import core_task, load_image, targets
 
-ARGS = {"backbone": "small_cnn", "image_size": 16, "output_dim": 2, "device": "cpu",
-        "checkpoint_every": 7, "score_views": 4}
+ARGS = {
+    "backbone": "small_cnn",
+    "image_size": 16,
+    "output_dim": 2,
+    "device": "cpu",
+    "checkpoint_every": 7,
+    "score_views": 4,
+}
 
 
 def test_job_config_maps_params_and_defaults() -> None:
-    cfg = job_config({"steps": 30, "lr": 0.01, "num_heads": 3, "val_fraction": 0.25, "clusters": 5}, **ARGS)
+    cfg = job_config(
+        {"steps": 30, "lr": 0.01, "num_heads": 3, "val_fraction": 0.25, "clusters": 5}, **ARGS
+    )
     assert cfg.train.steps == 30 and cfg.train.lr == 0.01 and cfg.train.checkpoint_every == 7
-    assert cfg.model.num_heads == 3 and cfg.model.backbone == "small_cnn" and cfg.model.image_size == 16
+    assert (
+        cfg.model.num_heads == 3
+        and cfg.model.backbone == "small_cnn"
+        and cfg.model.image_size == 16
+    )
     assert cfg.val_fraction == 0.25 and cfg.clusters == 5 and cfg.train.device == "cpu"
 
 
-@pytest.mark.parametrize("params, words", [
-    ({"stepz": 3}, "unknown training settings"),
-    ({"val_fraction": 1.5}, "val_fraction"),
-    ({"steps": "many"}, "bad training settings"),
-    ({"clusters": 0}, "clusters"),
-    ({"seed": True}, "seed"),
-    ({"backbone": "small_cnn"}, "unknown training settings"),
-])
+@pytest.mark.parametrize(
+    "params, words",
+    [
+        ({"stepz": 3}, "unknown training settings"),
+        ({"val_fraction": 1.5}, "val_fraction"),
+        ({"steps": "many"}, "bad training settings"),
+        ({"clusters": 0}, "clusters"),
+        ({"seed": True}, "seed"),
+        ({"backbone": "small_cnn"}, "unknown training settings"),
+    ],
+)
 def test_job_config_refuses_bad_params(params: dict, words: str) -> None:  # type: ignore[type-arg]
     with pytest.raises(JobDataError, match=words):
         job_config(params, **ARGS)
@@ -50,13 +65,17 @@ def test_training_settings_schema_matches_the_keys_the_worker_maps() -> None:
 
 
 def test_core_task_reshapes_ranges_and_pairs() -> None:
-    task = core_task({"kind": "regression", "targets": ["a", "b"], "ranges": {"b": [0, 1], "a": [1, 9]}})
+    task = core_task(
+        {"kind": "regression", "targets": ["a", "b"], "ranges": {"b": [0, 1], "a": [1, 9]}}
+    )
     assert task.ranges == [(1, 9), (0, 1)]
     partial = core_task({"kind": "regression", "targets": ["a", "b"], "ranges": {"a": [1, 9]}})
     assert partial.ranges is None  # the core clamps all targets or none
     points = core_task({"kind": "keypoints", "points": ["l", "r", "n"], "flip_pairs": [["l", "r"]]})
     assert points.flip_permutation == [1, 0, 2]
-    assert core_task({"kind": "keypoints", "points": ["n"], "flip_pairs": []}).flip_permutation is None
+    assert (
+        core_task({"kind": "keypoints", "points": ["n"], "flip_pairs": []}).flip_permutation is None
+    )
     with pytest.raises(JobDataError):
         core_task({"kind": "segmentation"})
 

@@ -30,22 +30,31 @@ def build_task(kind: str) -> TaskSpec:
         task.fit(torch.tensor([[10.0, 1.2], [40.0, 1.7], [70.0, 1.9], [25.0, 1.5]]))
         return task
     if kind == "keypoints":
-        return KeypointTask(points=["left_eye", "right_eye", "nose"], flip_pairs=[("left_eye", "right_eye")])
+        return KeypointTask(
+            points=["left_eye", "right_eye", "nose"], flip_pairs=[("left_eye", "right_eye")]
+        )
     raise ValueError(kind)
 
 
 def build_model(task: TaskSpec, seed: int = 0, num_heads: int = 2, dropout: float = 0.3) -> XModel:
     torch.manual_seed(seed)
     config = ModelConfig(
-        backbone="small_cnn", output_dim=task.output_dim, num_heads=num_heads, head_hidden=16,
-        dropout=dropout, image_size=SIZE, pretrained=False,
+        backbone="small_cnn",
+        output_dim=task.output_dim,
+        num_heads=num_heads,
+        head_hidden=16,
+        dropout=dropout,
+        image_size=SIZE,
+        pretrained=False,
     )
     return XModel(config)
 
 
 def build_images(n: int, seed: int = 0, size: int = SIZE) -> torch.Tensor:
     """Seeded uint8 images ``[n, 3, size, size]``."""
-    return torch.randint(0, 256, (n, 3, size, size), generator=torch.Generator().manual_seed(seed), dtype=torch.uint8)
+    return torch.randint(
+        0, 256, (n, 3, size, size), generator=torch.Generator().manual_seed(seed), dtype=torch.uint8
+    )
 
 
 @pytest.fixture(params=["classification", "regression", "keypoints"])

@@ -51,14 +51,18 @@ def test_xmodel_scorer_counts_disagreement_between_views_as_well_as_heads():
 
 def test_xmodel_scorer_needs_two_predictions_per_item():
     with pytest.raises(ValueError, match="at least two"):
-        get_scorer("xmodel").score(ScoringInputs(REGRESSION, 3, view_predictions=torch.zeros(1, 1, 3, 2)))
+        get_scorer("xmodel").score(
+            ScoringInputs(REGRESSION, 3, view_predictions=torch.zeros(1, 1, 3, 2))
+        )
 
 
 def test_mc_dropout_scorer_is_the_variance_across_samples():
     spread = torch.tensor([0.3, 0.05, 0.2])
     sign = torch.tensor([1.0, -1.0, 1.0, -1.0]).view(4, 1, 1)
     samples = sign * spread.view(1, 3, 1).expand(4, 3, 2)  # [T=4, N=3, D=2]
-    scores = get_scorer("mc_dropout").score(ScoringInputs(REGRESSION, 3, dropout_predictions=samples))
+    scores = get_scorer("mc_dropout").score(
+        ScoringInputs(REGRESSION, 3, dropout_predictions=samples)
+    )
     torch.testing.assert_close(scores, spread**2)
     assert _ranking(scores) == [0, 2, 1]
 
@@ -86,7 +90,9 @@ def test_margin_ranks_the_closest_two_classes_first():
 @pytest.mark.parametrize("task", [REGRESSION, KeypointTask(points=["p"])])
 def test_classification_scorers_refuse_other_tasks(name, task):
     with pytest.raises(ValueError, match="class probabilities"):
-        get_scorer(name).score(ScoringInputs(task, 4, predictions=torch.rand(2, 4, task.output_dim)))
+        get_scorer(name).score(
+            ScoringInputs(task, 4, predictions=torch.rand(2, 4, task.output_dim))
+        )
 
 
 def test_random_scorer_is_seeded():
@@ -139,7 +145,9 @@ def test_cold_start_begins_with_a_typical_item_then_spreads():
     assert typical < 8, "the constructed mean lies by the dense cluster"
     for seed in range(3):
         picks = cold_start(features, 5, seed=seed)
-        assert int(picks[0]) == typical, "first pick is the item nearest the mean, whatever the seed"
+        assert int(picks[0]) == typical, (
+            "first pick is the item nearest the mean, whatever the seed"
+        )
         assert sorted(picks[1:].tolist()) == [8, 9, 10, 11]
         assert torch.equal(cold_start(features, 5, seed=seed), picks)
 
@@ -159,14 +167,20 @@ def test_kmeans_recovers_well_separated_blobs():
 
 
 @pytest.mark.parametrize("strategy", sorted(SCORERS))
-def test_rank_pool_returns_k_distinct_items_and_a_score_per_item(strategy, make_task, make_model, make_images):
+def test_rank_pool_returns_k_distinct_items_and_a_score_per_item(
+    strategy, make_task, make_model, make_images
+):
     task = make_task("classification")
     model = make_model(task)
     images = make_images(20)
-    indices, scores = rank_pool(model, task, images, strategy, k=5, n_views=3, mc_samples=3, batch_size=8)
+    indices, scores = rank_pool(
+        model, task, images, strategy, k=5, n_views=3, mc_samples=3, batch_size=8
+    )
     assert scores.shape == (20,) and torch.isfinite(scores).all()
     assert len(set(indices.tolist())) == 5 and indices.max() < 20
-    top, _ = rank_pool(model, task, images, strategy, k=5, diversity=False, n_views=3, mc_samples=3, batch_size=8)
+    top, _ = rank_pool(
+        model, task, images, strategy, k=5, diversity=False, n_views=3, mc_samples=3, batch_size=8
+    )
     assert top.tolist() == _ranking(scores)[:5]
 
 

@@ -15,7 +15,9 @@ from xmodel_core.augment import (
 from xmodel_core.tasks import KeypointTask
 
 SIZE = 48
-TASK = KeypointTask(points=["left_eye", "right_eye", "nose"], flip_pairs=[("left_eye", "right_eye")])
+TASK = KeypointTask(
+    points=["left_eye", "right_eye", "nose"], flip_pairs=[("left_eye", "right_eye")]
+)
 POINTS = torch.tensor([[0.36, 0.40], [0.66, 0.42], [0.50, 0.62]])  # one colour channel each
 
 
@@ -63,7 +65,9 @@ def test_keypoints_from_view_inverts_keypoints_to_view():
     assert not torch.allclose(moved, points, atol=1e-3)
     torch.testing.assert_close(keypoints_from_view(moved, views, perm), points, atol=1e-5, rtol=0)
     stacked = torch.stack([moved, moved])  # [heads, B, K, 2] maps back head by head
-    torch.testing.assert_close(keypoints_from_view(stacked, views, perm), torch.stack([points, points]), atol=1e-5, rtol=0)
+    torch.testing.assert_close(
+        keypoints_from_view(stacked, views, perm), torch.stack([points, points]), atol=1e-5, rtol=0
+    )
 
 
 def test_pure_horizontal_flip_swaps_left_and_right_names():

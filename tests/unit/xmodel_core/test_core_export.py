@@ -48,8 +48,13 @@ def test_save_then_load_gives_identical_outputs(task, make_model, tmp_path: Path
     model = _trained_looking(make_model(task))
     files = save_model(model, task, tmp_path / "m", extra={"trained_on": 12})
     assert set(files) == {"model.safetensors", "config.json"}
-    assert sorted(p.name for p in (tmp_path / "m").iterdir()) == ["config.json", "model.safetensors"], "no temp files"
-    loaded, loaded_task = load_model(tmp_path / "m", weights_sha256=files["model.safetensors"]["sha256"])
+    assert sorted(p.name for p in (tmp_path / "m").iterdir()) == [
+        "config.json",
+        "model.safetensors",
+    ], "no temp files"
+    loaded, loaded_task = load_model(
+        tmp_path / "m", weights_sha256=files["model.safetensors"]["sha256"]
+    )
     assert loaded_task == task and not loaded.training
     images = _images(4)
     with torch.no_grad():
@@ -58,7 +63,9 @@ def test_save_then_load_gives_identical_outputs(task, make_model, tmp_path: Path
         assert torch.equal(loaded.state_dict()[key], tensor), key
 
 
-def test_config_json_describes_task_architecture_and_preprocessing(make_task, make_model, tmp_path: Path):
+def test_config_json_describes_task_architecture_and_preprocessing(
+    make_task, make_model, tmp_path: Path
+):
     task = make_task("keypoints")
     model = make_model(task)
     save_model(model, task, tmp_path, extra={"job_id": "j1"})
@@ -67,8 +74,14 @@ def test_config_json_describes_task_architecture_and_preprocessing(make_task, ma
     assert config["format"] == "xmodel/1" and config["num_heads"] == 2
     assert config["task"] == task.to_json() and config["model"] == model.config.to_json()
     assert config["preprocess"] == {
-        "size": [16, 16], "channels": "RGB", "scale": 1 / 255, "resize": "bilinear", "layout": "NCHW",
-        "mean": [0.5, 0.5, 0.5], "std": [0.25, 0.25, 0.25], "normalize_inside_model": True,
+        "size": [16, 16],
+        "channels": "RGB",
+        "scale": 1 / 255,
+        "resize": "bilinear",
+        "layout": "NCHW",
+        "mean": [0.5, 0.5, 0.5],
+        "std": [0.25, 0.25, 0.25],
+        "normalize_inside_model": True,
     }
     assert config["onnx"] == {"input": "images", "output": "predictions"}
     assert not (tmp_path / "model.safetensors").read_bytes().startswith(b"\x80"), "not a pickle"
@@ -102,7 +115,9 @@ def test_onnx_export_matches_eager_with_a_dynamic_batch(task, exporter, make_mod
     info = export_onnx(model, task, tmp_path / "model.onnx", exporter=exporter)
     assert info["exporter"] == exporter
     assert info["max_abs_diff"] <= ATOL
-    assert [p.name for p in tmp_path.iterdir()] == ["model.onnx"], "one self-contained file, no temp left"
+    assert [p.name for p in tmp_path.iterdir()] == ["model.onnx"], (
+        "one self-contained file, no temp left"
+    )
     session = ort.InferenceSession(str(tmp_path / "model.onnx"), providers=["CPUExecutionProvider"])
     assert [i.name for i in session.get_inputs()] == ["images"]
     assert [o.name for o in session.get_outputs()] == ["predictions"]
@@ -122,7 +137,9 @@ def test_torchscript_export_matches_eager(task, make_model, tmp_path: Path):
     print(f"TorchScript {task.kind}: max |ts - eager| = {info['max_abs_diff']:.2e}")
 
 
-def test_verification_catches_an_export_that_no_longer_matches(make_task, make_model, tmp_path: Path):
+def test_verification_catches_an_export_that_no_longer_matches(
+    make_task, make_model, tmp_path: Path
+):
     task = make_task("classification")
     model = make_model(task).eval()
     export_onnx(model, task, tmp_path / "m.onnx", verify=False)
@@ -161,7 +178,9 @@ def test_warm_start_skips_head_tensors_whose_shape_changed(make_model, tmp_path:
     assert torch.equal(new.extractor.trunk[0].weight, old.extractor.trunk[0].weight)
 
 
-def test_warm_start_handles_more_heads_and_refuses_another_extractor(make_task, make_model, tmp_path: Path):
+def test_warm_start_handles_more_heads_and_refuses_another_extractor(
+    make_task, make_model, tmp_path: Path
+):
     task = make_task("regression")
     save_model(make_model(task, num_heads=2), task, tmp_path)
     report = load_warm_start(make_model(task, num_heads=3), tmp_path)
@@ -174,8 +193,9 @@ def test_warm_start_handles_more_heads_and_refuses_another_extractor(make_task, 
 
 
 @pytest.mark.parametrize(("preferred", "fallback"), [("classic", "dynamo"), ("dynamo", "classic")])
-def test_onnx_falls_back_to_the_other_exporter_when_one_fails(preferred, fallback, make_task, make_model, tmp_path,
-                                                              monkeypatch):
+def test_onnx_falls_back_to_the_other_exporter_when_one_fails(
+    preferred, fallback, make_task, make_model, tmp_path, monkeypatch
+):
     task = make_task("regression")
     model = _trained_looking(make_model(task))
     real_export = torch.onnx.export
@@ -196,7 +216,9 @@ def test_an_unknown_onnx_exporter_is_refused(make_task, make_model, tmp_path):
         export_onnx(make_model(task), task, tmp_path / "model.onnx", exporter="tflite")
 
 
-def test_a_failed_export_leaves_neither_file_nor_temp_file(make_task, make_model, tmp_path, monkeypatch):
+def test_a_failed_export_leaves_neither_file_nor_temp_file(
+    make_task, make_model, tmp_path, monkeypatch
+):
     task = make_task("classification")
 
     def always_breaks(*args, **kwargs):

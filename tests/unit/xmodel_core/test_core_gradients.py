@@ -23,7 +23,9 @@ def _labelled(task, images):
 @pytest.mark.parametrize("method", ["xmodel", "mean_teacher"])
 def test_every_trainable_parameter_gets_a_nonzero_gradient(task, method, make_model, make_images):
     model = make_model(task)
-    config = TrainConfig(method=method, steps=10, batch_size=4, unlabelled_batch_size=4, device="cpu")
+    config = TrainConfig(
+        method=method, steps=10, batch_size=4, unlabelled_batch_size=4, device="cpu"
+    )
     trainer = Trainer(model, task, config)
     trainer.step = 5  # past the ramp-up's near-zero start, reversal coefficient > 0
     model.train()
@@ -57,7 +59,9 @@ def test_reversed_heads_forward_flips_extractor_gradient_only(make_task, make_mo
     def grads(reverse: bool) -> tuple[torch.Tensor, torch.Tensor]:
         model.zero_grad()
         model.heads_forward(model.features(images), reverse=reverse).pow(2).sum().backward()
-        return model.extractor.trunk[0].weight.grad.clone(), model.heads[0].net[1].weight.grad.clone()
+        return model.extractor.trunk[0].weight.grad.clone(), model.heads[0].net[
+            1
+        ].weight.grad.clone()
 
     plain_extractor, plain_head = grads(False)
     reversed_extractor, reversed_head = grads(True)

@@ -41,7 +41,9 @@ def test_mobilenet_v2_loads_offline_pretrained_weights_at_32px():
     assert out.shape == (2, 2, 2) and torch.isfinite(out).all()
 
 
-def test_weights_file_with_wrong_checksum_is_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+def test_weights_file_with_wrong_checksum_is_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
     fake = tmp_path / "mobilenet_v2-b0353104.pth"
     torch.save({"features.0.0.weight": torch.zeros(1)}, fake)
     monkeypatch.setattr(backbones, "offline_mobilenet_v2_weights", lambda: fake)
@@ -60,13 +62,21 @@ def test_bn_eval_keeps_running_statistics_while_training(make_images):
     """With ``bn_eval`` a training forward must not move the batch-norm running statistics."""
 
     def running_means(model: XModel) -> list[torch.Tensor]:
-        return [m.running_mean.clone() for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+        return [
+            m.running_mean.clone() for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d)
+        ]
 
     for bn_eval, should_change in ((True, False), (False, True)):
         torch.manual_seed(0)
-        model = XModel(ModelConfig(backbone="small_cnn", output_dim=2, image_size=16, pretrained=False, bn_eval=bn_eval))
+        model = XModel(
+            ModelConfig(
+                backbone="small_cnn", output_dim=2, image_size=16, pretrained=False, bn_eval=bn_eval
+            )
+        )
         model.train()
         before = running_means(model)
         model(make_images(4).float() / 255)
-        changed = any(not torch.equal(a, b) for a, b in zip(before, running_means(model), strict=True))
+        changed = any(
+            not torch.equal(a, b) for a, b in zip(before, running_means(model), strict=True)
+        )
         assert changed is should_change

@@ -11,7 +11,9 @@ from xmodel_core.predict import collect_view_predictions, mc_dropout_predictions
 from xmodel_core.tasks import KeypointTask
 
 
-def test_predict_comparison_matches_the_model_in_eval_mode_whatever_the_batch_size(task, make_model, make_images):
+def test_predict_comparison_matches_the_model_in_eval_mode_whatever_the_batch_size(
+    task, make_model, make_images
+):
     model = make_model(task).train()
     images = make_images(7)
     preds = predict_comparison(model, task, images, batch_size=3)
@@ -81,14 +83,18 @@ def _dot_images(n: int) -> torch.Tensor:
 
 def test_keypoint_views_are_mapped_back_to_the_original_frame():
     cfg = AugmentConfig(hflip=True, max_rotate=25.0, max_translate=0.08, scale=(0.9, 1.1))
-    preds, _ = collect_view_predictions(DotLocator(), TASK, _dot_images(6), n_views=5, augment_cfg=cfg, seed=3)
+    preds, _ = collect_view_predictions(
+        DotLocator(), TASK, _dot_images(6), n_views=5, augment_cfg=cfg, seed=3
+    )
     assert preds.shape == (5, 2, 6, 4)
     torch.testing.assert_close(preds[0], POINTS.expand(2, 6, 4), atol=0.01, rtol=0)
     # flips and rotations moved the dots; mapped back (names swapped on flips) they agree
     torch.testing.assert_close(preds, POINTS.expand(5, 2, 6, 4), atol=0.02, rtol=0)
 
 
-def test_mc_dropout_samples_differ_keep_batch_norm_frozen_and_are_seeded(make_task, make_model, make_images):
+def test_mc_dropout_samples_differ_keep_batch_norm_frozen_and_are_seeded(
+    make_task, make_model, make_images
+):
     task = make_task("regression")
     model = make_model(task, dropout=0.5).train()
     images = make_images(6)
@@ -101,9 +107,13 @@ def test_mc_dropout_samples_differ_keep_batch_norm_frozen_and_are_seeded(make_ta
     assert torch.equal(model.extractor.trunk[1].running_mean, running_mean), "batch norm in eval"
     assert torch.equal(torch.get_rng_state(), rng_before), "global RNG untouched"
     assert model.training
-    assert torch.equal(mc_dropout_predictions(model, task, images, samples=4, seed=7, batch_size=4), samples)
+    assert torch.equal(
+        mc_dropout_predictions(model, task, images, samples=4, seed=7, batch_size=4), samples
+    )
     # with the dropout masks switched off every sample equals the plain, head-averaged prediction
     plain = predict_comparison(model, task, images).mean(0)
     no_dropout = make_model(task, dropout=0.0)
     no_dropout.load_state_dict(model.state_dict())
-    torch.testing.assert_close(mc_dropout_predictions(no_dropout, task, images, samples=2), plain.expand(2, -1, -1))
+    torch.testing.assert_close(
+        mc_dropout_predictions(no_dropout, task, images, samples=2), plain.expand(2, -1, -1)
+    )

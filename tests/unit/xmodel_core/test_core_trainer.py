@@ -19,16 +19,28 @@ class Interrupt(Exception):
 def _classification_data(make_images) -> tuple[LabelledSet, torch.Tensor, LabelledSet]:
     labels = torch.arange(12) % 3
     images = make_images(12, seed=1)
-    return LabelledSet(images[:8], labels[:8]), make_images(8, seed=2), LabelledSet(images[8:], labels[8:])
+    return (
+        LabelledSet(images[:8], labels[:8]),
+        make_images(8, seed=2),
+        LabelledSet(images[8:], labels[8:]),
+    )
 
 
 @pytest.mark.parametrize("method", ["xmodel", "mean_teacher"])
-def test_resume_from_checkpoint_equals_an_uninterrupted_run(method, make_task, make_model, make_images, tmp_path: Path):
+def test_resume_from_checkpoint_equals_an_uninterrupted_run(
+    method, make_task, make_model, make_images, tmp_path: Path
+):
     task = make_task("classification")
     labelled, unlabelled, val = _classification_data(make_images)
     config = TrainConfig(
-        method=method, steps=6, batch_size=4, unlabelled_batch_size=4, device="cpu",
-        eval_every=2, checkpoint_every=3, seed=4,
+        method=method,
+        steps=6,
+        batch_size=4,
+        unlabelled_batch_size=4,
+        device="cpu",
+        eval_every=2,
+        checkpoint_every=3,
+        seed=4,
     )
 
     straight = Trainer(make_model(task, seed=0), task, config)
@@ -47,7 +59,9 @@ def test_resume_from_checkpoint_equals_an_uninterrupted_run(method, make_task, m
         first.fit(labelled, unlabelled, val, callback=stop_at_three, checkpoint_path=checkpoint)
     assert checkpoint.exists()
     torch.manual_seed(999)  # the resumed run must not depend on the RNG state it starts in
-    resumed = Trainer(make_model(task, seed=7), task, config)  # other initial weights: all come from the checkpoint
+    resumed = Trainer(
+        make_model(task, seed=7), task, config
+    )  # other initial weights: all come from the checkpoint
     result = resumed.fit(labelled, unlabelled, val, checkpoint_path=checkpoint)
 
     assert result.steps_done == 6 and resumed.history == straight.history
@@ -56,7 +70,9 @@ def test_resume_from_checkpoint_equals_an_uninterrupted_run(method, make_task, m
     if method == "mean_teacher":
         for key, tensor in straight.teacher.state_dict().items():
             assert torch.equal(resumed.teacher.state_dict()[key], tensor), f"teacher {key}"
-    for group_a, group_b in zip(straight.optimizer.state.values(), resumed.optimizer.state.values(), strict=True):
+    for group_a, group_b in zip(
+        straight.optimizer.state.values(), resumed.optimizer.state.values(), strict=True
+    ):
         assert torch.equal(group_a["exp_avg"], group_b["exp_avg"])
 
 
@@ -70,7 +86,9 @@ def test_a_few_supervised_steps_lower_the_loss(make_task, make_model):
     task.fit(targets)
     labelled = LabelledSet(images, targets)
     model = make_model(task, dropout=0.0)
-    config = TrainConfig(method="supervised", steps=25, batch_size=8, lr=5e-3, weak=NONE, device="cpu")
+    config = TrainConfig(
+        method="supervised", steps=25, batch_size=8, lr=5e-3, weak=NONE, device="cpu"
+    )
     trainer = Trainer(model, task, config)
 
     def eval_loss() -> float:
@@ -88,8 +106,9 @@ def test_a_few_supervised_steps_lower_the_loss(make_task, make_model):
 
 
 @pytest.mark.parametrize("method", ["xmodel", "mean_teacher"])
-def test_bn_stats_from_labelled_keeps_strong_views_out_of_the_running_statistics(method, make_task, make_model,
-                                                                                make_images):
+def test_bn_stats_from_labelled_keeps_strong_views_out_of_the_running_statistics(
+    method, make_task, make_model, make_images
+):
     """With ``bn_stats_from_labelled`` a pool of saturated images does not move the running
     statistics (test-time normalisation comes from the labelled batch); without it, it does."""
     task = make_task("classification")
@@ -98,12 +117,24 @@ def test_bn_stats_from_labelled_keeps_strong_views_out_of_the_running_statistics
     bright = torch.full((8, 3, 16, 16), 255, dtype=torch.uint8)
 
     def running_means(pool: torch.Tensor, split: bool) -> torch.Tensor:
-        config = TrainConfig(method=method, steps=1, batch_size=4, unlabelled_batch_size=4, device="cpu",
-                             seed=3, rampup_fraction=0.0, bn_stats_from_labelled=split)
+        config = TrainConfig(
+            method=method,
+            steps=1,
+            batch_size=4,
+            unlabelled_batch_size=4,
+            device="cpu",
+            seed=3,
+            rampup_fraction=0.0,
+            bn_stats_from_labelled=split,
+        )
         trainer = Trainer(make_model(task, seed=0), task, config)
         torch.manual_seed(5)
         trainer.fit(LabelledSet(labelled.images, labelled.targets), pool)
-        norms = [m for m in trainer.model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+        norms = [
+            m
+            for m in trainer.model.modules()
+            if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)
+        ]
         assert norms and all(m.momentum != 0.0 for m in norms)  # the momentum is restored
         return torch.cat([m.running_mean for m in norms])
 

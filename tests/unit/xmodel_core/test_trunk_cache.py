@@ -16,7 +16,9 @@ from xmodel_core.tasks import KeypointTask, RegressionTask
 from xmodel_core.trainer import TrainConfig, Trainer, TrainingViews
 from xmodel_core.trunk_cache import (
     BuildStats,
+    CachedViews,
     TrunkCache,
+    ViewKind,
     ViewPlan,
     batch_views,
     cached_views,
@@ -28,14 +30,20 @@ SIZE = 16
 
 def small_model(output_dim: int = 1, frozen: int = 4) -> XModel:
     torch.manual_seed(0)
-    config = ModelConfig(backbone="small_cnn", output_dim=output_dim, image_size=SIZE, pretrained=False,
-                         freeze_blocks=frozen)
+    config = ModelConfig(
+        backbone="small_cnn",
+        output_dim=output_dim,
+        image_size=SIZE,
+        pretrained=False,
+        freeze_blocks=frozen,
+    )
     return XModel(config)
 
 
 def images(n: int, seed: int = 0) -> torch.Tensor:
-    return torch.randint(0, 256, (n, 3, SIZE, SIZE), generator=torch.Generator().manual_seed(seed),
-                         dtype=torch.uint8)
+    return torch.randint(
+        0, 256, (n, 3, SIZE, SIZE), generator=torch.Generator().manual_seed(seed), dtype=torch.uint8
+    )
 
 
 def shas(n: int) -> list[str]:
@@ -49,7 +57,9 @@ def test_trunk_then_trainable_part_equals_the_whole_extractor() -> None:
     model = small_model().eval()
     x = images(5).float() / 255
     with torch.no_grad():
-        assert torch.allclose(model.features_from_trunk(model.trunk(x)), model.features(x), atol=1e-6)
+        assert torch.allclose(
+            model.features_from_trunk(model.trunk(x)), model.features(x), atol=1e-6
+        )
 
 
 def test_views_are_seeded_by_the_images() -> None:
@@ -76,7 +86,9 @@ def test_cache_hits_return_the_computed_views(tmp_path: Path) -> None:
     cache = TrunkCache(tmp_path, max_bytes=10**9)
     stats = BuildStats()
     key = PLAN.key(model)
-    first = cached_views(shas(6), "weak", PLAN, key, load, torch_trunk(model), cache, batch_size=18, stats=stats)
+    first = cached_views(
+        shas(6), "weak", PLAN, key, load, torch_trunk(model), cache, batch_size=18, stats=stats
+    )
     assert first.trunk.shape[:2] == (6, 3) and first.trunk.dtype == torch.float16
     assert stats.computed == 6 and stats.hits == 0
     loads.clear()
@@ -100,7 +112,9 @@ def test_a_damaged_entry_is_recomputed_and_the_trim_keeps_the_newest(tmp_path: P
     assert len(files) == 4
     files[0].write_bytes(b"not a safetensors file")
     stats = BuildStats()
-    cached_views(shas(4), "plain", PLAN, key, lambda i: pics[i], torch_trunk(model), cache, stats=stats)
+    cached_views(
+        shas(4), "plain", PLAN, key, lambda i: pics[i], torch_trunk(model), cache, stats=stats
+    )
     assert stats.computed == 1 and stats.hits == 3
     for age, path in enumerate(sorted(tmp_path.rglob("*.safetensors"))):
         os.utime(path, (1_000_000 + age, 1_000_000 + age))
@@ -137,14 +151,29 @@ def test_training_on_cached_views(method: str, tmp_path: Path) -> None:
     task.fit(targets[:16])
     key = PLAN.key(model)
     trunk = torch_trunk(model)
-    build = lambda ids, kind: cached_views([shas(24)[i] for i in ids], kind, PLAN, key,  # noqa: E731
-                                           lambda j: pics[[ids[k] for k in j]], trunk, None)
+
+    def build(ids: list[int], kind: ViewKind) -> CachedViews:
+        def load(j: list[int]) -> torch.Tensor:
+            return pics[[ids[k] for k in j]]
+
+        return cached_views([shas(24)[i] for i in ids], kind, PLAN, key, load, trunk, None)
+
     train, val, unl = list(range(12)), list(range(12, 16)), list(range(16, 24))
     views = TrainingViews(build(train, "weak"), build(unl + train, "strong"), build(val, "plain"))
     labelled = LabelledSet(torch.empty(12, 0, dtype=torch.uint8), targets[:12])
     val_set = LabelledSet(pics[12:16], targets[12:16])
-    trainer = Trainer(model, task, TrainConfig(method=method, steps=6, batch_size=4, unlabelled_batch_size=4,
-                                               eval_every=3, device="cpu"))
+    trainer = Trainer(
+        model,
+        task,
+        TrainConfig(
+            method=method,
+            steps=6,
+            batch_size=4,
+            unlabelled_batch_size=4,
+            eval_every=3,
+            device="cpu",
+        ),
+    )
     before = [p.detach().clone() for p in model.parameters() if p.requires_grad]
     result = trainer.fit(labelled, None, val_set, views=views)
     assert result.steps_done == 6 and result.best_val_error is not None
@@ -165,6 +194,8 @@ def test_cached_views_must_line_up() -> None:
     trainer = Trainer(model, task, TrainConfig(method="supervised", steps=1, device="cpu"))
     with pytest.raises(ValueError, match="one entry per labelled image"):
         trainer.fit(labelled, None, None, views=TrainingViews(v))
-    unfrozen = Trainer(small_model(frozen=0), task, TrainConfig(method="supervised", steps=1, device="cpu"))
+    unfrozen = Trainer(
+        small_model(frozen=0), task, TrainConfig(method="supervised", steps=1, device="cpu")
+    )
     with pytest.raises(ValueError, match="frozen stages"):
         unfrozen.fit(labelled, None, None, views=TrainingViews(v.subset(torch.arange(3))))
