@@ -107,7 +107,6 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--variant", action="append", required=True, help="NAME=JSON settings")
     parser.add_argument("--out", type=Path, default=Path("bench/results/operating_point.json"))
     args = parser.parse_args(argv)
-    torch.set_num_threads(max(1, torch.get_num_threads()))
     document = json.loads(args.out.read_text()) if args.out.exists() else {"runs": []}
     done = {(r["dataset"], r["budget"], r["variant"], r["seed"]) for r in document["runs"]}
     variants = dict(v.split("=", 1) for v in args.variant)
