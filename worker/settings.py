@@ -43,6 +43,8 @@ class WorkerSettings(BaseSettings):
     # later jobs; a cache local to the worker, trimmed to this budget after every job
     trunk_cache_dir: str | None = None  # default <storage>/cache/trunk
     trunk_cache_mb: int = Field(default=2048, ge=0)  # 0 keeps views in memory for one job only
+    # load torch and onnxruntime when the worker process starts (preload.py)
+    worker_preload: bool = True
 
 
 @lru_cache(maxsize=1)

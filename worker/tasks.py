@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 
+from worker import preload  # noqa: F401  (connects the process-start preload)
 from worker.app import REAP_TASK, TRAINING_TASK, app, send_training
 from worker.settings import worker_settings
 
