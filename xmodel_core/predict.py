@@ -18,7 +18,7 @@ from .data import to_float
 from .model import XModel
 from .tasks import TaskSpec
 from .trainer import predictions_in_original_frame
-from .trunk_cache import CachedViews
+from .trunk_cache import CachedViews, TopFn
 
 
 def model_device(model: nn.Module) -> torch.device:
@@ -118,24 +118,38 @@ def collect_view_predictions(
 
 @torch.no_grad()
 def cached_view_predictions(
-    model: XModel, task: TaskSpec, plain: CachedViews, others: CachedViews | None
+    model: XModel,
+    task: TaskSpec,
+    plain: CachedViews,
+    others: CachedViews | None,
+    top: TopFn | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """:func:`collect_view_predictions` on cached trunk views (``trunk_cache.py``): view 0 the
     plain image, views 1.. the ``others`` (keypoints mapped back). Returns ``preds``
-    ``[V, H, N, D]`` and the plain view's ``features`` ``[N, F]``, on the CPU."""
-    device = model_device(model)
+    ``[V, H, N, D]`` and the plain view's ``features`` ``[N, F]``, on the CPU.
+
+    Every view of the batch goes through the trainable stages in one pass: through ``top``
+    (e.g. ``trunk_cache.onnx_top``) when given, else the model itself in eval mode."""
+    device = model_device(model) if top is None else torch.device("cpu")
     index = torch.arange(len(plain))
-    with eval_mode(model):
-        features = model.features_from_trunk(
-            plain.pick(index, torch.zeros_like(index), device).images
-        )
-        views = [task.to_comparison(model.heads_forward(features).float())]
-        for v in range(others.views_per_image if others is not None else 0):
-            assert others is not None
-            view = others.pick(index, torch.full_like(index, v), device)
-            raw = model.heads_forward(model.features_from_trunk(view.images))
-            views.append(predictions_in_original_frame(task, raw, view))
-    return torch.stack(views).cpu(), features.float().cpu()
+    picked = [plain.pick(index, torch.zeros_like(index), device)]
+    for v in range(others.views_per_image if others is not None else 0):
+        assert others is not None
+        picked.append(others.pick(index, torch.full_like(index, v), device))
+    batch = torch.cat([view.images for view in picked])
+    if top is not None:
+        raw_all, features_all = top(batch)
+    else:
+        with eval_mode(model):
+            features_all = model.features_from_trunk(batch)
+            raw_all = model.heads_forward(features_all)
+    raws = raw_all.float().split(len(index), dim=1)
+    views = [task.to_comparison(raws[0])]
+    views += [
+        predictions_in_original_frame(task, raw, view)
+        for raw, view in zip(raws[1:], picked[1:], strict=True)
+    ]
+    return torch.stack(views).cpu(), features_all[: len(index)].float().cpu()
 
 
 @torch.no_grad()

@@ -239,22 +239,38 @@ class _TrunkModule(torch.nn.Module):
         return self.model.trunk(images)
 
 
-def onnx_trunk(model: XModel, threads: int | None = None) -> TrunkFn:
-    """Like :func:`torch_trunk`, through onnxruntime (several times faster than torch eager on
-    a CPU). The frozen stages are exported once per call to a temporary file."""
-    import onnxruntime as ort  # optional at import time: torch_trunk needs none of it
+class _TopModule(torch.nn.Module):
+    """Trunk activations -> (raw head outputs ``[H, B, D]``, features ``[B, F]``)."""
 
-    module = _TrunkModule(copy.deepcopy(model).cpu().eval()).eval()
-    size = model.config.image_size
+    def __init__(self, model: XModel) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, trunk: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        features = self.model.features_from_trunk(trunk)
+        return self.model.heads_forward(features), features
+
+
+def onnx_session(
+    module: torch.nn.Module,
+    example: torch.Tensor,
+    outputs: dict[str, int],
+    threads: int | None = None,
+) -> Callable[[torch.Tensor], list[torch.Tensor]]:
+    """``module`` (eval mode, CPU) exported to ONNX and loaded in onnxruntime: a function from
+    a batch (dimension 0 dynamic, like ``example``) to the outputs named in ``outputs`` (name ->
+    batch dimension). Exported once per call, through a temporary file."""
+    import onnxruntime as ort  # optional at import time: the torch paths need none of it
+
     with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / "trunk.onnx"
+        path = Path(tmp) / "module.onnx"
         torch.onnx.export(
             module,
-            (torch.rand(2, 3, size, size),),
+            (example,),
             str(path),
-            input_names=["images"],
-            output_names=["trunk"],
-            dynamic_axes={"images": {0: "batch"}, "trunk": {0: "batch"}},
+            input_names=["input"],
+            output_names=list(outputs),
+            dynamic_axes={"input": {0: "batch"}, **{k: {d: "batch"} for k, d in outputs.items()}},
             opset_version=17,
             dynamo=False,
         )
@@ -263,9 +279,35 @@ def onnx_trunk(model: XModel, threads: int | None = None) -> TrunkFn:
         options.inter_op_num_threads = 1
         session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
 
-    def run(images: torch.Tensor) -> torch.Tensor:
-        out = session.run(None, {"images": images.float().contiguous().numpy()})[0]
-        return torch.from_numpy(out)
+    def run(batch: torch.Tensor) -> list[torch.Tensor]:
+        out = session.run(None, {"input": batch.float().contiguous().numpy()})
+        return [torch.from_numpy(o) for o in out]
+
+    return run
+
+
+def onnx_trunk(model: XModel, threads: int | None = None) -> TrunkFn:
+    """Like :func:`torch_trunk`, through onnxruntime (several times faster than torch eager on
+    a CPU)."""
+    size = model.config.image_size
+    module = _TrunkModule(copy.deepcopy(model).cpu().eval()).eval()
+    session = onnx_session(module, torch.rand(2, 3, size, size), {"trunk": 0}, threads)
+    return lambda images: session(images)[0]
+
+
+TopFn = Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
+
+
+def onnx_top(model: XModel, example: torch.Tensor, threads: int | None = None) -> TopFn:
+    """The trainable stages and the heads in eval mode, through onnxruntime: trunk activations
+    ``[B, C, h, w]`` (``example`` gives C, h, w) -> (raw outputs ``[H, B, D]``, features
+    ``[B, F]``). Scores a pool's cached views faster than torch eager; built once per model."""
+    module = _TopModule(copy.deepcopy(model).cpu().eval()).eval()
+    session = onnx_session(module, example[:2].float(), {"raw": 1, "features": 0}, threads)
+
+    def run(trunk: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        raw, features = session(trunk)
+        return raw, features
 
     return run
 

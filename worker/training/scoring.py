@@ -36,8 +36,10 @@ from xmodel_core.predict import (
     collect_view_predictions,
     mc_dropout_on_features,
     mc_dropout_predictions,
+    model_device,
 )
 from xmodel_core.tasks import TaskSpec
+from xmodel_core.trunk_cache import TopFn, onnx_top
 
 if TYPE_CHECKING:
     from worker.training.views import ViewBuilder
@@ -123,14 +125,18 @@ def score_pool(
     extra_scores: dict[str, list[torch.Tensor]] = {name: [] for name in extra}
     feats: list[torch.Tensor] = []
     projection: torch.Tensor | None = None
+    top: TopFn | None = None  # the trainable stages in onnxruntime, on a CPU (cached mode)
     for page in iter_items(factory, project_id, "unlabelled"):
         for start in range(0, len(page), batch):
             rows = page[start : start + batch]
             images: Any = None
             if views_from is not None:
                 shas = [r[1] for r in rows]
+                plain = views_from.views(shas, "plain")
+                if top is None and model_device(model).type == "cpu":
+                    top = onnx_top(model, plain.trunk[:, 0])
                 preds, features = cached_view_predictions(
-                    model, task, views_from.views(shas, "plain"), views_from.views(shas, "strong")
+                    model, task, plain, views_from.views(shas, "strong"), top
                 )
             else:
                 images = load_images(store, [r[1] for r in rows], size)

@@ -12,6 +12,7 @@ import torch
 from xmodel_core.augment import STRONG, WEAK, keypoints_from_view, keypoints_to_view
 from xmodel_core.data import LabelledSet
 from xmodel_core.model import ModelConfig, XModel
+from xmodel_core.predict import cached_view_predictions
 from xmodel_core.tasks import KeypointTask, RegressionTask
 from xmodel_core.trainer import TrainConfig, Trainer, TrainingViews
 from xmodel_core.trunk_cache import (
@@ -22,6 +23,7 @@ from xmodel_core.trunk_cache import (
     ViewPlan,
     batch_views,
     cached_views,
+    onnx_top,
     torch_trunk,
 )
 
@@ -140,6 +142,22 @@ def test_keypoints_map_through_cached_views() -> None:
     points = torch.rand(4, 3, 2) * 0.5 + 0.25
     back = keypoints_from_view(keypoints_to_view(points, views, None), views, None)
     assert torch.allclose(back, points, atol=1e-5)
+
+
+def test_scoring_through_onnxruntime_matches_torch() -> None:
+    """Pool scoring runs the trainable stages in onnxruntime: same predictions (keypoints
+    mapped back from every view) and features as the model itself."""
+    task = KeypointTask(points=["a", "b", "c"], flip_pairs=[("a", "b")])
+    model = small_model(output_dim=task.output_dim)
+    pics = images(6).float() / 255
+    trunk = torch_trunk(model)
+    plain = cached_views(shas(6), "plain", PLAN, "k", lambda j: pics[j], trunk, None)
+    strong = cached_views(shas(6), "strong", PLAN, "k", lambda j: pics[j], trunk, None)
+    expected = cached_view_predictions(model, task, plain, strong)
+    got = cached_view_predictions(model, task, plain, strong, onnx_top(model, plain.trunk[:, 0]))
+    assert got[0].shape == (1 + PLAN.strong_views, 2, 6, task.output_dim)
+    for a, b in zip(got, expected, strict=True):
+        assert torch.allclose(a, b, atol=1e-4)
 
 
 @pytest.mark.parametrize("method", ["supervised", "xmodel", "mean_teacher"])
