@@ -34,7 +34,8 @@ from server.models.router import router as models_router
 from server.page.router import router as page_router
 from server.projects.router import router as projects_router
 from server.settings import Settings
-from server.storage import FileImageStore, ImageStore
+from server.storage import ImageStore
+from server.storage.factory import build_stores
 from server.suggest.router import router as suggest_router
 from server.uploads.body_limit import BodySizeLimitMiddleware
 
@@ -75,7 +76,9 @@ def create_app(
         app.state.settings = settings
         app.state.engine = engine
         app.state.session_factory = sessionmaker(engine, expire_on_commit=False)
-        app.state.image_store = image_store or FileImageStore(settings.storage_dir)
+        stores = build_stores(settings)
+        app.state.image_store = image_store or stores.images
+        app.state.artefacts = stores.artefacts
         app.state.job_queue = job_queue or CeleryJobQueue(
             settings.broker_url, settings.broker_queue
         )

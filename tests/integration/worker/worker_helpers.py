@@ -11,7 +11,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,7 +20,10 @@ from fastapi.testclient import TestClient
 from PIL import Image
 from sqlalchemy import Engine, func, select
 
+from server.db.engine import make_engine
 from server.db.models import ItemScore, Job, ModelVersion
+from server.main import create_app
+from server.settings import Settings
 from xmodel_client import UploadSource, XModelClient
 
 REPO = Path(__file__).resolve().parents[3]
@@ -227,6 +230,25 @@ class Client:
             "scores": scores,
             "scored_items": distinct,
         }
+
+
+def make_client(
+    database_url: str, storage: Path, broker_url: str, queue: str, **settings_extra: Any
+) -> Iterator[Client]:
+    """The in-process API; ``settings_extra`` adds settings (e.g. the S3 store's)."""
+    settings = Settings(
+        database_url=database_url,
+        storage_dir=storage,
+        admin_token=ADMIN_TOKEN,
+        auto_migrate=False,
+        broker_url=broker_url,
+        broker_queue=queue,
+        **settings_extra,
+    )
+    engine = make_engine(database_url)
+    with TestClient(create_app(settings)) as http:
+        yield Client(http, engine)
+    engine.dispose()
 
 
 def finished(job: dict[str, Any]) -> bool:
