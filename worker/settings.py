@@ -32,6 +32,9 @@ class WorkerSettings(BaseSettings):
     max_retries: int = Field(default=3, ge=0)  # Celery retries after an infrastructure error
     retry_backoff_seconds: float = Field(default=5.0, ge=0)
     reap_seconds: float = Field(default=30.0, ge=0)  # the in-worker reaper's period; 0 turns it off
+    # a job still queued this long after its message was sent is sent again (the broker may
+    # have lost it); 0 turns re-sending off. Longer than a busy queue's usual wait.
+    resend_queued_seconds: float = Field(default=300.0, ge=0)
     score_batch: int = Field(default=256, gt=0)  # images on the device at once while scoring
     score_write_batch: int = Field(default=1000, gt=0)  # score rows per transaction
     train_pool_max: int = Field(

@@ -207,7 +207,12 @@ def release(session: Session, job_id: int, owner: str, error: str) -> bool:
         update(Job)
         .where(_owned(job_id, owner))
         .values(
-            status="queued", lease_owner=None, lease_expires_at=None, error=error, phase="retrying"
+            status="queued",
+            lease_owner=None,
+            lease_expires_at=None,
+            error=error,
+            phase="retrying",
+            sent_at=utcnow(),  # the Celery retry sends the message again
         )
         .execution_options(synchronize_session=False)
     )
@@ -221,6 +226,7 @@ class ReapResult:
     requeued: list[int] = field(default_factory=list)
     failed: list[int] = field(default_factory=list)
     cancelled: list[int] = field(default_factory=list)
+    resent: list[int] = field(default_factory=list)  # still queued, message sent again
 
 
 def requeue_expired(session: Session, now: datetime, max_attempts: int = 3) -> ReapResult:
@@ -273,6 +279,7 @@ def requeue_expired(session: Session, now: datetime, max_attempts: int = 3) -> R
                 lease_expires_at=None,
                 phase="requeued",
                 error="worker stopped answering; requeued",
+                sent_at=now,  # the caller sends it after commit
             )
             .returning(Job.id)
             .execution_options(synchronize_session=False)
@@ -283,3 +290,27 @@ def requeue_expired(session: Session, now: datetime, max_attempts: int = 3) -> R
         if not _has_event(session, job_id, attempt):
             add_event(session, job_id, attempt, "lost", LOST_REASON, now)
     return out
+
+
+def mark_stale_queued_for_resend(
+    session: Session, now: datetime, older_than: datetime
+) -> list[int]:
+    """Queued jobs whose message was last sent before ``older_than`` (or never recorded):
+    their message may be lost. Stamps ``sent_at = now`` with a conditional UPDATE, so two
+    reapers never both re-send one job in the same period. The caller sends each after
+    commit; a duplicate message is harmless (the claim is conditional)."""
+    stale = and_(
+        Job.status == "queued",
+        Job.cancel_requested.is_(False),
+        or_(Job.sent_at.is_(None), Job.sent_at < older_than),
+    )
+    return [
+        int(i)
+        for i in session.scalars(
+            update(Job)
+            .where(stale)
+            .values(sent_at=now)
+            .returning(Job.id)
+            .execution_options(synchronize_session=False)
+        )
+    ]

@@ -8,18 +8,7 @@ import secrets
 from collections.abc import Iterator
 
 import pytest
-from worker_helpers import Client, WorkerProcess, make_client, worker_env
-
-REDIS_URL = "redis://127.0.0.1:6379/0"
-
-
-def purge(broker_url: str, queue: str) -> None:
-    import celery
-
-    app = celery.Celery(broker=broker_url)
-    with app.connection_for_write() as connection:
-        connection.default_channel.queue_purge(queue)
-    app.close()
+from worker_helpers import REDIS_URL, Client, WorkerProcess, make_client, purge, worker_env
 
 
 @pytest.fixture(scope="module")

@@ -28,6 +28,17 @@ from xmodel_client import UploadSource, XModelClient
 
 REPO = Path(__file__).resolve().parents[3]
 ADMIN_TOKEN = "worker-test-admin-token-0123456789"
+REDIS_URL = "redis://127.0.0.1:6379/0"
+
+
+def purge(broker_url: str, queue: str) -> None:
+    import celery
+
+    app = celery.Celery(broker=broker_url)
+    with app.connection_for_write() as connection:
+        connection.default_channel.queue_purge(queue)
+    app.close()
+
 
 # Short lease / heartbeat / reap periods so a killed worker's job comes back in seconds.
 FAST_WORKER_ENV = {
