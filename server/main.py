@@ -31,6 +31,8 @@ from server.models.item_predictions import PredictionCache
 from server.models.predict import OnnxSessionCache
 from server.models.prediction_router import router as prediction_router
 from server.models.router import router as models_router
+from server.monitoring.prometheus import ApiMetrics, RequestMetricsMiddleware
+from server.monitoring.router import router as monitoring_router
 from server.page.router import router as page_router
 from server.projects.router import router as projects_router
 from server.settings import Settings
@@ -62,6 +64,7 @@ def create_app(
     """Build the app. Engines, stores and queues are created in the lifespan, not here."""
     settings = settings or Settings()
     settings.check_safe()
+    metrics = ApiMetrics()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -83,6 +86,7 @@ def create_app(
             settings.broker_url, settings.broker_queue
         )
         app.state.onnx_sessions = OnnxSessionCache(settings.predict_session_cache)
+        app.state.metrics = metrics
         app.state.item_predictions = PredictionCache()
         for session in run_in_transaction(app.state.session_factory):
             generated = ensure_admin_token(session, settings.admin_token)
@@ -124,10 +128,14 @@ def create_app(
         exports_router,
         imports_router,
         deletion_router,
+        monitoring_router,
     ):
         app.include_router(router)
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_request_bytes)
     app.add_middleware(OversizedIdMiddleware)
+    app.add_middleware(RequestMetricsMiddleware, metrics=metrics)  # outermost: times it all
+    # read at scrape time, from whatever the lifespan built
+    metrics.watch_jobs(lambda: app.state.session_factory, lambda: app.state.job_queue.depth())
     return app
 
 

@@ -26,6 +26,7 @@ from server.db.base import Base, UTCDateTime, utcnow
 BigId = BigInteger().with_variant(Integer(), "sqlite")
 
 ACTIVE_JOB_STATUSES = ("queued", "running")
+JOB_STATUSES = (*ACTIVE_JOB_STATUSES, "succeeded", "failed", "cancelled")
 _ACTIVE_JOB_SQL = "status IN ('queued', 'running')"
 
 

@@ -314,3 +314,13 @@ def mark_stale_queued_for_resend(
             .execution_options(synchronize_session=False)
         )
     ]
+
+
+def count_by_status(session: Session) -> dict[str, int]:
+    """Every job by status (the operator's view, all projects)."""
+    rows = session.execute(select(Job.status, func.count()).group_by(Job.status))
+    return {str(status): int(count) for status, count in rows}
+
+
+def oldest_queued_created_at(session: Session) -> datetime | None:
+    return session.scalar(select(func.min(Job.created_at)).where(Job.status == "queued"))

@@ -30,6 +30,7 @@ from server.jobs import repository as jobs
 from server.models import repository as models
 from server.projects import repository as projects
 from server.storage import ArtefactStore, ImageStore
+from worker import monitoring
 from worker.db import session_factory
 from worker.errors import JobCancelled, LeaseLost, is_retryable
 from worker.settings import WorkerSettings, server_settings, worker_settings
@@ -134,9 +135,12 @@ def run_training_job(job_id: int, *, final_try: bool = True) -> str:
         Path(settings.storage_dir),
         ws,
     )
+    started, outcome = time.monotonic(), "retrying"  # what a RetryableJobError leaves
     try:
-        return _execute(run, factory, claimed, owner, final_try)
+        outcome = _execute(run, factory, claimed, owner, final_try)
+        return outcome
     finally:
+        monitoring.job_ended(outcome, time.monotonic() - started, run.metrics)
         del run
         release_memory()
 
@@ -460,6 +464,7 @@ class TrainingRun:
             "steps_per_second": round(rate, 3),
             "eta_seconds": round((progress.total - progress.step) / rate, 1) if rate > 0 else None,
         }
+        monitoring.training_step(rate)
         if progress.val_error is not None:
             self.metrics["last_val_error"] = progress.val_error
         checkpoint = self.job_dir / "checkpoint.pt"

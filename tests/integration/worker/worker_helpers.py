@@ -8,6 +8,7 @@ import io
 import os
 import random
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -123,6 +124,23 @@ def worker_env(database_url: str, storage: Path, broker_url: str, queue: str) ->
         "XM_BROKER_QUEUE": queue,
         "XM_ADMIN_TOKEN": ADMIN_TOKEN,
         **FAST_WORKER_ENV,
+    }
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def scrape(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    """Prometheus text → {(sample name, sorted labels): value}."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    return {
+        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
     }
 
 
