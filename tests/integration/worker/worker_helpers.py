@@ -63,6 +63,10 @@ class WorkerProcess:
     logs: list[Path] = field(default_factory=list)
 
     def start(self, timeout: float = 60) -> WorkerProcess:
+        return self.launch().wait_ready(timeout)
+
+    def launch(self) -> WorkerProcess:
+        """Start the process without waiting (start several, then ``wait_ready`` each)."""
         log = self.log_dir / f"worker-{len(self.logs)}.log"
         self.logs.append(log)
         command = [
@@ -79,7 +83,7 @@ class WorkerProcess:
             "--without-gossip",
             "--without-heartbeat",
             "-n",
-            f"test{len(self.logs)}-{os.getpid()}@%h",
+            f"test{len(self.logs)}-{os.getpid()}-{id(self) % 100_000}@%h",  # unique per process
         ]
         with open(log, "wb") as out:
             self.proc = subprocess.Popen(
@@ -89,6 +93,11 @@ class WorkerProcess:
                 stdout=out,
                 stderr=subprocess.STDOUT,
             )
+        return self
+
+    def wait_ready(self, timeout: float = 60) -> WorkerProcess:
+        assert self.proc is not None
+        log = self.logs[-1]
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
