@@ -4,39 +4,36 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from datetime import datetime
+from typing import NamedTuple
 
-from sqlalchemy import and_, delete, exists, or_, select, text, union_all, update
+from sqlalchemy import Select, and_, delete, exists, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from server.db.models import Item, ItemLease, ItemScore
-
-_CLUSTERS_SQL = text("""
-WITH RECURSIVE c(cluster) AS (
-    SELECT MIN(cluster) FROM item_scores WHERE model_id = :model_id AND strategy = :strategy
-    UNION ALL
-    SELECT (SELECT MIN(s.cluster) FROM item_scores s
-            WHERE s.model_id = :model_id AND s.strategy = :strategy AND s.cluster > c.cluster)
-    FROM c WHERE c.cluster IS NOT NULL
-)
-SELECT cluster FROM c WHERE cluster IS NOT NULL
-""")
+from server.suggest.ranking import ScoreRow
 
 
-def write_scores(
-    session: Session, model_id: int, strategy: str, rows: Iterable[tuple[int, float, int]]
-) -> int:
-    """Insert ``(item_id, score, cluster)`` rows for one model and strategy (the worker's
-    call; batch it, one transaction per batch). Returns the number of rows written."""
+class ScoredItem(NamedTuple):
+    item_id: int
+    score: float
+    cluster: int
+
+
+def write_scores(session: Session, model_id: int, strategy: str, rows: Iterable[ScoreRow]) -> int:
+    """Insert one model's and strategy's rows (the worker's call; batch it, one transaction
+    per batch; the ranks come from ``ranking.ranked_rows`` over the whole pool). Returns the
+    number of rows written."""
     payload = [
         {
             "model_id": model_id,
             "strategy": strategy,
-            "item_id": item_id,
-            "score": float(score),
-            "cluster": int(cluster),
+            "item_id": row.item_id,
+            "score": float(row.score),
+            "cluster": int(row.cluster),
+            "rank": int(row.rank),
         }
-        for item_id, score, cluster in rows
+        for row in rows
     ]
     if payload:
         session.execute(ItemScore.__table__.insert(), payload)
@@ -54,12 +51,6 @@ def has_scores(session: Session, model_id: int, strategy: str) -> bool:
     return bool(session.scalar(query))
 
 
-def clusters(session: Session, model_id: int, strategy: str) -> list[int]:
-    """Distinct clusters by a loose index scan (a few index probes, not a full scan)."""
-    rows = session.execute(_CLUSTERS_SQL, {"model_id": model_id, "strategy": strategy})
-    return [int(r[0]) for r in rows]
-
-
 def _free_for(holder: str, now: datetime):  # type: ignore[no-untyped-def]
     taken = select(ItemLease.item_id).where(
         ItemLease.item_id == Item.id, ItemLease.expires_at > now, ItemLease.holder != holder
@@ -67,39 +58,53 @@ def _free_for(holder: str, now: datetime):  # type: ignore[no-untyped-def]
     return ~taken.exists()
 
 
-def top_scored(
-    session: Session,
-    model_id: int,
-    strategy: str,
-    *,
-    holder: str,
-    now: datetime,
-    limit: int,
-    cluster_ids: list[int] | None,
-) -> list[tuple[int, float, int]]:
-    """Highest-scored unlabelled items free for ``holder``: overall, or ``limit`` per cluster."""
-
-    def one(cluster: int | None):  # type: ignore[no-untyped-def]
-        query = (
-            select(ItemScore.item_id, ItemScore.score, ItemScore.cluster)
-            .join(Item, Item.id == ItemScore.item_id)
-            .where(
-                ItemScore.model_id == model_id,
-                ItemScore.strategy == strategy,
-                Item.labelled_at.is_(None),
-                Item.unlabellable_at.is_(None),
-                _free_for(holder, now),
-            )
+def _scored(model_id: int, strategy: str, holder: str, now: datetime, limit: int) -> Select:
+    return (
+        select(ItemScore.item_id, ItemScore.score, ItemScore.cluster)
+        .join(Item, Item.id == ItemScore.item_id)
+        .where(
+            ItemScore.model_id == model_id,
+            ItemScore.strategy == strategy,
+            Item.labelled_at.is_(None),
+            Item.unlabellable_at.is_(None),
+            _free_for(holder, now),
         )
-        if cluster is not None:
-            query = query.where(ItemScore.cluster == cluster)
-        return query.order_by(ItemScore.score.desc(), ItemScore.item_id).limit(limit)
+        .limit(limit)
+    )
 
-    if not cluster_ids:
-        return [(int(a), float(b), int(c)) for a, b, c in session.execute(one(None))]
-    parts = [select(one(c).subquery()) for c in cluster_ids]
-    statement = parts[0] if len(parts) == 1 else union_all(*parts)
-    return [(int(a), float(b), int(c)) for a, b, c in session.execute(statement)]
+
+def _lock_free(session: Session, query: Select) -> Select:
+    """On PostgreSQL, lock the chosen item rows and skip the ones a concurrent /suggest has
+    locked: annotators asking at the same moment get different items without waiting for
+    each other's commit. (SQLite serialises writers; there the claim alone decides.)"""
+    if session.get_bind().dialect.name != "postgresql":
+        return query
+    return query.with_for_update(of=Item, skip_locked=True, key_share=True)
+
+
+def in_diversity_order(
+    session: Session, model_id: int, strategy: str, *, holder: str, now: datetime, limit: int
+) -> list[ScoredItem]:
+    """The first ``limit`` unlabelled items free for ``holder`` in the stored round-robin
+    order: one range scan of ``(model_id, strategy, rank)``."""
+    query = _scored(model_id, strategy, holder, now, limit).order_by(ItemScore.rank)
+    return [
+        ScoredItem(int(a), float(b), int(c))
+        for a, b, c in session.execute(_lock_free(session, query))
+    ]
+
+
+def top_scored(
+    session: Session, model_id: int, strategy: str, *, holder: str, now: datetime, limit: int
+) -> list[ScoredItem]:
+    """The ``limit`` highest-scored unlabelled items free for ``holder`` (score, then id)."""
+    query = _scored(model_id, strategy, holder, now, limit).order_by(
+        ItemScore.score.desc(), ItemScore.item_id
+    )
+    return [
+        ScoredItem(int(a), float(b), int(c))
+        for a, b, c in session.execute(_lock_free(session, query))
+    ]
 
 
 def random_unlabelled(
