@@ -46,6 +46,14 @@ def delete_scores(session: Session, model_id: int) -> int:
     return int(result.rowcount or 0)
 
 
+def forget_item(session: Session, item_id: int) -> None:
+    """A labelled item leaves the pool: drop its score rows, so the ranked scan in
+    /suggest never has to step over the items labelled since the model scored them (their
+    count grows with every label; the leased ones it skips stay few). A cleared label puts
+    the item back among the random picks until the next model scores it."""
+    session.execute(delete(ItemScore).where(ItemScore.item_id == item_id))
+
+
 def has_scores(session: Session, model_id: int, strategy: str) -> bool:
     query = select(exists().where(ItemScore.model_id == model_id, ItemScore.strategy == strategy))
     return bool(session.scalar(query))
