@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable
 from datetime import datetime
 from typing import NamedTuple
 
-from sqlalchemy import Select, and_, delete, exists, or_, select, update
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy import Select, and_, bindparam, delete, exists, select, text, update
 from sqlalchemy.orm import Session
 
+from server.db.base import UTCDateTime
 from server.db.models import Item, ItemLease, ItemScore
 from server.suggest.ranking import ScoreRow
 
@@ -141,6 +142,25 @@ def random_unlabelled(
     return ids
 
 
+_CLAIM = """
+INSERT INTO item_leases (item_id, project_id, holder, token_id, expires_at)
+SELECT {ids}, :project_id, :holder, :token_id, :expires_at {source}
+ON CONFLICT (item_id) DO UPDATE SET
+    holder = excluded.holder, token_id = excluded.token_id,
+    expires_at = excluded.expires_at, project_id = excluded.project_id
+WHERE item_leases.expires_at <= :now OR item_leases.holder = :holder
+RETURNING item_id
+"""
+# One statement text whatever the batch size (the ids travel as one array / JSON parameter),
+# so neither SQLAlchemy nor the database re-plans it per call.
+_CLAIM_POSTGRESQL = text(
+    _CLAIM.format(ids="id", source="FROM unnest(CAST(:ids AS BIGINT[])) AS ids(id) ORDER BY id")
+).bindparams(bindparam("expires_at", type_=UTCDateTime), bindparam("now", type_=UTCDateTime))
+_CLAIM_SQLITE = text(
+    _CLAIM.format(ids="CAST(value AS INTEGER)", source="FROM json_each(:ids) WHERE true ORDER BY 1")
+).bindparams(bindparam("expires_at", type_=UTCDateTime), bindparam("now", type_=UTCDateTime))
+
+
 def claim(
     session: Session,
     project_id: int,
@@ -155,34 +175,29 @@ def claim(
 
     One conditional upsert on the item_leases primary key; on PostgreSQL a concurrent claim
     of the same row waits for the other transaction and then re-checks the condition, so two
-    annotators never both win an item. Ids are sorted so lock order is the same everywhere."""
+    annotators never both win an item. Ids go in ascending order so lock order is the same
+    everywhere."""
     if not item_ids:
         return set()
-    insert = postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
-    table = ItemLease.__table__
-    statement = insert(table).values(
-        [
-            {
-                "item_id": i,
-                "project_id": project_id,
-                "holder": holder,
-                "token_id": token_id,
-                "expires_at": expires_at,
-            }
-            for i in sorted(item_ids)
-        ]
-    )
-    statement = statement.on_conflict_do_update(
-        index_elements=[table.c.item_id],
-        set_={
-            "holder": statement.excluded.holder,
-            "token_id": statement.excluded.token_id,
-            "expires_at": statement.excluded.expires_at,
-            "project_id": statement.excluded.project_id,
-        },
-        where=or_(table.c.expires_at <= now, table.c.holder == holder),
-    ).returning(table.c.item_id)
-    return {int(r) for r in session.scalars(statement)}
+    postgres = session.get_bind().dialect.name == "postgresql"
+    params = {
+        "ids": sorted(item_ids) if postgres else json.dumps(sorted(item_ids)),
+        "project_id": project_id,
+        "holder": holder,
+        "token_id": token_id,
+        "expires_at": expires_at,
+        "now": now,
+    }
+    statement = _CLAIM_POSTGRESQL if postgres else _CLAIM_SQLITE
+    return {int(r) for r in session.scalars(statement, params)}
+
+
+def relax_durability(session: Session) -> None:
+    """Leases are short-lived hints, not data: on PostgreSQL this transaction's commit does
+    not wait for its WAL flush (a crash may forget the last fraction of a second of leases,
+    never a label, which commits in its own transaction)."""
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(text("SET LOCAL synchronous_commit = off"))
 
 
 def release_others(session: Session, project_id: int, holder: str, keep: set[int]) -> None:

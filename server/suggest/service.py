@@ -142,6 +142,7 @@ def suggest(
     holder = holder_key(principal, annotator)
     now = utcnow()
     expires_at = now + timedelta(seconds=lease_seconds)
+    repository.relax_durability(session)
     chosen: list[Candidate] = []
     tried: set[int] = set(exclude)
     offer: Candidates | None = None
