@@ -12,7 +12,7 @@ log = logging.getLogger(__name__)
 
 
 @app.task(name=TRAINING_TASK, bind=True, max_retries=worker_settings().max_retries)
-def run_training(self, job_id: int) -> str:  # type: ignore[no-untyped-def]
+def run_training(self, job_id: int) -> str:
     """Train, export, score and activate a model for job ``job_id`` (see the runner)."""
     from worker.training.runner import RetryableJobError, run_training_job  # torch: only here
 

@@ -62,7 +62,7 @@ def _fsync_dir(directory: Path) -> None:
         os.close(fd)
 
 
-def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
+def atomic_write(path: Path, write: Callable[[Path], object]) -> None:
     """Call ``write(temp_path)`` next to ``path``, fsync the result, then rename it over ``path``."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -185,6 +185,11 @@ class DecodedModel(nn.Module):
     The decoding constants are buffers and the clamp is ``min`` / ``max`` against tensors, so
     ONNX and TorchScript capture them as plain constants. Always in eval mode.
     """
+
+    target_mean: torch.Tensor  # buffers ``[D]`` (regression only)
+    target_std: torch.Tensor
+    range_lo: torch.Tensor
+    range_hi: torch.Tensor
 
     def __init__(self, model: XModel, task: TaskSpec) -> None:
         super().__init__()

@@ -13,8 +13,10 @@ through an injected callback; raising from it stops training (the worker's cance
 from __future__ import annotations
 
 import copy
+import functools
 import json
 import math
+import operator
 import os
 import tempfile
 from collections.abc import Callable, Iterator
@@ -480,7 +482,7 @@ class Trainer:
                 group["lr"] = _lr_at(self.step, cfg.steps, cfg.lr) * group["lr_scale"]
             with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=use_amp):
                 losses = self._loss(labelled, pool)
-            total = sum(losses.values())
+            total = functools.reduce(operator.add, losses.values())
             self.optimizer.zero_grad(set_to_none=True)
             total.backward()
             self.optimizer.step()

@@ -87,7 +87,7 @@ class ViewPlan:
 def frozen_weights_digest(model: XModel) -> str:
     """sha256 of the frozen stages' parameters and buffers (a warm start may change them)."""
     digest = hashlib.sha256()
-    for stage in list(model.extractor.trunk)[: model.frozen_stages]:  # type: ignore[union-attr]
+    for stage in list(model.extractor.trunk)[: model.frozen_stages]:
         for name, tensor in stage.state_dict().items():
             digest.update(name.encode())
             digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())

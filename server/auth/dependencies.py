@@ -10,6 +10,7 @@ from sqlalchemy.orm import Session
 
 from server.auth.service import Principal, authenticate
 from server.db.session import get_session
+from server.settings import Settings
 
 _bearer = HTTPBearer(auto_error=False, description="project or admin token")
 
@@ -26,5 +27,5 @@ def get_principal(
 PrincipalDep = Annotated[Principal, Depends(get_principal, scope="function")]
 
 
-def get_settings(request: Request):  # type: ignore[no-untyped-def]
+def get_settings(request: Request) -> Settings:
     return request.app.state.settings

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import CursorResult, Result, and_, func, or_, select, update
+from sqlalchemy import ColumnElement, CursorResult, Result, and_, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from server.db.base import utcnow
@@ -140,7 +140,7 @@ def _attempt(session: Session, job_id: int) -> int:
     return int(session.scalar(select(Job.attempts).where(Job.id == job_id)) or 0)
 
 
-def _owned(job_id: int, owner: str):  # type: ignore[no-untyped-def]
+def _owned(job_id: int, owner: str) -> ColumnElement[bool]:
     return and_(Job.id == job_id, Job.lease_owner == owner, Job.status == "running")
 
 

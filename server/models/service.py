@@ -9,9 +9,9 @@ from sqlalchemy.orm import Session
 from server.db.models import ModelVersion
 from server.errors import NotFound
 from server.models import repository
-from server.models.schemas import ArtefactRead, ModelRead
+from server.models.schemas import ArtefactFormat, ArtefactRead, ModelRead
 
-FORMAT_COLUMNS = {
+FORMAT_COLUMNS: dict[ArtefactFormat, tuple[str, str, str, str]] = {
     "safetensors": (
         "safetensors_path",
         "safetensors_sha256",
@@ -50,7 +50,7 @@ def to_read(model: ModelVersion) -> ModelRead:
     read.artefacts = [
         ArtefactRead(
             format=fmt,
-            sha256=getattr(model, sha_col),  # type: ignore[arg-type]
+            sha256=getattr(model, sha_col),
             download_url=f"/models/{model.id}/download?format={fmt}",
         )
         for fmt, (path_col, sha_col, _media, _name) in FORMAT_COLUMNS.items()

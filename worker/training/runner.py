@@ -242,7 +242,7 @@ class TrainingRun:
             torch.empty(0, 3, self.c.image_size, self.c.image_size, dtype=torch.uint8)
             if cached
             else data.load_images(
-                self.store, [r[1] for r in snapshot.unlabelled], self.c.image_size
+                self.store, [r.sha256 for r in snapshot.unlabelled], self.c.image_size
             )
         )
         self.lease.check()
@@ -275,11 +275,11 @@ class TrainingRun:
                 progress_total=len(snapshot.unlabelled) + len(labelled),
                 metrics=self.metrics,
             )
-            shas = [r[1] for r in snapshot.labelled]
+            shas = [r.sha256 for r in snapshot.labelled]
             training_views = self.builder.training_views(
                 [shas[i] for i in train_idx.tolist()],
                 [shas[i] for i in val_idx.tolist()],
-                [r[1] for r in snapshot.unlabelled],
+                [r.sha256 for r in snapshot.unlabelled],
                 consistency=cfg.train.method != "supervised",
                 check=lambda done: self.lease.progress(progress_step=done),
             )

@@ -131,7 +131,7 @@ def score_pool(
             rows = page[start : start + batch]
             images: Any = None
             if views_from is not None:
-                shas = [r[1] for r in rows]
+                shas = [r.sha256 for r in rows]
                 plain = views_from.views(shas, "plain")
                 if top is None and model_device(model).type == "cpu":
                     top = onnx_top(model, plain.trunk[:, 0])
@@ -139,7 +139,7 @@ def score_pool(
                     model, task, plain, views_from.views(shas, "strong"), top
                 )
             else:
-                images = load_images(store, [r[1] for r in rows], size)
+                images = load_images(store, [r.sha256 for r in rows], size)
                 preds, features = collect_view_predictions(
                     model, task, images, views, seed=seed, batch_size=batch
                 )
@@ -156,7 +156,7 @@ def score_pool(
                 gen = torch.Generator().manual_seed(seed)
                 projection = torch.randn(features.shape[1], PROJECTED_DIM, generator=gen)
             feats.append(F.normalize(features.float() @ projection, dim=-1))
-            ids.extend(int(r[0]) for r in rows)
+            ids.extend(r.item_id for r in rows)
             check(len(ids), len(ids))
     if not ids:
         return PoolScores(

@@ -18,7 +18,7 @@ pytestmark = pytest.mark.integration
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
-def session(request: pytest.FixtureRequest):  # type: ignore[no-untyped-def]
+def session(request: pytest.FixtureRequest):
     url = request.getfixturevalue("sqlite_url" if request.param == "sqlite" else "postgres_url")
     engine = make_engine(url)
     with Session(engine) as s:

@@ -13,7 +13,7 @@ from sqlalchemy.exc import OperationalError
 from worker.errors import JobDataError, is_retryable
 from worker.training import scoring
 from worker.training.config import job_config
-from worker.training.data import core_task, load_image, targets
+from worker.training.data import ItemRow, core_task, load_image, targets
 
 ARGS = {
     "backbone": "small_cnn",
@@ -49,7 +49,7 @@ def test_job_config_maps_params_and_defaults() -> None:
         ({"backbone": "small_cnn"}, "unknown training settings"),
     ],
 )
-def test_job_config_refuses_bad_params(params: dict, words: str) -> None:  # type: ignore[type-arg]
+def test_job_config_refuses_bad_params(params: dict, words: str) -> None:
     with pytest.raises(JobDataError, match=words):
         job_config(params, **ARGS)
 
@@ -82,16 +82,18 @@ def test_core_task_reshapes_ranges_and_pairs() -> None:
 
 def test_targets_for_each_kind() -> None:
     cls = core_task({"kind": "classification", "classes": ["cat", "dog"]})
-    y, vis = targets(cls, [[1, "s", 10, 10, {"class": "dog"}], [2, "s", 10, 10, {"class": "cat"}]])
+    y, vis = targets(
+        cls, [ItemRow(1, "s", 10, 10, {"class": "dog"}), ItemRow(2, "s", 10, 10, {"class": "cat"})]
+    )
     assert y.tolist() == [1, 0] and vis is None
     reg = core_task({"kind": "regression", "targets": ["age", "h"]})
-    y, _ = targets(reg, [[1, "s", 10, 10, {"values": {"h": 2.0, "age": 30.0}}]])
+    y, _ = targets(reg, [ItemRow(1, "s", 10, 10, {"values": {"h": 2.0, "age": 30.0}})])
     assert y.tolist() == [[30.0, 2.0]]
     kp = core_task({"kind": "keypoints", "points": ["a", "b"]})
-    y, vis = targets(kp, [[1, "s", 200, 100, {"points": [[50, 25, 2], [0, 0, 0]]}]])
+    y, vis = targets(kp, [ItemRow(1, "s", 200, 100, {"points": [[50, 25, 2], [0, 0, 0]]})])
     assert y.tolist() == [[[0.25, 0.25], [0.0, 0.0]]] and vis.tolist() == [[1.0, 0.0]]
     with pytest.raises(JobDataError, match="does not fit"):
-        targets(reg, [[1, "s", 10, 10, {"class": "cat"}]])
+        targets(reg, [ItemRow(1, "s", 10, 10, {"class": "cat"})])
 
 
 class _Store:
