@@ -55,7 +55,11 @@ KITE_TASK = {
 
 def specs(quick: bool) -> dict[str, Spec]:
     size = DEFAULT_IMAGE_SIZE
-    common = {"backbone": DEFAULT_BACKBONE, "training": {}, "strategies": ["xmodel"]}
+    common: dict[str, Any] = {
+        "backbone": DEFAULT_BACKBONE,
+        "training": {},
+        "strategies": ["xmodel"],
+    }
     return {
         "utkface_age": Spec(
             build=lambda: utkface(size, n_test=1000, pool_limit=4000),

@@ -23,6 +23,7 @@ import tempfile
 import time
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import psycopg
 from fastapi.testclient import TestClient
@@ -79,7 +80,7 @@ def _bulk_load(url: str, project_id: int, n_items: int, n_clusters: int, seed: i
                 " VALUES (%s, 1, 0, '{}', false, %s, 'x', 'x', 'x', 'x', 'x', 'x') RETURNING id",
                 (project_id, now),
             )
-            model_id = cur.fetchone()[0]
+            (model_id,) = cur.fetchone() or (None,)
             cur.execute("SELECT id FROM items WHERE project_id = %s", (project_id,))
             ids = [r[0] for r in cur.fetchall()]
             with cur.copy(
@@ -126,7 +127,7 @@ def run_size(host: str, port: int, n_items: int, requests: int, k: int, n_cluste
                 started = time.perf_counter()
                 _bulk_load(url, project["id"], n_items, n_clusters, seed=n_items)
                 load_s = time.perf_counter() - started
-                figures = {
+                figures: dict[str, Any] = {
                     "items": n_items,
                     "clusters": n_clusters,
                     "k": k,

@@ -151,8 +151,7 @@ def main() -> int:
         newly = {
             key
             for key in defined
-            if key not in dead
-            and live[key[1]] - sum(c[key[1]] for k, c in chunks if k == key) <= 0
+            if key not in dead and live[key[1]] - sum(c[key[1]] for k, c in chunks if k == key) <= 0
         }
         if not newly:
             break

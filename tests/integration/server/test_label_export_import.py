@@ -132,7 +132,7 @@ def test_coco_categories_csv_and_jsonl_round_trip(api) -> None:
     images = {f"pet{i}.png": unique_png() for i in range(6)}
     first, first_id = _clients(api, PETS, "pets")
     _upload(api, first, first_id, images)
-    coco = {
+    coco: dict[str, Any] = {
         "images": [
             {"id": i, "file_name": n, "width": 32, "height": 24} for i, n in enumerate(images)
         ],
