@@ -29,6 +29,7 @@ from server.storage import ImageStore
 from server.suggest import repository as scores_repo
 from worker.errors import JobDataError
 from worker.training.data import iter_items, load_images
+from xmodel_contracts.names import ScoreStrategy
 from xmodel_core.acquisition import ScoringInputs, XModelScorer, get_scorer, kmeans
 from xmodel_core.model import XModel
 from xmodel_core.predict import (
@@ -44,7 +45,7 @@ from xmodel_core.trunk_cache import TopFn, onnx_top
 if TYPE_CHECKING:
     from worker.training.views import ViewBuilder
 
-STRATEGY = "xmodel"  # the rows /suggest reads (server.suggest.service.SCORE_STRATEGY)
+STRATEGY = ScoreStrategy.XMODEL  # the rows /suggest reads
 PROJECTED_DIM = 64
 KMEANS_SAMPLE = 20_000
 MC_DROPOUT_SAMPLES = 8  # few draws: the heads are small and the features are shared
