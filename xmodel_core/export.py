@@ -31,10 +31,12 @@ import safetensors.torch
 import torch
 from torch import nn
 
+from xmodel_contracts.names import EXPORT_FORMAT
+
 from .model import ModelConfig, XModel
 from .tasks import TaskSpec, task_from_json
 
-FORMAT = "xmodel/1"
+FORMAT = EXPORT_FORMAT
 WEIGHTS_FILE = "model.safetensors"
 CONFIG_FILE = "config.json"
 ONNX_INPUT = "images"
@@ -441,6 +443,8 @@ def load_warm_start(model: XModel, source: str | Path) -> WarmStartReport:
     or the normalisation buffers means a different architecture and raises ``ValueError``.
     """
     source = Path(source)
+    if source.is_dir():
+        read_config(source)  # a folder of another format is refused, not half-read
     weights = source / WEIGHTS_FILE if source.is_dir() else source
     old = safetensors.torch.load_file(weights)
     new = model.state_dict()

@@ -27,6 +27,8 @@ from typing import Any
 
 import torch
 
+from xmodel_contracts.names import TRAINING_METHODS
+
 from .augment import (
     STRONG,
     WEAK,
@@ -43,7 +45,7 @@ from .model import XModel
 from .tasks import TaskSpec
 from .trunk_cache import CachedViews
 
-METHODS = ("supervised", "mean_teacher", "xmodel")
+METHODS = TRAINING_METHODS
 
 
 @dataclass
@@ -77,16 +79,6 @@ class TrainConfig:
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
-
-    @staticmethod
-    def from_json(data: dict[str, Any]) -> TrainConfig:
-        data = dict(data)
-        for key in ("weak", "strong"):
-            if isinstance(data.get(key), dict):
-                aug = dict(data[key])
-                aug["scale"] = tuple(aug["scale"])
-                data[key] = AugmentConfig(**aug)
-        return TrainConfig(**data)
 
 
 @dataclass

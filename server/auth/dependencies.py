@@ -4,13 +4,12 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import Depends, Request
+from fastapi import Depends
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.orm import Session
 
 from server.auth.service import Principal, authenticate
 from server.db.session import get_session
-from server.settings import Settings
 
 _bearer = HTTPBearer(auto_error=False, description="project or admin token")
 
@@ -25,7 +24,3 @@ def get_principal(
 
 
 PrincipalDep = Annotated[Principal, Depends(get_principal, scope="function")]
-
-
-def get_settings(request: Request) -> Settings:
-    return request.app.state.settings

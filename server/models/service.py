@@ -4,11 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from sqlalchemy.orm import Session
-
 from server.db.models import ModelVersion
 from server.errors import NotFound
-from server.models import repository
 from server.models.schemas import ArtefactFormat, ArtefactRead, ModelRead
 
 FORMAT_COLUMNS: dict[ArtefactFormat, tuple[str, str, str, str]] = {
@@ -27,13 +24,6 @@ FORMAT_COLUMNS: dict[ArtefactFormat, tuple[str, str, str, str]] = {
     ),
     "config": ("config_path", "config_sha256", "application/json", "config.json"),
 }
-
-
-def get_model(session: Session, model_id: int) -> ModelVersion:
-    model = repository.get(session, model_id)
-    if model is None:
-        raise NotFound("model not found")
-    return model
 
 
 def artefact_path(storage_root: Path, relative: str) -> Path:
