@@ -7,7 +7,6 @@ from a file named by the caller when one is present, else random initialisation.
 
 from __future__ import annotations
 
-import hashlib
 import importlib.util
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,6 +14,8 @@ from pathlib import Path
 import torch
 from torch import nn
 from torchvision import models
+
+from xmodel_contracts.files import sha256_of_file
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -36,17 +37,9 @@ class Backbone:
     pretrained: bool
 
 
-def sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def load_checked_state_dict(path: Path, sha256: str | None) -> dict[str, torch.Tensor]:
     """Load a state dict without unpickling code, after checking the file's sha256."""
-    if sha256 is not None and sha256_of(path) != sha256:
+    if sha256 is not None and sha256_of_file(path) != sha256:
         raise WeightsError(f"{path}: sha256 mismatch, refusing to load")
     return torch.load(path, map_location="cpu", weights_only=True)
 

@@ -17,8 +17,6 @@ import functools
 import json
 import math
 import operator
-import os
-import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
@@ -27,6 +25,7 @@ from typing import Any
 
 import torch
 
+from xmodel_contracts.files import atomic_write
 from xmodel_contracts.names import TRAINING_METHODS
 
 from .augment import (
@@ -133,17 +132,7 @@ def _lr_at(step: int, total: int, base: float) -> float:
 
 def atomic_torch_save(obj: Any, path: Path) -> None:
     """Write with ``torch.save`` to a temp file, fsync, then rename over ``path``."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            torch.save(obj, fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write(path, lambda tmp: torch.save(obj, tmp))
 
 
 def predictions_in_original_frame(task: TaskSpec, raw: torch.Tensor, views: Views) -> torch.Tensor:
