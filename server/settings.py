@@ -105,7 +105,3 @@ class Settings(BaseSettings):
             problems.append(f"XM_ALLOWED_IMAGE_FORMATS has formats not allowed: {sorted(unknown)}")
         if problems:
             raise UnsafeSettingsError("; ".join(problems))
-
-    @property
-    def is_sqlite(self) -> bool:
-        return self.database_url.startswith("sqlite")

@@ -1,6 +1,7 @@
 """The reaper: requeue jobs whose worker died (lease expired), fail them after too many
-attempts, and re-send the message of a job left queued too long (the broker lost it). Runs as the ``jobs.reap`` task (beat) and on a small timer inside every worker
-process's parent, which never imports torch. Safe to run anywhere, any number of times: each
+attempts, and re-send the message of a job left queued too long (the broker lost it). Runs on
+a small timer inside every worker process's parent, which never imports torch. Safe to run
+anywhere, any number of times: each
 row moves with a conditional UPDATE."""
 
 from __future__ import annotations

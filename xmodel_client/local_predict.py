@@ -11,7 +11,9 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-SUPPORTED_FORMAT = "xmodel/1"
+from xmodel_contracts.names import EXPORT_FORMAT
+
+SUPPORTED_FORMAT = EXPORT_FORMAT
 
 
 class LocalModel:

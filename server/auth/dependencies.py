@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import Depends, Request
+from fastapi import Depends
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.orm import Session
 
@@ -24,7 +24,3 @@ def get_principal(
 
 
 PrincipalDep = Annotated[Principal, Depends(get_principal, scope="function")]
-
-
-def get_settings(request: Request):  # type: ignore[no-untyped-def]
-    return request.app.state.settings

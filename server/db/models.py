@@ -21,13 +21,13 @@ from sqlalchemy import (
 from sqlalchemy.orm import Mapped, mapped_column
 
 from server.db.base import Base, UTCDateTime, utcnow
+from xmodel_contracts.names import ACTIVE_JOB_STATUSES, JobStatus
 
 # Integer primary keys that are BIGINT on PostgreSQL and INTEGER (rowid alias) on SQLite.
 BigId = BigInteger().with_variant(Integer(), "sqlite")
 
-ACTIVE_JOB_STATUSES = ("queued", "running")
-JOB_STATUSES = (*ACTIVE_JOB_STATUSES, "succeeded", "failed", "cancelled")
-_ACTIVE_JOB_SQL = "status IN ('queued', 'running')"
+# the partial unique index "one active job per project" (a migration spells the same SQL)
+_ACTIVE_JOB_SQL = "status IN (" + ", ".join(f"'{s}'" for s in ACTIVE_JOB_STATUSES) + ")"
 
 
 class Project(Base):
@@ -137,7 +137,7 @@ class Job(Base):
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     project_id: Mapped[int] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"))
     kind: Mapped[str] = mapped_column(String(20))
-    status: Mapped[str] = mapped_column(String(20), default="queued")
+    status: Mapped[str] = mapped_column(String(20), default=JobStatus.QUEUED)
     phase: Mapped[str | None] = mapped_column(String(50), nullable=True)
     progress_step: Mapped[int] = mapped_column(Integer, default=0)
     progress_total: Mapped[int | None] = mapped_column(Integer, nullable=True)
@@ -212,18 +212,13 @@ class ModelVersion(Base):
 
 class ItemScore(Base):
     """The worker's acquisition score and diversity cluster of an item under one model and
-    one strategy. ``/suggest`` walks ``(model_id, strategy, cluster, score)`` per cluster."""
+    one strategy, and its ``rank`` in the round-robin order across clusters
+    (server.suggest.ranking): ``/suggest`` walks ``(model_id, strategy, rank)`` in order."""
 
     __tablename__ = "item_scores"
     __table_args__ = (
-        Index(
-            "ix_item_scores_model_id_strategy_cluster_score",
-            "model_id",
-            "strategy",
-            "cluster",
-            "score",
-        ),
         Index("ix_item_scores_model_id_strategy_score", "model_id", "strategy", "score"),
+        Index("ix_item_scores_model_id_strategy_rank", "model_id", "strategy", "rank"),
         Index("ix_item_scores_item_id", "item_id"),
     )
 
@@ -236,3 +231,5 @@ class ItemScore(Base):
     )
     score: Mapped[float] = mapped_column(Float)
     cluster: Mapped[int] = mapped_column(Integer, default=0)
+    # Null only for rows written without one; the migration ranks existing rows.
+    rank: Mapped[int | None] = mapped_column(BigInteger, nullable=True)

@@ -9,7 +9,7 @@ from fastapi import APIRouter, Query, Request, Response, status
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import FileResponse
 from sqlalchemy.orm import Session
-from starlette.datastructures import UploadFile
+from starlette.datastructures import FormData, UploadFile
 
 from server.auth.dependencies import PrincipalDep, SessionDep
 from server.auth.service import Principal, accessible, check_project_access
@@ -88,7 +88,7 @@ async def _store_images(
     return result
 
 
-async def _read_form(request: Request, settings: Settings):  # type: ignore[no-untyped-def]
+async def _read_form(request: Request, settings: Settings) -> FormData:
     if not request.headers.get("content-type", "").startswith("multipart/form-data"):
         raise UnsupportedMediaType("send the images as multipart/form-data")
     return await request.form(max_files=settings.max_files_per_request, max_fields=16)

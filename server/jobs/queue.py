@@ -8,6 +8,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Protocol
 
+from xmodel_contracts.names import TRAINING_TASK
+
 
 class JobQueue(Protocol):
     def enqueue(self, job_id: int) -> None: ...
@@ -28,7 +30,7 @@ def ensure_broker_dir(broker_url: str) -> None:
 class CeleryJobQueue:
     """Sends ``training.run`` with the job id only; the row holds everything else."""
 
-    task_name = "training.run"
+    task_name = TRAINING_TASK
 
     def __init__(self, broker_url: str, queue: str = "xmodel") -> None:
         import celery  # imported lazily: building the app should not need a broker

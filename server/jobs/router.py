@@ -73,7 +73,9 @@ def list_jobs(
     return _read(session, jobs)
 
 
-def _load_job(session: SessionDep, principal: PrincipalDep, job_id: int, *, owner: bool = False):  # type: ignore[no-untyped-def]
+def _load_job(
+    session: SessionDep, principal: PrincipalDep, job_id: int, *, owner: bool = False
+) -> Job:
     return accessible(principal, repository.get(session, job_id), "job", owner=owner)
 
 

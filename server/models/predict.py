@@ -18,8 +18,9 @@ import onnxruntime as ort
 from PIL import Image
 
 from server.errors import BadRequest, ServiceUnavailable
+from xmodel_contracts.names import EXPORT_FORMAT
 
-SUPPORTED_FORMAT = "xmodel/1"
+SUPPORTED_FORMAT = EXPORT_FORMAT
 
 
 class OnnxSessionCache:

@@ -141,7 +141,7 @@ async def predict(
             f"image exceeds the per-file limit of {settings.max_file_bytes} bytes"
         )
 
-    def run() -> dict:  # type: ignore[type-arg]
+    def run() -> dict:
         # the upright 8-bit pixels, exactly as an uploaded item would be stored and trained on
         checked = check_image(
             data,

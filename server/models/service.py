@@ -4,15 +4,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from sqlalchemy.orm import Session
-
 from server.db.models import ModelVersion
 from server.errors import AppError, NotFound
-from server.models import repository
-from server.models.schemas import ArtefactRead, ModelRead
+from server.models.schemas import ArtefactFormat, ArtefactRead, ModelRead
 from server.storage import ArtefactMissing, ArtefactStore
 
-FORMAT_COLUMNS = {
+FORMAT_COLUMNS: dict[ArtefactFormat, tuple[str, str, str, str]] = {
     "safetensors": (
         "safetensors_path",
         "safetensors_sha256",
@@ -28,13 +25,6 @@ FORMAT_COLUMNS = {
     ),
     "config": ("config_path", "config_sha256", "application/json", "config.json"),
 }
-
-
-def get_model(session: Session, model_id: int) -> ModelVersion:
-    model = repository.get(session, model_id)
-    if model is None:
-        raise NotFound("model not found")
-    return model
 
 
 def artefact_path(
@@ -56,7 +46,7 @@ def to_read(model: ModelVersion) -> ModelRead:
     read.artefacts = [
         ArtefactRead(
             format=fmt,
-            sha256=getattr(model, sha_col),  # type: ignore[arg-type]
+            sha256=getattr(model, sha_col),
             download_url=f"/models/{model.id}/download?format={fmt}",
         )
         for fmt, (path_col, sha_col, _media, _name) in FORMAT_COLUMNS.items()

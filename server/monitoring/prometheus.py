@@ -10,7 +10,6 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Iterator
-from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.core import GaugeMetricFamily
@@ -19,8 +18,8 @@ from sqlalchemy.orm import Session, sessionmaker
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from server.db.base import utcnow
-from server.db.models import JOB_STATUSES
 from server.jobs import repository as jobs
+from xmodel_contracts.names import JobStatus
 
 log = logging.getLogger(__name__)
 
@@ -77,7 +76,7 @@ class JobsCollector(Collector):
         except Exception:  # a scrape must answer even when the database does not
             log.exception("metrics: could not read jobs")
         else:
-            for status in JOB_STATUSES:
+            for status in JobStatus:
                 by_state.add_metric([status], counts.get(status, 0))
             oldest.add_metric([], (utcnow() - first).total_seconds() if first else 0.0)
             yield by_state
@@ -123,7 +122,7 @@ class RequestMetricsMiddleware:
             self.metrics.latency.labels(method, route).observe(time.perf_counter() - start)
 
 
-def _route_template(scope: dict[str, Any]) -> str:
+def _route_template(scope: Scope) -> str:
     """The matched route's path template (FastAPI puts the route in the scope)."""
     route = scope.get("route")
     path = getattr(route, "path", None)

@@ -19,8 +19,7 @@ from typing import Protocol
 
 from server.storage.image_store import atomic_write
 from server.storage.s3 import S3Objects
-
-CHUNK = 1 << 20
+from xmodel_contracts.files import sha256_of_file
 
 
 class ArtefactMissing(FileNotFoundError):
@@ -42,14 +41,6 @@ class ArtefactStore(Protocol):
 
     def delete_prefix(self, prefix: str) -> None:
         """Remove every key under ``prefix`` (a folder such as ``models/3/``)."""
-
-
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        while chunk := handle.read(CHUNK):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def model_prefix(project_id: int, job_id: int, files: Mapping[str, str]) -> str:
@@ -85,7 +76,7 @@ class FileArtefactStore:
         target = self._path(key)
         if Path(source).resolve() != target:
             atomic_write(target, Path(source).read_bytes())
-        if sha256 is not None and file_sha256(target) != sha256:
+        if sha256 is not None and sha256_of_file(target) != sha256:
             raise OSError(f"{key}: stored bytes do not match sha256 {sha256}")
 
     def local_file(self, key: str, sha256: str | None = None) -> Path:

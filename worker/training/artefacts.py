@@ -14,6 +14,7 @@ from xmodel_core.export import (
     WEIGHTS_FILE,
     export_onnx,
     export_torchscript,
+    load_model,
     save_model,
 )
 from xmodel_core.model import XModel
@@ -33,6 +34,9 @@ def write_artefacts(
 ) -> dict[str, dict[str, Any]]:
     """Returns ``{"safetensors"|"config"|"onnx"|"torchscript": {"path", "sha256", ...}}``."""
     saved = save_model(model, task, out, extra=extra)
+    # read the folder back as any consumer would: a model that cannot be rebuilt from its own
+    # files (a short write, a config that does not describe the weights) never becomes active
+    load_model(out, weights_sha256=saved[WEIGHTS_FILE]["sha256"])
     return {
         "safetensors": saved[WEIGHTS_FILE],
         "config": saved[CONFIG_FILE],

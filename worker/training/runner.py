@@ -41,9 +41,10 @@ from worker.training.config import JobConfig, job_config
 from worker.training.lease import JobLease
 from worker.training.memory import release_memory
 from worker.training.views import ViewBuilder, cache_for, view_plan
+from xmodel_contracts.files import atomic_write_bytes
+from xmodel_contracts.names import JobPhase, JobStatus
 from xmodel_contracts.training_defaults import product_defaults
 from xmodel_core.data import split_train_val
-from xmodel_core.export import atomic_write_bytes as atomic_write
 from xmodel_core.export import load_warm_start
 from xmodel_core.model import XModel
 from xmodel_core.tasks import TaskSpec
@@ -116,7 +117,7 @@ def run_training_job(job_id: int, *, final_try: bool = True) -> str:
         log.info("job %s is not claimable (finished, cancelled or held by a live worker)", job_id)
         return "not-claimable"
     if claimed.attempts > ws.max_attempts:
-        _end(factory, claimed, owner, "failed", f"gave up after {ws.max_attempts} attempts")
+        _end(factory, claimed, owner, JobStatus.FAILED, f"gave up after {ws.max_attempts} attempts")
         return "failed"
     lease = JobLease(
         factory,
@@ -158,7 +159,7 @@ def _execute(
         log.warning("job %s: lease lost; another worker owns it now", job_id)
         return "lease-lost"
     except JobCancelled:
-        if _end(factory, claimed, owner, "cancelled", None, run.metrics):
+        if _end(factory, claimed, owner, JobStatus.CANCELLED, None, run.metrics):
             run.cleanup(artefacts=True)
         return "cancelled"
     except Exception as exc:
@@ -172,7 +173,7 @@ def _execute(
                 log.exception("job %s: could not release the claim", job_id)
             raise RetryableJobError(message) from exc
         log.exception("job %s failed", job_id)
-        if _end(factory, claimed, owner, "failed", message, run.metrics):
+        if _end(factory, claimed, owner, JobStatus.FAILED, message, run.metrics):
             run.cleanup(artefacts=True)
         return "failed"
 
@@ -181,7 +182,7 @@ def _end(
     factory: sessionmaker[Session],
     claimed: Claimed,
     owner: str,
-    status: str,
+    status: JobStatus,
     error: str | None,
     metrics: dict[str, Any] | None = None,
 ) -> bool:
@@ -247,7 +248,7 @@ class TrainingRun:
         scoring.check_strategies(cfg.score_strategies, task)  # before training, not after
         self.lease.progress(
             force=True,
-            phase="loading",
+            phase=JobPhase.LOADING,
             progress_step=0,
             progress_total=cfg.train.steps,
             metrics=self.metrics,
@@ -261,7 +262,7 @@ class TrainingRun:
             torch.empty(0, 3, self.c.image_size, self.c.image_size, dtype=torch.uint8)
             if cached
             else data.load_images(
-                self.store, [r[1] for r in snapshot.unlabelled], self.c.image_size
+                self.store, [r.sha256 for r in snapshot.unlabelled], self.c.image_size
             )
         )
         self.lease.check()
@@ -289,16 +290,16 @@ class TrainingRun:
             self.builder = self._view_builder(cfg, task, model, trainer.device)
             self.lease.progress(
                 force=True,
-                phase="caching",
+                phase=JobPhase.CACHING,
                 progress_step=0,
                 progress_total=len(snapshot.unlabelled) + len(labelled),
                 metrics=self.metrics,
             )
-            shas = [r[1] for r in snapshot.labelled]
+            shas = [r.sha256 for r in snapshot.labelled]
             training_views = self.builder.training_views(
                 [shas[i] for i in train_idx.tolist()],
                 [shas[i] for i in val_idx.tolist()],
-                [r[1] for r in snapshot.unlabelled],
+                [r.sha256 for r in snapshot.unlabelled],
                 consistency=cfg.train.method != "supervised",
                 check=lambda done: self.lease.progress(progress_step=done),
             )
@@ -309,7 +310,7 @@ class TrainingRun:
             }
         self.lease.progress(
             force=True,
-            phase="training",
+            phase=JobPhase.TRAINING,
             progress_step=0,
             progress_total=cfg.train.steps,
             metrics=self.metrics,
@@ -334,7 +335,7 @@ class TrainingRun:
         }
         if len(val_set):
             self.metrics["val_error_final"] = trainer.evaluate(val_set)
-        self.lease.progress(force=True, phase="exporting", metrics=self.metrics)
+        self.lease.progress(force=True, phase=JobPhase.EXPORTING, metrics=self.metrics)
         t_export = time.monotonic()
         model = model.cpu().eval() if trainer.device.type != "cpu" else model.eval()
         files = publish_artefacts(
@@ -355,7 +356,11 @@ class TrainingRun:
         model_id = self._model_row(files, self.metrics["labelled"])
         self.metrics["export_seconds"] = round(time.monotonic() - t_export, 2)
         self.lease.progress(
-            force=True, phase="scoring", progress_step=0, progress_total=None, metrics=self.metrics
+            force=True,
+            phase=JobPhase.SCORING,
+            progress_step=0,
+            progress_total=None,
+            metrics=self.metrics,
         )
         t_score = time.monotonic()
         model.to(trainer.device)
@@ -380,7 +385,10 @@ class TrainingRun:
             * (1 + cfg.strong_views if cached else cfg.score_views),
         }
         self.lease.progress(
-            force=True, phase="writing scores", progress_step=0, progress_total=len(pool.item_ids)
+            force=True,
+            phase=JobPhase.WRITING_SCORES,
+            progress_step=0,
+            progress_total=len(pool.item_ids),
         )
         written = scoring.write_scores(
             self.factory,
@@ -394,7 +402,7 @@ class TrainingRun:
             "clusters": int(pool.clusters.max()) + 1 if written else 0,
             "total_seconds": round(time.monotonic() - self._t0, 2),
         }
-        self.lease.progress(force=True, phase="activating")
+        self.lease.progress(force=True, phase=JobPhase.ACTIVATING)
         self._activate(model_id)
         self.cleanup(artefacts=False)
 
@@ -421,7 +429,7 @@ class TrainingRun:
         if not path.exists():
             stored = self.artefacts.get_bytes(self.scratch_key + name)
             if stored is not None:
-                atomic_write(path, stored)
+                atomic_write_bytes(path, stored)
 
     def _snapshot(self, cfg: JobConfig) -> data.Snapshot:
         path = self.job_dir / "snapshot.json"
@@ -538,11 +546,11 @@ class TrainingRun:
                 session,
                 self.c.job_id,
                 self.lease.owner,
-                "succeeded",
+                JobStatus.SUCCEEDED,
                 now,
                 model_id=model_id,
                 metrics=self.metrics,
-                phase="done",
+                phase=JobPhase.DONE,
             ):
                 raise LeaseLost(f"job {self.c.job_id}: lease lost before activation")
             models.activate(session, model)

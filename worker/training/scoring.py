@@ -27,8 +27,10 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from server.storage import ImageStore
 from server.suggest import repository as scores_repo
+from server.suggest.ranking import ScoreRow, diversity_ranks
 from worker.errors import JobDataError
 from worker.training.data import iter_items, load_images
+from xmodel_contracts.names import ScoreStrategy
 from xmodel_core.acquisition import ScoringInputs, XModelScorer, get_scorer, kmeans
 from xmodel_core.model import XModel
 from xmodel_core.predict import (
@@ -44,7 +46,7 @@ from xmodel_core.trunk_cache import TopFn, onnx_top
 if TYPE_CHECKING:
     from worker.training.views import ViewBuilder
 
-STRATEGY = "xmodel"  # the rows /suggest reads (server.suggest.service.SCORE_STRATEGY)
+STRATEGY = ScoreStrategy.XMODEL  # the rows /suggest reads
 PROJECTED_DIM = 64
 KMEANS_SAMPLE = 20_000
 MC_DROPOUT_SAMPLES = 8  # few draws: the heads are small and the features are shared
@@ -131,7 +133,7 @@ def score_pool(
             rows = page[start : start + batch]
             images: Any = None
             if views_from is not None:
-                shas = [r[1] for r in rows]
+                shas = [r.sha256 for r in rows]
                 plain = views_from.views(shas, "plain")
                 if top is None and model_device(model).type == "cpu":
                     top = onnx_top(model, plain.trunk[:, 0])
@@ -139,7 +141,7 @@ def score_pool(
                     model, task, plain, views_from.views(shas, "strong"), top
                 )
             else:
-                images = load_images(store, [r[1] for r in rows], size)
+                images = load_images(store, [r.sha256 for r in rows], size)
                 preds, features = collect_view_predictions(
                     model, task, images, views, seed=seed, batch_size=batch
                 )
@@ -156,7 +158,7 @@ def score_pool(
                 gen = torch.Generator().manual_seed(seed)
                 projection = torch.randn(features.shape[1], PROJECTED_DIM, generator=gen)
             feats.append(F.normalize(features.float() @ projection, dim=-1))
-            ids.extend(int(r[0]) for r in rows)
+            ids.extend(r.item_id for r in rows)
             check(len(ids), len(ids))
     if not ids:
         return PoolScores(
@@ -198,19 +200,22 @@ def write_scores(
     check: Callable[[int, int], None],
 ) -> int:
     """Replace the model's scores: delete any from an earlier attempt, then insert in batches
-    (the xmodel rows, then each baseline's). Returns the number of xmodel rows."""
+    (the xmodel rows, then each baseline's), each row with its rank in the round-robin order
+    across clusters that /suggest walks. Returns the number of xmodel rows."""
     with factory.begin() as session:
         scores_repo.delete_scores(session, model_id)
     written = 0
     total = len(pool.item_ids)
     for strategy, values in ((STRATEGY, pool.scores), *pool.extra.items()):
+        ranks = diversity_ranks(pool.item_ids, values.cpu().numpy(), pool.clusters.cpu().numpy())
         for start in range(0, total, write_batch):
             end = min(total, start + write_batch)
-            rows = zip(
+            rows = map(
+                ScoreRow,
                 pool.item_ids[start:end],
                 values[start:end].tolist(),
                 pool.clusters[start:end].tolist(),
-                strict=True,
+                ranks[start:end].tolist(),
             )
             with factory.begin() as session:
                 count = scores_repo.write_scores(session, model_id, strategy, rows)

@@ -51,7 +51,7 @@ def zip_bytes(entries: dict[str, bytes], compression: int = zipfile.ZIP_DEFLATED
 def row_counts(engine: Engine) -> dict[str, int]:
     with engine.connect() as connection:
         return {
-            t.name: connection.scalar(select(func.count()).select_from(t))
+            t.name: int(connection.scalar(select(func.count()).select_from(t)) or 0)
             for t in Base.metadata.sorted_tables
         }
 
@@ -128,6 +128,7 @@ def register_model(
 
     from server.db.models import ModelVersion
     from server.models import repository as models_repository
+    from server.suggest.ranking import ranked_rows
     from server.suggest.repository import write_scores
 
     classes = classes or ["cat", "dog"]
@@ -164,7 +165,7 @@ def register_model(
             ),
         )
         if scores:
-            write_scores(session, model.id, "xmodel", scores)
+            write_scores(session, model.id, "xmodel", ranked_rows(scores))
         if activate:
             models_repository.activate(session, model)
         return model.id

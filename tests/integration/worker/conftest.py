@@ -26,7 +26,7 @@ def pg_setup(postgres_url: str, tmp_path_factory: pytest.TempPathFactory) -> dic
 
 
 @pytest.fixture(scope="module")
-def worker(pg_setup: dict) -> Iterator[WorkerProcess]:  # type: ignore[type-arg]
+def worker(pg_setup: dict) -> Iterator[WorkerProcess]:
     env = worker_env(
         pg_setup["database_url"], pg_setup["storage"], pg_setup["broker_url"], pg_setup["queue"]
     )
@@ -36,7 +36,7 @@ def worker(pg_setup: dict) -> Iterator[WorkerProcess]:  # type: ignore[type-arg]
 
 
 @pytest.fixture(scope="module")
-def client(pg_setup: dict) -> Iterator[Client]:  # type: ignore[type-arg]
+def client(pg_setup: dict) -> Iterator[Client]:
     yield from make_client(
         pg_setup["database_url"], pg_setup["storage"], pg_setup["broker_url"], pg_setup["queue"]
     )

@@ -22,7 +22,7 @@ TRAINING = {"steps": 4, "batch_size": 4, "unlabelled_batch_size": 4, "eval_every
 
 
 @pytest.fixture
-def late_worker(pg_setup: dict) -> Iterator[list[WorkerProcess]]:  # type: ignore[type-arg]
+def late_worker(pg_setup: dict) -> Iterator[list[WorkerProcess]]:
     """Workers the test starts itself, once the message is gone."""
     started: list[WorkerProcess] = []
     yield started
@@ -33,7 +33,7 @@ def late_worker(pg_setup: dict) -> Iterator[list[WorkerProcess]]:  # type: ignor
 def test_purged_message_is_resent_and_the_job_finishes(
     client: Client,
     pg_setup: dict,
-    late_worker: list[WorkerProcess],  # type: ignore[type-arg]
+    late_worker: list[WorkerProcess],
 ) -> None:
     project_id, owner, _ = client.project(TRAINING, n_images=8, n_labelled=6)
     job_id = client.train(project_id, owner)  # no worker yet: the message waits in Redis

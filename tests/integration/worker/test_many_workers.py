@@ -25,7 +25,7 @@ N_PROJECTS = 3
 
 @pytest.fixture(scope="module")
 def fleet(
-    pg_setup: dict,  # type: ignore[type-arg]
+    pg_setup: dict,
     s3_server: S3Server,
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[tuple[Client, list[WorkerProcess], S3Objects, list[Path]]]:

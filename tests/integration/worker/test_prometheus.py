@@ -24,14 +24,14 @@ TRAINING = {"steps": 6, "batch_size": 4, "unlabelled_batch_size": 4, "eval_every
 
 
 @pytest.fixture
-def started(pg_setup: dict) -> Iterator[list[WorkerProcess]]:  # type: ignore[type-arg]
+def started(pg_setup: dict) -> Iterator[list[WorkerProcess]]:
     processes: list[WorkerProcess] = []
     yield processes
     for process in processes:
         process.stop()
 
 
-def _api_metrics(client: Client) -> dict:  # type: ignore[type-arg]
+def _api_metrics(client: Client) -> dict:
     response = client.http.get("/metrics")
     assert response.status_code == 200 and response.headers["content-type"].startswith("text/plain")
     return scrape(response.text)
@@ -40,7 +40,7 @@ def _api_metrics(client: Client) -> dict:  # type: ignore[type-arg]
 def test_api_and_worker_metrics(
     client: Client,
     pg_setup: dict,
-    started: list[WorkerProcess],  # type: ignore[type-arg]
+    started: list[WorkerProcess],
 ) -> None:
     project_id, owner, _ = client.project(TRAINING, n_images=10, n_labelled=6)
     for _ in range(3):

@@ -21,7 +21,7 @@ TRAINING = {"steps": 12, "batch_size": 8, "unlabelled_batch_size": 8, "eval_ever
 
 
 @pytest.fixture(scope="module")
-def s3_setup(pg_setup: dict, s3_server: S3Server, tmp_path_factory: pytest.TempPathFactory) -> dict:  # type: ignore[type-arg]
+def s3_setup(pg_setup: dict, s3_server: S3Server, tmp_path_factory: pytest.TempPathFactory) -> dict:
     bucket = f"xm-jobs-{pg_setup['queue'][-8:]}"
     return {
         **pg_setup,
@@ -38,7 +38,7 @@ def s3_setup(pg_setup: dict, s3_server: S3Server, tmp_path_factory: pytest.TempP
 
 
 @pytest.fixture(scope="module")
-def s3_worker(s3_setup: dict, s3_server: S3Server) -> Iterator[WorkerProcess]:  # type: ignore[type-arg]
+def s3_worker(s3_setup: dict, s3_server: S3Server) -> Iterator[WorkerProcess]:
     env = worker_env(
         s3_setup["database_url"], s3_setup["worker_dir"], s3_setup["broker_url"], s3_setup["queue"]
     ) | s3_server.env(s3_setup["bucket"])
@@ -48,7 +48,7 @@ def s3_worker(s3_setup: dict, s3_server: S3Server) -> Iterator[WorkerProcess]:  
 
 
 @pytest.fixture(scope="module")
-def s3_client(s3_setup: dict, s3_server: S3Server) -> Iterator[Client]:  # type: ignore[type-arg]
+def s3_client(s3_setup: dict, s3_server: S3Server) -> Iterator[Client]:
     yield from make_client(
         s3_setup["database_url"],
         s3_setup["api_dir"],
@@ -61,7 +61,7 @@ def s3_client(s3_setup: dict, s3_server: S3Server) -> Iterator[Client]:  # type:
 def test_upload_train_predict_on_s3(
     s3_client: Client,
     s3_worker: WorkerProcess,
-    s3_setup: dict,  # type: ignore[type-arg]
+    s3_setup: dict,
 ) -> None:
     client, objects = s3_client, s3_setup["objects"]
     project_id, owner, ids = client.project(TRAINING, n_images=20, n_labelled=10)
@@ -123,7 +123,7 @@ def test_upload_train_predict_on_s3(
 
 def test_publish_refuses_a_file_that_did_not_arrive_whole(
     s3_setup: dict,
-    tmp_path: Path,  # type: ignore[type-arg]
+    tmp_path: Path,
 ) -> None:
     """The worker creates a model's row only after every file is stored and checked: a file
     whose bytes are not the exported ones stops the publication with an error."""

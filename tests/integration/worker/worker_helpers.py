@@ -262,11 +262,11 @@ class Client:
                 .where(ModelVersion.project_id == project_id)
             )
         return {
-            "models": models,
-            "active": active,
-            "jobs": jobs,
-            "scores": scores,
-            "scored_items": distinct,
+            "models": int(models or 0),
+            "active": int(active or 0),
+            "jobs": int(jobs or 0),
+            "scores": int(scores or 0),
+            "scored_items": int(distinct or 0),
         }
 
 

