@@ -1,7 +1,7 @@
 """jobs.sent_at: when the job's broker message was last sent
 
 Revision ID: 0005
-Revises: 0004
+Revises: 0006
 Create Date: 2026-12-01
 
 A queued job whose message the broker lost (restarted empty, queue purged) would otherwise
@@ -17,7 +17,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0005"
-down_revision: str | None = "0004"
+down_revision: str | None = "0006"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
