@@ -118,7 +118,8 @@ def _postgres_database(host: str, port: int) -> tuple[str, Any]:
             continue
         name = f"xm_load_{secrets.token_hex(4)}"
         conn.execute(f'CREATE DATABASE "{name}"')
-        return f"postgresql://{user}@{host}:{port}/{name}", (conn, name)
+        conn.close()  # (the restart would end it: the drop connects again)
+        return f"postgresql://{user}@{host}:{port}/{name}", (user, name)
     raise SystemExit("PostgreSQL is not reachable")
 
 
@@ -146,12 +147,17 @@ def _start_server(database_url: str, root: Path) -> tuple[subprocess.Popen[bytes
     return process, url, log
 
 
+TRANSPORT_ERRORS: dict[str, int] = defaultdict(int)  # no answer at all, by the error's class
+
+
 async def _call(
     http: httpx.AsyncClient, method: str, path: str, **kwargs: Any
 ) -> httpx.Response | None:
+    """The answer, or None when none came."""
     try:
         return await http.request(method, path, **kwargs)
-    except httpx.HTTPError:
+    except httpx.HTTPError as exc:
+        TRANSPORT_ERRORS[type(exc).__name__] += 1
         return None
 
 
@@ -165,7 +171,13 @@ async def _annotator(
     tally: Tally,
     holders: dict[int, int],
 ) -> None:
+    mine: list[int] = []
     while time.monotonic() < until:
+        # This request replaces the batch: what is left of the last one (a label that failed,
+        # or the load ending) is released by it and may go to someone else from now on.
+        for item_id in mine:
+            if holders.get(item_id) == who:
+                holders.pop(item_id)
         started = time.perf_counter()
         response = await _call(
             http,
@@ -180,7 +192,7 @@ async def _annotator(
             await asyncio.sleep(0.05)
             continue
         tally.suggest_ok.append(time.monotonic())
-        items = [entry["item_id"] for entry in response.json()["items"]]
+        items = mine = [entry["item_id"] for entry in response.json()["items"]]
         if not items:
             return  # the pool is labelled
         for item_id in items:
@@ -361,6 +373,7 @@ def _percentile(values: list[float], q: float) -> float | None:
 
 
 def run_backend(backend: str, args: argparse.Namespace) -> dict[str, Any]:
+    TRANSPORT_ERRORS.clear()
     with tempfile.TemporaryDirectory(prefix="xm-load-") as tmp:
         root = Path(tmp)
         cleanup = None
@@ -377,9 +390,13 @@ def run_backend(backend: str, args: argparse.Namespace) -> dict[str, Any]:
             process.terminate()
             process.wait(30)
             if cleanup is not None:
-                conn, name = cleanup
-                conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-                conn.close()
+                import psycopg
+
+                user, name = cleanup
+                with psycopg.connect(
+                    host=args.pg_host, port=args.pg_port, user=user, dbname="test", autocommit=True
+                ) as conn:
+                    conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
     restart_figures = _restart_figures(tally)
     window = restart_figures.get("window")
     outside = [f for f in tally.failures if window is None or not (window[0] <= f[0] <= window[1])]
@@ -407,6 +424,7 @@ def run_backend(backend: str, args: argparse.Namespace) -> dict[str, Any]:
         "statuses": {str(k): v for k, v in sorted(tally.statuses.items())},
         "server_errors": sum(v for k, v in tally.statuses.items() if k >= 500),
         "server_errors_outside_restart": len(outside),
+        "transport_errors": dict(TRANSPORT_ERRORS),
         "training_job": tally.job,
         "pg_restart": {k: v for k, v in restart_figures.items() if k != "window"},
         "database_locked_lines": server_log.count("database is locked"),
