@@ -106,9 +106,9 @@ def allowed_methods(request: Request, fallback: str = "") -> list[str]:
     return sorted(methods | {"OPTIONS"})
 
 
-def _database_unreachable(exc: Exception) -> bool:
+def _database_unreachable(exc: DBAPIError) -> bool:
     """The connection to the database was refused or dropped (not a bug of the request)."""
-    if isinstance(exc, DBAPIError) and exc.connection_invalidated:
+    if exc.connection_invalidated:
         return True
     return isinstance(exc, OperationalError | InterfaceError) and any(
         phrase in str(exc)
@@ -158,8 +158,8 @@ def install_error_handlers(app: FastAPI) -> None:
         code = codes.get(exc.status_code, "http_error")
         return JSONResponse(error_body(code, str(exc.detail)), exc.status_code, headers=exc.headers)
 
-    @app.exception_handler(Exception)
-    async def _unexpected(_: Request, exc: Exception) -> JSONResponse:
+    @app.exception_handler(DBAPIError)
+    async def _database(_: Request, exc: DBAPIError) -> JSONResponse:
         if _database_unreachable(exc):
             # A restart or failover: the pool reconnects by itself (pre-ping) once it is back.
             log.warning("database unavailable: %s", str(exc).splitlines()[0][:300])
@@ -168,6 +168,11 @@ def install_error_handlers(app: FastAPI) -> None:
                 503,
                 headers={"Retry-After": "1"},
             )
+        log.exception("unhandled error", exc_info=exc)
+        return JSONResponse(error_body("internal_error", "unexpected server error"), 500)
+
+    @app.exception_handler(Exception)
+    async def _unexpected(_: Request, exc: Exception) -> JSONResponse:
         log.exception("unhandled error", exc_info=exc)
         return JSONResponse(error_body("internal_error", "unexpected server error"), 500)
 
