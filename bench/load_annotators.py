@@ -77,11 +77,13 @@ class Tally:
     job: dict[str, Any] = field(default_factory=dict)
     restart: dict[str, float] = field(default_factory=dict)
 
-    def answer(self, status: int) -> None:
-        """Count one answer (0: no answer, a transport error)."""
+    def answer(self, status: int, sent: float | None = None) -> None:
+        """Count one answer (0: no answer, a transport error) to a request sent at ``sent``
+        (monotonic; a failure is dated by its request, so one in flight across the end of an
+        outage belongs to the outage)."""
         self.statuses[status] += 1
         if status >= 500 or status == 0:
-            self.failures.append((time.monotonic(), status))
+            self.failures.append((sent if sent is not None else time.monotonic(), status))
 
 
 def _png(n: int, size: int = 12) -> bytes:
@@ -178,7 +180,7 @@ async def _annotator(
         for item_id in mine:
             if holders.get(item_id) == who:
                 holders.pop(item_id)
-        started = time.perf_counter()
+        started, sent = time.perf_counter(), time.monotonic()
         response = await _call(
             http,
             "GET",
@@ -187,7 +189,7 @@ async def _annotator(
             params={"k": args.k, "annotator": f"a{who}"},
         )
         tally.suggest_ms.append((time.perf_counter() - started) * 1000)
-        tally.answer(response.status_code if response is not None else 0)
+        tally.answer(response.status_code if response is not None else 0, sent)
         if response is None or response.status_code != 200:
             await asyncio.sleep(0.05)
             continue
@@ -205,7 +207,7 @@ async def _annotator(
                 await asyncio.sleep(args.think_ms / 1000)
             if time.monotonic() >= until:
                 return
-            started = time.perf_counter()
+            started, sent = time.perf_counter(), time.monotonic()
             answer = await _call(
                 http,
                 "PUT",
@@ -214,7 +216,7 @@ async def _annotator(
                 json={"class": CLASSES[item_id % 2]},
             )
             tally.label_ms.append((time.perf_counter() - started) * 1000)
-            tally.answer(answer.status_code if answer is not None else 0)
+            tally.answer(answer.status_code if answer is not None else 0, sent)
             if answer is not None and answer.status_code == 200:
                 tally.confirmed.add(item_id)
                 tally.labelled_by[item_id].add(who)
