@@ -351,6 +351,21 @@ def _lost_labels(url: str, project_id: int, confirmed: set[int]) -> int:
     return len(confirmed - held)
 
 
+def _api_pid(launcher: int) -> int:
+    """The uvicorn child of the embedded launcher (Linux /proc)."""
+    children = Path(f"/proc/{launcher}/task/{launcher}/children").read_text().split()
+    for pid in children:
+        if b"uvicorn" in Path(f"/proc/{pid}/cmdline").read_bytes():
+            return int(pid)
+    raise RuntimeError("the launcher runs no uvicorn child")
+
+
+def _cpu_seconds(pid: int) -> float:
+    """User + system CPU of process ``pid`` so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def _restart_figures(tally: Tally) -> dict[str, Any]:
     """Outage length, the failed answers from the restart until the service answered again,
     and how long after the database was back ``/suggest`` first answered 200."""
@@ -385,7 +400,10 @@ def run_backend(backend: str, args: argparse.Namespace) -> dict[str, Any]:
         process, url, log = _start_server(database_url, root)
         try:
             restart = backend == "postgresql" and args.pg_restart_at > 0
+            api = _api_pid(process.pid)
+            cpu = _cpu_seconds(api)
             tally, project_id = asyncio.run(_run(url, args, restart))
+            api_cpu_s = _cpu_seconds(api) - cpu
             lost = _lost_labels(url, project_id, tally.confirmed)
             server_log = log.read_text(errors="replace")
         finally:
@@ -423,6 +441,12 @@ def run_backend(backend: str, args: argparse.Namespace) -> dict[str, Any]:
         "label_requests": len(tally.label_ms),
         "label_p50_ms": _percentile(tally.label_ms, 0.50),
         "label_p99_ms": _percentile(tally.label_ms, 0.99),
+        # the API process's CPU per answered request (import included): what the requests
+        # cost, apart from how much of the machine the API got
+        "api_cpu_ms_per_request": round(
+            api_cpu_s * 1000 / max(1, len(tally.suggest_ms) + len(tally.label_ms)), 2
+        ),
+        "load_average_at_end": os.getloadavg(),
         "statuses": {str(k): v for k, v in sorted(tally.statuses.items())},
         "server_errors": sum(v for k, v in tally.statuses.items() if k >= 500),
         "server_errors_outside_restart": len(outside),
