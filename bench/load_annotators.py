@@ -72,18 +72,19 @@ class Tally:
     double_leases: int = 0
     import_status: int | None = None
     import_seconds: float | None = None
-    failures: list[tuple[float, int]] = field(default_factory=list)  # (monotonic, status)
+    failures: list[tuple[float, float, int]] = field(default_factory=list)  # sent, answered, status
     suggest_ok: list[float] = field(default_factory=list)  # monotonic time of each 200
     job: dict[str, Any] = field(default_factory=dict)
     restart: dict[str, float] = field(default_factory=dict)
 
     def answer(self, status: int, sent: float | None = None) -> None:
         """Count one answer (0: no answer, a transport error) to a request sent at ``sent``
-        (monotonic; a failure is dated by its request, so one in flight across the end of an
-        outage belongs to the outage)."""
+        (monotonic); a failure keeps both ends, so one in flight when an outage began or
+        ended belongs to the outage."""
         self.statuses[status] += 1
         if status >= 500 or status == 0:
-            self.failures.append((sent if sent is not None else time.monotonic(), status))
+            now = time.monotonic()
+            self.failures.append((sent if sent is not None else now, now, status))
 
 
 def _png(n: int, size: int = 12) -> bytes:
@@ -377,7 +378,9 @@ def _restart_figures(tally: Tally) -> dict[str, Any]:
     return {
         "restart_seconds": round(finished - started, 2),
         "recovered_after_s": round(recovered - finished, 2) if recovered is not None else None,
-        "failed_answers_during": sum(1 for t, _ in tally.failures if started <= t <= end),
+        "failed_answers_during": sum(
+            1 for sent, answered, _ in tally.failures if sent <= end and answered >= started
+        ),
         "window": (started, end),
     }
 
@@ -419,7 +422,9 @@ def run_backend(backend: str, args: argparse.Namespace) -> dict[str, Any]:
                     conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
     restart_figures = _restart_figures(tally)
     window = restart_figures.get("window")
-    outside = [f for f in tally.failures if window is None or not (window[0] <= f[0] <= window[1])]
+    outside = [
+        f for f in tally.failures if window is None or not (f[0] <= window[1] and f[1] >= window[0])
+    ]
     return {
         "backend": backend,
         "annotators": args.annotators,
