@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from xmodel_contracts.exported import ONNX_FILE
 from xmodel_core.export import (
     CONFIG_FILE,
     WEIGHTS_FILE,
@@ -17,7 +18,6 @@ from xmodel_core.export import (
 from xmodel_core.model import XModel
 from xmodel_core.tasks import TaskSpec
 
-ONNX_FILE = "model.onnx"
 TORCHSCRIPT_FILE = "model.torchscript.pt"
 
 

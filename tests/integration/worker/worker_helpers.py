@@ -9,7 +9,6 @@ import os
 import random
 import signal
 import subprocess
-import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -22,6 +21,7 @@ from sqlalchemy import Engine, func, select
 
 from server.db.models import ItemScore, Job, ModelVersion
 from xmodel_client import UploadSource, XModelClient
+from xmodel_contracts.launch import worker_command
 
 REPO = Path(__file__).resolve().parents[3]
 ADMIN_TOKEN = "worker-test-admin-token-0123456789"
@@ -50,22 +50,7 @@ class WorkerProcess:
     def start(self, timeout: float = 60) -> WorkerProcess:
         log = self.log_dir / f"worker-{len(self.logs)}.log"
         self.logs.append(log)
-        command = [
-            sys.executable,
-            "-m",
-            "celery",
-            "-A",
-            "worker.app",
-            "worker",
-            "--pool=solo",
-            "--concurrency=1",
-            "--loglevel=INFO",
-            "--without-mingle",
-            "--without-gossip",
-            "--without-heartbeat",
-            "-n",
-            f"test{len(self.logs)}-{os.getpid()}@%h",
-        ]
+        command = worker_command(f"test{len(self.logs)}-{os.getpid()}@%h")
         with open(log, "wb") as out:
             self.proc = subprocess.Popen(
                 command,
