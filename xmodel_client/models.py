@@ -129,6 +129,18 @@ class Prediction(_Answer):
     disagreement: float
 
 
+class ItemPrediction(_Answer):
+    """The active model's guess for one stored item (``GET /items/{id}/prediction``)."""
+
+    item_id: int
+    model_id: int
+    model_version: int
+    task: str
+    prediction: dict[str, Any]
+    heads: list[list[float]]
+    disagreement: float
+
+
 class ImportReport(_Answer):
     dry_run: bool
     records: int
