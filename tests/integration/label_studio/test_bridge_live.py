@@ -327,3 +327,37 @@ def test_bridge_refuses_malformed_requests(stack: Stack) -> None:
         assert answer.status_code == 400, (path, answer.text)
         assert set(answer.json()) == {"error", "detail"}
     assert ANNOTATOR  # the bridge's leases are held under this annotator name only briefly
+
+
+def test_personal_access_token_reads_images_and_annotations(stack: Stack) -> None:
+    """A personal access token (a JWT refresh token) is exchanged for an access token; an
+    invalid one is refused with a clear error."""
+    from label_studio_bridge.label_studio import LabelStudio, LabelStudioError
+
+    studio = stack.studio
+    personal = studio.api("POST", "/api/token")["token"]
+    project = studio.api(
+        "POST", "/api/projects", json={"title": "tokens", "label_config": CONFIGS["classification"]}
+    )
+    image = picture(999)
+    studio.api(
+        "POST",
+        f"/api/projects/{project['id']}/import",
+        files=[("a.png", ("a.png", image, "image/png"))],
+    )
+    task = studio.api("GET", "/api/tasks", params={"project": project["id"]})["tasks"][0]
+    result, _ = annotation("classification", 1)
+    studio.api("POST", f"/api/tasks/{task['id']}/annotations", json={"result": result})
+
+    client = LabelStudio(studio.url, personal)
+    try:
+        assert client.fetch_image(task["data"]["image"]) == image
+        assert [a["result"] for a in client.task_annotations(task["id"])] == [result]
+    finally:
+        client.close()
+    broken = LabelStudio(studio.url, personal[:-4] + "AAAA")
+    with pytest.raises(LabelStudioError, match="refused the personal access token"):
+        broken.task_annotations(task["id"])
+    broken.close()
+    with pytest.raises(LabelStudioError, match="s3:// storage links"):
+        LabelStudio(studio.url, studio.token).fetch_image("s3://bucket/key.png")
