@@ -111,9 +111,7 @@ def run(args: argparse.Namespace, root: Path) -> dict[str, Any]:
         items = {int(i.original_name.split("-")[2]): i for i in admin.iter_items(ours.id)}
         for task, (_, label) in list(zip(tasks, pictures, strict=True))[: args.labels]:
             admin.set_label(items[task["id"]].id, {"class": label})
-        train_s, job = timed(
-            lambda: admin.wait_for_job(admin.create_job(ours.id).id, timeout=1800)
-        )
+        train_s, job = timed(lambda: admin.wait_for_job(admin.create_job(ours.id).id, timeout=1800))
         assert job.status == "succeeded", job
 
         first_s, first = timed(predict)
