@@ -333,12 +333,19 @@ class Bridge:
         return items[task_id]
 
     def sync_task(
-        self, linked: Linked, task_id: int, task: dict[str, Any] | None = None
+        self,
+        linked: Linked,
+        task_id: int,
+        task: dict[str, Any] | None = None,
+        seen: list[dict[str, Any]] | None = None,
     ) -> dict[str, Any] | None:
         """Make our item's label the task's latest non-skipped annotation (or clear it when
-        none is left). Returns the label now stored (None: cleared)."""
+        none is left). ``seen``: annotations of this task the webhook carried, used when Label
+        Studio's listing does not show them yet. Returns the label now stored (None: cleared)."""
         record = self.task_record(linked, task_id, task)
         annotations = self.studio(linked.uid).task_annotations(task_id)
+        listed = {a.get("id") for a in annotations}
+        annotations += [a for a in seen or [] if a.get("id") not in listed]
         for annotation in annotations:
             self.state.remember_annotation(int(annotation["id"]), linked.uid, task_id)
         usable = [a for a in annotations if not a.get("was_cancelled") and a.get("result")]
@@ -382,12 +389,15 @@ class Bridge:
             annotation_list = annotations if isinstance(annotations, list) else [annotations]
             for annotation in annotation_list:
                 if isinstance(annotation, dict) and "id" in annotation and "task" in annotation:
-                    task_id = annotation["task"]
-                    task_id = task_id["id"] if isinstance(task_id, dict) else task_id
-                    self.state.remember_annotation(int(annotation["id"]), uid, int(task_id))
+                    self.state.remember_annotation(int(annotation["id"]), uid, _task_id(annotation))
             for task in task_list:
                 if isinstance(task, dict) and "id" in task:
-                    self.sync_task(linked, int(task["id"]), task)
+                    carried = [
+                        a
+                        for a in annotation_list
+                        if isinstance(a, dict) and _task_id(a) == int(task["id"])
+                    ]
+                    self.sync_task(linked, int(task["id"]), task, carried)
             return f"{action}: {len(task_list)} task(s) synced"
         if action == "ANNOTATIONS_DELETED":
             task_ids = set()
@@ -407,6 +417,13 @@ class Bridge:
         if action == "START_TRAINING":
             return f"{action}: job {self.train(linked)}"
         return f"{action}: ignored"
+
+
+def _task_id(annotation: dict[str, Any]) -> int:
+    """An annotation's task id (webhooks send the id, some versions the task itself)."""
+    task = annotation.get("task")
+    task = task.get("id") if isinstance(task, dict) else task
+    return int(task) if isinstance(task, int | str) and str(task).isdigit() else -1
 
 
 def _canonical(label: dict[str, Any]) -> dict[str, Any]:
