@@ -263,18 +263,23 @@ class Bridge:
         return items, failed
 
     # ---- predictions ---------------------------------------------------------------------
-    def suggest_ranks(self, linked: Linked, model_id: int) -> tuple[dict[int, int], int]:
-        """item id -> rank in ``/suggest``'s order (the window), and the window's size. The
-        window's items are leased to the bridge only for the moment of the call."""
+    def suggest_window(
+        self, linked: Linked, model_id: int
+    ) -> tuple[dict[int, int], int, dict[int, ItemPrediction]]:
+        """``/suggest``'s order for the window: item id -> rank, the window's size, and the
+        guesses the service attached (one batch). The window's items are leased to the
+        bridge only for the moment of the call."""
         try:
             answer = self.xmodel.suggest(
-                linked.project_id, k=self.settings.window, annotator=ANNOTATOR
+                linked.project_id, k=self.settings.window, annotator=ANNOTATOR, predictions=True
             )
         finally:
             self.xmodel.release_leases(linked.project_id, annotator=ANNOTATOR)
         if answer.cold_start or answer.model_id != model_id:
-            return {}, 0
-        return {s.item_id: rank for rank, s in enumerate(answer.items)}, len(answer.items)
+            return {}, 0, {}
+        ranks = {s.item_id: rank for rank, s in enumerate(answer.items)}
+        guesses = {s.item_id: s.prediction for s in answer.items if s.prediction is not None}
+        return ranks, len(answer.items), guesses
 
     def predict(self, uid: str, label_config: str, tasks: list[dict[str, Any]]) -> dict[str, Any]:
         """Label Studio's ``/predict`` answer: ``results`` (one list of predictions per task,
@@ -289,16 +294,20 @@ class Bridge:
         model_id, version = self.active_version(linked)
         if model_id is None:
             return {"results": [[] for _ in tasks], "model_version": UNTRAINED}
-        ranks, window = self.suggest_ranks(linked, model_id)
+        ranks, window, attached = self.suggest_window(linked, model_id)
 
-        def guess(record: TaskItem) -> ItemPrediction | None:
-            try:
+        def guess(record: TaskItem | None) -> ItemPrediction | None:
+            if record is None:
+                return None
+            if record.item_id in attached:
+                return attached[record.item_id]
+            try:  # outside the window (labelled, leased elsewhere, or beyond it)
                 return self.xmodel.item_prediction(record.item_id)
             except NotFound:
                 return None
 
         records = [items.get(int(t["id"])) for t in tasks]
-        guesses = list(self._pool.map(lambda r: guess(r) if r else None, records))
+        guesses = list(self._pool.map(guess, records))
         results: list[list[dict[str, Any]]] = []
         for record, found in zip(records, guesses, strict=True):
             if record is None or found is None:

@@ -366,8 +366,13 @@ class XModelClient:
         *,
         strategy: str = "xmodel",
         annotator: str | None = None,
+        predictions: bool = False,
     ) -> Suggestion:
+        """Items to label next, leased to this token and ``annotator``; ``predictions``
+        attaches the active model's guess to each (one batch on the service)."""
         params: dict[str, Any] = {"k": k, "strategy": strategy}
+        if predictions:
+            params["predictions"] = True
         if annotator:
             params["annotator"] = annotator
         return Suggestion.model_validate(
