@@ -363,3 +363,44 @@ def test_personal_access_token_reads_images_and_annotations(stack: Stack) -> Non
         studio.api("POST", "/api/token/blacklist", json={"refresh": personal})
     with pytest.raises(LabelStudioError, match="s3:// storage links"):
         LabelStudio(studio.url, studio.token).fetch_image("s3://bucket/key.png")
+
+
+def test_new_tasks_become_items_and_start_training_queues_a_job(stack: Stack) -> None:
+    """Tasks imported after the bridge is connected reach our pool at once (TASKS_CREATED),
+    before anyone asks for a prediction; Label Studio's "Start training" queues a job."""
+    studio = stack.studio
+    admin = XModelClient(stack.xmodel_url, stack.admin_token)
+    project = studio.api(
+        "POST",
+        "/api/projects",
+        json={"title": "late tasks", "label_config": CONFIGS["classification"]},
+    )
+    backend = studio.api(
+        "POST",
+        "/api/ml",
+        json={"url": stack.bridge_url, "project": project["id"], "title": "xmodel"},
+    )
+    ours = next(
+        p for p in admin.list_projects() if p.name.startswith(f"label-studio {project['id']}.")
+    )
+    images = [picture(500 + n) for n in range(3)]
+    studio.api(
+        "POST",
+        f"/api/projects/{project['id']}/import",
+        files=[(f"n{n}.png", (f"n{n}.png", data, "image/png")) for n, data in enumerate(images)],
+    )
+    wait_until(lambda: admin.project_stats(ours.id).items == 3, timeout=60, what="3 items")
+    shas = {item.sha256 for item in admin.iter_items(ours.id)}
+    assert shas == {hashlib.sha256(data).hexdigest() for data in images}
+    assert studio.api("GET", "/api/predictions", params={"project": project["id"]}) == []
+
+    tasks = studio.api("GET", "/api/tasks", params={"project": project["id"]})["tasks"]
+    for n, task in enumerate(tasks[:2]):
+        result, _ = annotation("classification", n)
+        studio.api("POST", f"/api/tasks/{task['id']}/annotations", json={"result": result})
+    wait_until(lambda: admin.project_stats(ours.id).labelled == 2, timeout=60, what="2 labels")
+    assert list(admin.iter_jobs(ours.id)) == []  # retrain_every=4 not reached
+    studio.api("POST", f"/api/ml/{backend['id']}/train")
+    jobs = wait_until(lambda: list(admin.iter_jobs(ours.id)), timeout=60, what="a job")
+    assert admin.wait_for_job(jobs[0].id, timeout=600).status == "succeeded"
+    assert bridge_errors(stack) == []
