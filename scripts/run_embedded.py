@@ -26,7 +26,6 @@ import signal
 import subprocess
 import sys
 import time
-import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -55,20 +54,6 @@ def environment(data_dir: Path) -> dict[str, str]:
     env.setdefault("XM_ADMIN_TOKEN", admin_token(data_dir))
     env["XM_AUTO_MIGRATE"] = "false"  # done once here, before either child starts
     return env
-
-
-def wait_healthy(url: str, children: list[subprocess.Popen[bytes]], timeout: float = 120) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if any(child.poll() is not None for child in children):
-            raise SystemExit("a child process exited during start-up; see its output above")
-        try:
-            with urllib.request.urlopen(f"{url}/health", timeout=2) as response:
-                if response.status == 200:
-                    return
-        except OSError:
-            time.sleep(0.3)
-    raise SystemExit(f"the API did not answer on {url} within {timeout}s")
 
 
 def stop(children: list[subprocess.Popen[bytes]], grace: float) -> None:
@@ -173,47 +158,12 @@ def main(argv: list[str] | None = None) -> int:
     env = environment(args.data_dir.resolve())
     os.environ.update(env)
     from server.db.migrate import upgrade_to_head  # after the environment is set
+    from xmodel_contracts.launch import api_command, wait_healthy, worker_command
 
     upgrade_to_head(env["XM_DATABASE_URL"])
-    python = sys.executable
-    children = [
-        Child(
-            "API",
-            [
-                python,
-                "-m",
-                "uvicorn",
-                "server.main:app",
-                "--host",
-                args.host,
-                "--port",
-                str(args.port),
-            ],
-            env,
-        )
-    ]
+    children = [Child("API", api_command(args.host, args.port), env)]
     if not args.no_worker:
-        children.append(
-            Child(
-                "worker",
-                [
-                    python,
-                    "-m",
-                    "celery",
-                    "-A",
-                    "worker.app",
-                    "worker",
-                    "--pool=solo",
-                    "--concurrency=1",
-                    "--loglevel=INFO",
-                    "--without-mingle",
-                    "--without-gossip",
-                    "--without-heartbeat",
-                ],
-                env,
-                nice=args.worker_nice,
-            )
-        )
+        children.append(Child("worker", worker_command(), env, nice=args.worker_nice))
     for child in children:
         child.start()
     processes = [c.process for c in children if c.process is not None]
@@ -227,8 +177,8 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, on_signal)
     url = f"http://{args.host}:{args.port}"
     try:
-        wait_healthy(url, processes)
-    except SystemExit as exc:  # a child that cannot start is a configuration error: stop
+        wait_healthy(url, processes, timeout=120)
+    except RuntimeError as exc:  # a child that cannot start is a configuration error: stop
         print(exc, file=sys.stderr)
         stop(processes, args.grace)
         return 1

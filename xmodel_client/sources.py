@@ -8,15 +8,16 @@ own name when the file is given directly.
 
 from __future__ import annotations
 
-import hashlib
+import io
 import zipfile
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
 
+from xmodel_contracts.files import sha256_of_stream
+
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp"}
-HASH_CHUNK = 1 << 20
 
 
 @dataclass(frozen=True)
@@ -32,11 +33,8 @@ class UploadSource:
         return self.opener()
 
     def sha256(self) -> str:
-        digest = hashlib.sha256()
         with self.open() as handle:
-            while chunk := handle.read(HASH_CHUNK):
-                digest.update(chunk)
-        return digest.hexdigest()
+            return sha256_of_stream(handle)
 
 
 @dataclass(frozen=True)
@@ -53,6 +51,13 @@ def file_source(path: Path, name: str) -> UploadSource:
     """A file on disk, uploaded under ``name``."""
     return UploadSource(
         name=name, origin=str(path), size=path.stat().st_size, opener=lambda: path.open("rb")
+    )
+
+
+def bytes_source(name: str, data: bytes, origin: str = "") -> UploadSource:
+    """Bytes already in memory (an image fetched from another service), uploaded under ``name``."""
+    return UploadSource(
+        name=name, origin=origin or name, size=len(data), opener=lambda: io.BytesIO(data)
     )
 
 

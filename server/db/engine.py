@@ -14,6 +14,7 @@ from __future__ import annotations
 import sqlite3
 import threading
 from collections import deque
+from collections.abc import Callable
 from typing import Any
 
 from sqlalchemy import Engine, create_engine, event, make_url
@@ -100,7 +101,7 @@ class _GatedConnection(sqlite3.Connection):
             self.leave()
 
 
-def _sqlite_pragmas(busy_timeout_ms: int):  # type: ignore[no-untyped-def]
+def _sqlite_pragmas(busy_timeout_ms: int) -> Callable[[Any, Any], None]:
     def on_connect(dbapi_connection: Any, _record: Any) -> None:
         # Hand transaction control to SQLAlchemy (pysqlite's own BEGIN is DEFERRED).
         dbapi_connection.isolation_level = None

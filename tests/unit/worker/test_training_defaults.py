@@ -3,13 +3,15 @@ API accepts and the worker runs, and a project's own settings win over them."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from worker.training.config import job_config
-from xmodel_contracts.training_defaults import TASK_KINDS, product_defaults
+from xmodel_contracts.training_defaults import TASK_KINDS, default_image_size, product_defaults
 from xmodel_contracts.training_settings import TrainingSettings
 
-ARGS = {
+ARGS: dict[str, Any] = {
     "backbone": "mobilenet_v2",
     "image_size": 32,
     "output_dim": 1,
@@ -54,3 +56,18 @@ def test_project_settings_win_over_the_defaults() -> None:
 def test_unknown_kind_is_refused() -> None:
     with pytest.raises(ValueError, match="unknown task kind"):
         product_defaults("segmentation")
+
+
+def test_each_kind_has_an_image_size_and_its_measured_method() -> None:
+    assert {kind: default_image_size(kind) for kind in TASK_KINDS} == {
+        "classification": 96,
+        "regression": 128,
+        "keypoints": 96,
+    }
+    assert {kind: product_defaults(kind)["method"] for kind in TASK_KINDS} == {
+        "classification": "supervised",
+        "regression": "supervised",
+        "keypoints": "xmodel",
+    }
+    with pytest.raises(ValueError, match="unknown task kind"):
+        default_image_size("segmentation")
