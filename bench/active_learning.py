@@ -142,7 +142,7 @@ def settings(mode: str) -> dict[str, Spec]:
     if quick:
         steps = {"utkface_age": 30, "fashion_mnist": 40, "kites_keypoints": 40}
     base = {"batch_size": 32, "unlabelled_batch_size": 32, "lr": 3e-3, "score_views": 2}
-    budget = {"budget": 200} if quick else {}
+    budget: dict[str, Any] = {"budget": 200} if quick else {}
     if smoke:
         return {
             "kites_keypoints": Spec(
@@ -399,9 +399,10 @@ def test_errors(spec: Spec, prediction: np.ndarray, targets: torch.Tensor) -> di
         wrong = (prediction.argmax(-1) != truth).astype(np.float64) * 100
         balanced = float(np.mean([wrong[truth == c].mean() for c in np.unique(truth)]))
         return {"test_error": float(wrong.mean()), "balanced_error": balanced}
-    truth = targets.numpy().reshape(len(targets), -1, 2)
+    points = targets.numpy().reshape(len(targets), -1, 2)
     distance = (
-        np.linalg.norm(prediction.reshape(truth.shape) - truth, axis=-1).mean(-1) * spec.image_size
+        np.linalg.norm(prediction.reshape(points.shape) - points, axis=-1).mean(-1)
+        * spec.image_size
     )
     return {"test_error": float(distance.mean())}
 

@@ -76,7 +76,7 @@ def train_cached(
     bench.task.fit(labelled.targets)
     model = XModel(ModelConfig(output_dim=bench.task.output_dim, **model_config))
     config = TrainConfig(**{**train_config, "seed": seed})
-    allow_flip = bench.task.kind != "keypoints" or bench.task.flip_permutation is not None  # type: ignore[union-attr]
+    allow_flip = bench.task.kind != "keypoints" or bench.task.flip_permutation is not None
     plan = ViewPlan(config.weak, config.strong, weak_views, strong_views, allow_flip)
     start = time.perf_counter()
     trunk = onnx_trunk(model)

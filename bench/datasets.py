@@ -70,7 +70,7 @@ def load_utkface(size: int) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
     images = torch.empty(len(files), 3, size, size, dtype=torch.uint8)
     for i, path in enumerate(files):
         with Image.open(path) as im:
-            arr = np.asarray(im.convert("RGB").resize((size, size), Image.BILINEAR))
+            arr = np.asarray(im.convert("RGB").resize((size, size), Image.Resampling.BILINEAR))
         images[i] = torch.from_numpy(arr.copy()).permute(2, 0, 1)
     ages = torch.tensor([float(parse_utkface_age(p.name)) for p in files])  # type: ignore[arg-type]
     names = [p.name for p in files]

@@ -14,6 +14,7 @@ Prints a table and writes bench/results/export_speed.json.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import platform
 import statistics
@@ -31,7 +32,9 @@ from xmodel_core.model import ModelConfig, XModel
 from xmodel_core.tasks import RegressionTask
 
 RESULTS = Path(__file__).parent / "results" / "export_speed.json"
-MODELS = {  # the benchmarks' and the active-learning run's configurations
+MODELS: dict[
+    str, dict[str, Any]
+] = {  # the benchmarks' and the active-learning run's configurations
     "mobilenet_v2@48": {
         "backbone": "mobilenet_v2",
         "image_size": 48,
@@ -66,7 +69,9 @@ def measure(name: str, repeats: int) -> dict[str, Any]:
             )
             for exporter in ONNX_EXPORTERS:  # alternate, so noise hits both
                 seconds, info = _timed(
-                    lambda e=exporter: export_onnx(model, task, out / f"{e}.onnx", exporter=e)
+                    functools.partial(
+                        export_onnx, model, task, out / f"{exporter}.onnx", exporter=exporter
+                    )
                 )
                 if info["exporter"] != exporter:
                     raise RuntimeError(f"{exporter} export fell back to {info['exporter']}")

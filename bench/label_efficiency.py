@@ -86,7 +86,7 @@ def settings(quick: bool) -> dict[str, Setting]:
         if quick
         else {"utkface_age": 150, "fashion_mnist": 300, "kites_keypoints": 300}
     )
-    grid = (
+    grid: dict[str, Any] = (
         {"lr_grid": [1.0], "supervised_lr_grid": [1.0], "weight_grid": [1.0]}
         if quick
         else {

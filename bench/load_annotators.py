@@ -77,11 +77,13 @@ class Tally:
     job: dict[str, Any] = field(default_factory=dict)
     restart: dict[str, float] = field(default_factory=dict)
 
-    def answer(self, status: int) -> None:
-        """Count one answer (0: no answer, a transport error)."""
+    def answer(self, status: int, sent: float | None = None) -> None:
+        """Count one answer (0: no answer, a transport error) to a request sent at ``sent``
+        (monotonic; a failure is dated by its request, so one in flight across the end of an
+        outage belongs to the outage)."""
         self.statuses[status] += 1
         if status >= 500 or status == 0:
-            self.failures.append((time.monotonic(), status))
+            self.failures.append((sent if sent is not None else time.monotonic(), status))
 
 
 def _png(n: int, size: int = 12) -> bytes:
@@ -118,7 +120,8 @@ def _postgres_database(host: str, port: int) -> tuple[str, Any]:
             continue
         name = f"xm_load_{secrets.token_hex(4)}"
         conn.execute(f'CREATE DATABASE "{name}"')
-        return f"postgresql://{user}@{host}:{port}/{name}", (conn, name)
+        conn.close()  # (the restart would end it: the drop connects again)
+        return f"postgresql://{user}@{host}:{port}/{name}", (user, name)
     raise SystemExit("PostgreSQL is not reachable")
 
 
@@ -146,12 +149,17 @@ def _start_server(database_url: str, root: Path) -> tuple[subprocess.Popen[bytes
     return process, url, log
 
 
+TRANSPORT_ERRORS: dict[str, int] = defaultdict(int)  # no answer at all, by the error's class
+
+
 async def _call(
     http: httpx.AsyncClient, method: str, path: str, **kwargs: Any
 ) -> httpx.Response | None:
+    """The answer, or None when none came."""
     try:
         return await http.request(method, path, **kwargs)
-    except httpx.HTTPError:
+    except httpx.HTTPError as exc:
+        TRANSPORT_ERRORS[type(exc).__name__] += 1
         return None
 
 
@@ -165,8 +173,14 @@ async def _annotator(
     tally: Tally,
     holders: dict[int, int],
 ) -> None:
+    mine: list[int] = []
     while time.monotonic() < until:
-        started = time.perf_counter()
+        # This request replaces the batch: what is left of the last one (a label that failed,
+        # or the load ending) is released by it and may go to someone else from now on.
+        for item_id in mine:
+            if holders.get(item_id) == who:
+                holders.pop(item_id)
+        started, sent = time.perf_counter(), time.monotonic()
         response = await _call(
             http,
             "GET",
@@ -175,12 +189,12 @@ async def _annotator(
             params={"k": args.k, "annotator": f"a{who}"},
         )
         tally.suggest_ms.append((time.perf_counter() - started) * 1000)
-        tally.answer(response.status_code if response is not None else 0)
+        tally.answer(response.status_code if response is not None else 0, sent)
         if response is None or response.status_code != 200:
             await asyncio.sleep(0.05)
             continue
         tally.suggest_ok.append(time.monotonic())
-        items = [entry["item_id"] for entry in response.json()["items"]]
+        items = mine = [entry["item_id"] for entry in response.json()["items"]]
         if not items:
             return  # the pool is labelled
         for item_id in items:
@@ -193,7 +207,7 @@ async def _annotator(
                 await asyncio.sleep(args.think_ms / 1000)
             if time.monotonic() >= until:
                 return
-            started = time.perf_counter()
+            started, sent = time.perf_counter(), time.monotonic()
             answer = await _call(
                 http,
                 "PUT",
@@ -202,7 +216,7 @@ async def _annotator(
                 json={"class": CLASSES[item_id % 2]},
             )
             tally.label_ms.append((time.perf_counter() - started) * 1000)
-            tally.answer(answer.status_code if answer is not None else 0)
+            tally.answer(answer.status_code if answer is not None else 0, sent)
             if answer is not None and answer.status_code == 200:
                 tally.confirmed.add(item_id)
                 tally.labelled_by[item_id].add(who)
@@ -361,6 +375,7 @@ def _percentile(values: list[float], q: float) -> float | None:
 
 
 def run_backend(backend: str, args: argparse.Namespace) -> dict[str, Any]:
+    TRANSPORT_ERRORS.clear()
     with tempfile.TemporaryDirectory(prefix="xm-load-") as tmp:
         root = Path(tmp)
         cleanup = None
@@ -377,9 +392,13 @@ def run_backend(backend: str, args: argparse.Namespace) -> dict[str, Any]:
             process.terminate()
             process.wait(30)
             if cleanup is not None:
-                conn, name = cleanup
-                conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-                conn.close()
+                import psycopg
+
+                user, name = cleanup
+                with psycopg.connect(
+                    host=args.pg_host, port=args.pg_port, user=user, dbname="test", autocommit=True
+                ) as conn:
+                    conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
     restart_figures = _restart_figures(tally)
     window = restart_figures.get("window")
     outside = [f for f in tally.failures if window is None or not (window[0] <= f[0] <= window[1])]
@@ -407,6 +426,7 @@ def run_backend(backend: str, args: argparse.Namespace) -> dict[str, Any]:
         "statuses": {str(k): v for k, v in sorted(tally.statuses.items())},
         "server_errors": sum(v for k, v in tally.statuses.items() if k >= 500),
         "server_errors_outside_restart": len(outside),
+        "transport_errors": dict(TRANSPORT_ERRORS),
         "training_job": tally.job,
         "pg_restart": {k: v for k, v in restart_figures.items() if k != "window"},
         "database_locked_lines": server_log.count("database is locked"),

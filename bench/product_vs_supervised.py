@@ -61,7 +61,11 @@ KITE_TASK = {
 
 def specs(quick: bool) -> dict[str, Spec]:
     """Each dataset at its task kind's default image size."""
-    common = {"backbone": DEFAULT_BACKBONE, "training": {}, "strategies": ["xmodel"]}
+    common: dict[str, Any] = {
+        "backbone": DEFAULT_BACKBONE,
+        "training": {},
+        "strategies": ["xmodel"],
+    }
     age, fashion, kite = (
         default_image_size(k) for k in ("regression", "classification", "keypoints")
     )

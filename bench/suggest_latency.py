@@ -39,6 +39,7 @@ import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import httpx
 import psycopg
@@ -98,7 +99,7 @@ def _bulk_load(url: str, project_id: int, n_items: int, n_clusters: int, seed: i
                 " VALUES (%s, 1, 0, '{}', false, %s, 'x', 'x', 'x', 'x', 'x', 'x') RETURNING id",
                 (project_id, now),
             )
-            model_id = cur.fetchone()[0]
+            (model_id,) = cur.fetchone() or (None,)
             cur.execute("SELECT id FROM items WHERE project_id = %s", (project_id,))
             ids = [r[0] for r in cur.fetchall()]
             scores = [rng.random() for _ in ids]
@@ -273,16 +274,16 @@ def run_size(host: str, port: int, n_items: int, args: argparse.Namespace) -> di
                     load_s = round(time.perf_counter() - started, 1)
                 with psycopg.connect(url, autocommit=True) as conn:
                     if not seed:
-                        project_id = conn.execute(
+                        (project_id,) = conn.execute(
                             "SELECT id FROM projects WHERE name = 'bench'"
-                        ).fetchone()[0]
+                        ).fetchone() or (None,)
                     conn.execute("DELETE FROM item_leases")
-                    held = conn.execute(
+                    (held,) = conn.execute(
                         "SELECT count(*) FROM items WHERE project_id = %s AND labelled_at IS NULL",
                         (project_id,),
-                    ).fetchone()[0]
+                    ).fetchone() or (0,)
                 assert held == n_items, f"{name} holds {held} unlabelled items, not {n_items}"
-                figures = {
+                figures: dict[str, Any] = {
                     "items": n_items,
                     "clusters": args.clusters,
                     "k": args.k,

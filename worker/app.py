@@ -16,15 +16,13 @@ from celery import Celery, signals
 
 from server.jobs.queue import ensure_broker_dir
 from worker.settings import server_settings, worker_settings
+from xmodel_contracts.names import TRAINING_TASK
 
 log = logging.getLogger(__name__)
 
-TRAINING_TASK = "training.run"
-REAP_TASK = "jobs.reap"
-
 
 def make_app() -> Celery:
-    settings, ws = server_settings(), worker_settings()
+    settings = server_settings()
     ensure_broker_dir(settings.broker_url)
     application = Celery("xmodel-worker", broker=settings.broker_url, include=["worker.tasks"])
     application.conf.update(
@@ -35,9 +33,6 @@ def make_app() -> Celery:
         task_acks_late=False,  # recovery is the reaper's job (lease + conditional claim), not redelivery
         broker_connection_retry_on_startup=True,
         worker_hijack_root_logger=False,
-        beat_schedule={
-            "reap-expired-jobs": {"task": REAP_TASK, "schedule": max(ws.reap_seconds, 5.0)}
-        },
     )
     if settings.broker_url.startswith("sqla+"):
         # kombu hands these options to create_engine: wait for SQLite's write lock rather
@@ -56,6 +51,15 @@ def send_training(job_id: int) -> None:
 
 
 _reaper: Any = None
+
+
+@signals.worker_ready.connect
+def _start_metrics(**_: Any) -> None:
+    ws = worker_settings()
+    if ws.worker_metrics_port:
+        from worker.monitoring import serve
+
+        serve(ws.worker_metrics_port, ws.worker_metrics_addr)
 
 
 @signals.worker_ready.connect

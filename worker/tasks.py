@@ -5,14 +5,15 @@ from __future__ import annotations
 import logging
 
 from worker import preload  # noqa: F401  (connects the process-start preload)
-from worker.app import REAP_TASK, TRAINING_TASK, app, send_training
+from worker.app import app
 from worker.settings import worker_settings
+from xmodel_contracts.names import TRAINING_TASK
 
 log = logging.getLogger(__name__)
 
 
 @app.task(name=TRAINING_TASK, bind=True, max_retries=worker_settings().max_retries)
-def run_training(self, job_id: int) -> str:  # type: ignore[no-untyped-def]
+def run_training(self, job_id: int) -> str:
     """Train, export, score and activate a model for job ``job_id`` (see the runner)."""
     from worker.training.runner import RetryableJobError, run_training_job  # torch: only here
 
@@ -22,12 +23,3 @@ def run_training(self, job_id: int) -> str:  # type: ignore[no-untyped-def]
     except RetryableJobError as exc:
         countdown = worker_settings().retry_backoff_seconds * 2**self.request.retries
         raise self.retry(exc=exc, countdown=countdown) from exc
-
-
-@app.task(name=REAP_TASK)
-def reap() -> dict[str, list[int]]:
-    """Requeue jobs whose worker died; fail those out of attempts."""
-    from worker.reaper import reap_once
-
-    result = reap_once(send_training)
-    return {"requeued": result.requeued, "failed": result.failed, "cancelled": result.cancelled}

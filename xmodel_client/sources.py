@@ -8,7 +8,6 @@ own name when the file is given directly.
 
 from __future__ import annotations
 
-import hashlib
 import io
 import zipfile
 from collections.abc import Callable, Iterable, Iterator
@@ -16,8 +15,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
 
+from xmodel_contracts.files import sha256_of_stream
+
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp"}
-HASH_CHUNK = 1 << 20
 
 
 @dataclass(frozen=True)
@@ -33,11 +33,8 @@ class UploadSource:
         return self.opener()
 
     def sha256(self) -> str:
-        digest = hashlib.sha256()
         with self.open() as handle:
-            while chunk := handle.read(HASH_CHUNK):
-                digest.update(chunk)
-        return digest.hexdigest()
+            return sha256_of_stream(handle)
 
 
 @dataclass(frozen=True)

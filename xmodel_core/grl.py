@@ -15,12 +15,12 @@ from torch import nn
 
 class _ReverseGrad(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, x: torch.Tensor, coeff: float) -> torch.Tensor:  # type: ignore[override]
+    def forward(ctx, x: torch.Tensor, coeff: float) -> torch.Tensor:
         ctx.coeff = coeff
         return x.view_as(x)
 
     @staticmethod
-    def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor, None]:  # type: ignore[override]
+    def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor, None]:
         return -ctx.coeff * grad, None
 
 

@@ -39,7 +39,7 @@ class SupervisedLoss(nn.Module):
         self, raw: torch.Tensor, target: torch.Tensor, visible: torch.Tensor | None = None
     ) -> torch.Tensor:
         if self.task.kind == "keypoints":
-            return self.task.supervised_loss(raw, target, visible)  # type: ignore[call-arg]
+            return self.task.supervised_loss(raw, target, visible)
         return self.task.supervised_loss(raw, target)
 
 

@@ -7,7 +7,7 @@ from dataclasses import asdict, dataclass
 import torch
 from torch import nn
 
-from .backbones import build_backbone
+from .backbones import PooledTrunk, build_backbone
 from .grl import GradientReversal
 
 
@@ -54,6 +54,10 @@ class XModel(nn.Module):
     Output of :meth:`forward`: raw head outputs ``[H, B, D]`` (see ``tasks`` for their meaning).
     """
 
+    mean: torch.Tensor  # buffers ``[1, 3, 1, 1]``
+    std: torch.Tensor
+    extractor: PooledTrunk
+
     def __init__(self, config: ModelConfig, load_pretrained: bool | None = None) -> None:
         super().__init__()
         self.config = config
@@ -96,11 +100,11 @@ class XModel(nn.Module):
         """``[B, 3, S, S]`` in [0, 1] -> the frozen stages' activations ``[B, C, h, w]`` (no
         gradient). ``features_from_trunk(trunk(x))`` equals ``features(x)``; the split lets a
         trainer compute the frozen part once per image and view instead of once per step."""
-        return self.extractor.frozen_part((images - self.mean) / self.std)  # type: ignore[operator]
+        return self.extractor.frozen_part((images - self.mean) / self.std)
 
     def features_from_trunk(self, trunk: torch.Tensor) -> torch.Tensor:
         """Activations from :meth:`trunk` -> extractor features ``[B, F]``."""
-        return self.extractor.trainable_part(trunk)  # type: ignore[operator]
+        return self.extractor.trainable_part(trunk)
 
     def heads_forward(self, features: torch.Tensor, reverse: bool = False) -> torch.Tensor:
         """Every head on the same features -> ``[H, B, D]``.

@@ -13,7 +13,7 @@ the supervised loss, the consistency losses and the disagreement scores are comp
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 import torch
 import torch.nn.functional as F
@@ -26,7 +26,7 @@ class ClassificationTask:
     """Single-label classification over named classes."""
 
     classes: list[str]
-    kind: str = field(default="classification", init=False)
+    kind: Literal["classification"] = field(default="classification", init=False)
 
     @property
     def output_dim(self) -> int:
@@ -64,7 +64,7 @@ class RegressionTask:
     ranges: list[tuple[float, float]] | None = None
     mean: list[float] | None = None
     std: list[float] | None = None
-    kind: str = field(default="regression", init=False)
+    kind: Literal["regression"] = field(default="regression", init=False)
 
     @property
     def output_dim(self) -> int:
@@ -134,7 +134,7 @@ class KeypointTask:
 
     points: list[str]
     flip_pairs: list[tuple[str, str]] | None = None
-    kind: str = field(default="keypoints", init=False)
+    kind: Literal["keypoints"] = field(default="keypoints", init=False)
 
     @property
     def output_dim(self) -> int:

@@ -13,10 +13,10 @@ through an injected callback; raising from it stops training (the worker's cance
 from __future__ import annotations
 
 import copy
+import functools
 import json
 import math
-import os
-import tempfile
+import operator
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
@@ -24,6 +24,9 @@ from pathlib import Path
 from typing import Any
 
 import torch
+
+from xmodel_contracts.files import atomic_write
+from xmodel_contracts.names import TRAINING_METHODS
 
 from .augment import (
     STRONG,
@@ -41,7 +44,7 @@ from .model import XModel
 from .tasks import TaskSpec
 from .trunk_cache import CachedViews
 
-METHODS = ("supervised", "mean_teacher", "xmodel")
+METHODS = TRAINING_METHODS
 
 
 @dataclass
@@ -75,16 +78,6 @@ class TrainConfig:
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
-
-    @staticmethod
-    def from_json(data: dict[str, Any]) -> TrainConfig:
-        data = dict(data)
-        for key in ("weak", "strong"):
-            if isinstance(data.get(key), dict):
-                aug = dict(data[key])
-                aug["scale"] = tuple(aug["scale"])
-                data[key] = AugmentConfig(**aug)
-        return TrainConfig(**data)
 
 
 @dataclass
@@ -139,17 +132,7 @@ def _lr_at(step: int, total: int, base: float) -> float:
 
 def atomic_torch_save(obj: Any, path: Path) -> None:
     """Write with ``torch.save`` to a temp file, fsync, then rename over ``path``."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            torch.save(obj, fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write(path, lambda tmp: torch.save(obj, tmp))
 
 
 def predictions_in_original_frame(task: TaskSpec, raw: torch.Tensor, views: Views) -> torch.Tensor:
@@ -480,7 +463,7 @@ class Trainer:
                 group["lr"] = _lr_at(self.step, cfg.steps, cfg.lr) * group["lr_scale"]
             with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=use_amp):
                 losses = self._loss(labelled, pool)
-            total = sum(losses.values())
+            total = functools.reduce(operator.add, losses.values())
             self.optimizer.zero_grad(set_to_none=True)
             total.backward()
             self.optimizer.step()

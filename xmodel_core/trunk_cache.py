@@ -42,6 +42,8 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
+from xmodel_contracts.files import atomic_write
+
 from .augment import NONE, AugmentConfig, Views, augment
 from .model import XModel
 
@@ -87,7 +89,7 @@ class ViewPlan:
 def frozen_weights_digest(model: XModel) -> str:
     """sha256 of the frozen stages' parameters and buffers (a warm start may change them)."""
     digest = hashlib.sha256()
-    for stage in list(model.extractor.trunk)[: model.frozen_stages]:  # type: ignore[union-attr]
+    for stage in list(model.extractor.trunk)[: model.frozen_stages]:
         for name, tensor in stage.state_dict().items():
             digest.update(name.encode())
             digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
@@ -176,22 +178,17 @@ class TrunkCache:
     def put(self, key: str, sha256: str, kind: ViewKind, entry: CachedViews) -> None:
         """Write one image's entry (``entry`` holds N = 1) atomically; a failure only costs a
         recomputation later, so it is not raised."""
-        path = self._path(key, sha256, kind)
-        tmp = ""
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".", suffix=".tmp")
-            os.close(fd)
-            tensors = {
-                "trunk": entry.trunk[0].contiguous(),
-                "theta": entry.theta[0].contiguous(),
-                "flipped": entry.flipped[0].to(torch.uint8).contiguous(),
-            }
-            save_file(tensors, tmp)
-            os.replace(tmp, path)
+        tensors = {
+            "trunk": entry.trunk[0].contiguous(),
+            "theta": entry.theta[0].contiguous(),
+            "flipped": entry.flipped[0].to(torch.uint8).contiguous(),
+        }
+        try:  # a cache: what a crash loses is recomputed, so no fsync
+            atomic_write(
+                self._path(key, sha256, kind), lambda tmp: save_file(tensors, tmp), durable=False
+            )
         except OSError:
-            if tmp:
-                Path(tmp).unlink(missing_ok=True)
+            pass
 
     def trim(self) -> int:
         """Delete least recently used entries until the folder fits ``max_bytes``; returns

@@ -19,7 +19,3 @@ def alembic_config(database_url: str) -> Config:
 
 def upgrade_to_head(database_url: str) -> None:
     command.upgrade(alembic_config(database_url), "head")
-
-
-def downgrade_to_base(database_url: str) -> None:
-    command.downgrade(alembic_config(database_url), "base")

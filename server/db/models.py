@@ -21,12 +21,13 @@ from sqlalchemy import (
 from sqlalchemy.orm import Mapped, mapped_column
 
 from server.db.base import Base, UTCDateTime, utcnow
+from xmodel_contracts.names import ACTIVE_JOB_STATUSES, JobStatus
 
 # Integer primary keys that are BIGINT on PostgreSQL and INTEGER (rowid alias) on SQLite.
 BigId = BigInteger().with_variant(Integer(), "sqlite")
 
-ACTIVE_JOB_STATUSES = ("queued", "running")
-_ACTIVE_JOB_SQL = "status IN ('queued', 'running')"
+# the partial unique index "one active job per project" (a migration spells the same SQL)
+_ACTIVE_JOB_SQL = "status IN (" + ", ".join(f"'{s}'" for s in ACTIVE_JOB_STATUSES) + ")"
 
 
 class Project(Base):
@@ -136,7 +137,7 @@ class Job(Base):
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     project_id: Mapped[int] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"))
     kind: Mapped[str] = mapped_column(String(20))
-    status: Mapped[str] = mapped_column(String(20), default="queued")
+    status: Mapped[str] = mapped_column(String(20), default=JobStatus.QUEUED)
     phase: Mapped[str | None] = mapped_column(String(50), nullable=True)
     progress_step: Mapped[int] = mapped_column(Integer, default=0)
     progress_total: Mapped[int | None] = mapped_column(Integer, nullable=True)
@@ -149,6 +150,9 @@ class Job(Base):
     lease_owner: Mapped[str | None] = mapped_column(String(200), nullable=True)
     lease_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     heartbeat_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    # when its broker message was last sent; the reaper re-sends a queued job's message after
+    # XM_RESEND_QUEUED_SECONDS (a broker restarted empty or a purged queue loses messages)
+    sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True, default=utcnow)
     created_by_token_id: Mapped[int | None] = mapped_column(BigId, nullable=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     started_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)

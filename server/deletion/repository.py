@@ -4,8 +4,9 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import Any
 
-from sqlalchemy import delete, exists, func, select
+from sqlalchemy import Select, delete, exists, func, select
 from sqlalchemy.orm import Session, aliased
 
 from server.db.models import Item, ItemLease, ItemScore, Job, LabelRevision, ModelVersion, Project
@@ -18,7 +19,7 @@ def counts(session: Session, project_id: int) -> dict[str, int]:
     item_ids = select(Item.id).where(Item.project_id == project_id)
     model_ids = select(ModelVersion.id).where(ModelVersion.project_id == project_id)
 
-    def count(query) -> int:  # type: ignore[no-untyped-def]
+    def count(query: Select[Any]) -> int:
         return int(session.scalar(query) or 0)
 
     return {

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import delete, exists, func, select
+from sqlalchemy import delete, exists, select
 from sqlalchemy.orm import Session
 
 from server.db.models import Item, ItemLease, LabelRevision
@@ -49,10 +49,6 @@ def list_page(
         )
         query = query.where(live.exists())
     return list(session.scalars(query.order_by(Item.id).limit(limit)))
-
-
-def count_items(session: Session) -> int:
-    return int(session.scalar(select(func.count(Item.id))) or 0)
 
 
 def add_revision(session: Session, revision: LabelRevision) -> None:

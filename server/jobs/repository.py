@@ -6,11 +6,12 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import CursorResult, Result, and_, func, or_, select, update
+from sqlalchemy import ColumnElement, CursorResult, Result, and_, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from server.db.base import utcnow
-from server.db.models import ACTIVE_JOB_STATUSES, Job, JobEvent
+from server.db.models import Job, JobEvent
+from xmodel_contracts.names import ACTIVE_JOB_STATUSES, FINAL_JOB_STATUSES, JobPhase, JobStatus
 
 
 def _changed(result: Result[Any]) -> int:
@@ -45,8 +46,8 @@ def cancel_if_queued(session: Session, job_id: int, now: datetime) -> bool:
     """Conditional update, so a worker claiming the job at the same moment wins cleanly."""
     result = session.execute(
         update(Job)
-        .where(Job.id == job_id, Job.status == "queued")
-        .values(status="cancelled", cancel_requested=True, finished_at=now)
+        .where(Job.id == job_id, Job.status == JobStatus.QUEUED)
+        .values(status=JobStatus.CANCELLED, cancel_requested=True, finished_at=now)
         .execution_options(synchronize_session=False)
     )
     return _changed(result) == 1
@@ -55,7 +56,7 @@ def cancel_if_queued(session: Session, job_id: int, now: datetime) -> bool:
 def request_cancel_if_running(session: Session, job_id: int) -> bool:
     result = session.execute(
         update(Job)
-        .where(Job.id == job_id, Job.status == "running")
+        .where(Job.id == job_id, Job.status == JobStatus.RUNNING)
         .values(cancel_requested=True)
         .execution_options(synchronize_session=False)
     )
@@ -76,18 +77,19 @@ def claim(
     Returns the claimed row (``attempts`` already counts this attempt), or None when the job
     is not claimable (finished, cancelled, or held by a live worker)."""
     claimable = or_(
-        Job.status == "queued", and_(Job.status == "running", Job.lease_expires_at < now)
+        Job.status == JobStatus.QUEUED,
+        and_(Job.status == JobStatus.RUNNING, Job.lease_expires_at < now),
     )
     result = session.execute(
         update(Job)
         .where(Job.id == job_id, Job.cancel_requested.is_(False), claimable)
         .values(
-            status="running",
+            status=JobStatus.RUNNING,
             lease_owner=owner,
             lease_expires_at=lease_expires_at,
             heartbeat_at=now,
             attempts=Job.attempts + 1,
-            phase="loading",
+            phase=JobPhase.LOADING,
             error=None,
             started_at=func.coalesce(Job.started_at, now),
         )
@@ -140,8 +142,8 @@ def _attempt(session: Session, job_id: int) -> int:
     return int(session.scalar(select(Job.attempts).where(Job.id == job_id)) or 0)
 
 
-def _owned(job_id: int, owner: str):  # type: ignore[no-untyped-def]
-    return and_(Job.id == job_id, Job.lease_owner == owner, Job.status == "running")
+def _owned(job_id: int, owner: str) -> ColumnElement[bool]:
+    return and_(Job.id == job_id, Job.lease_owner == owner, Job.status == JobStatus.RUNNING)
 
 
 def heartbeat(
@@ -168,16 +170,16 @@ def finish(
     session: Session,
     job_id: int,
     owner: str,
-    status: str,
+    status: JobStatus,
     now: datetime,
     *,
     error: str | None = None,
     model_id: int | None = None,
     metrics: dict[str, Any] | None = None,
-    phase: str | None = None,
+    phase: JobPhase | None = None,
 ) -> bool:
     """running → succeeded / failed / cancelled, only while this worker owns the row."""
-    if status not in ("succeeded", "failed", "cancelled"):
+    if status not in FINAL_JOB_STATUSES:
         raise ValueError(f"not a final status: {status!r}")
     values: dict[str, Any] = {
         "status": status,
@@ -196,7 +198,7 @@ def finish(
         .values(**values)
         .execution_options(synchronize_session=False)
     )
-    if _changed(result) == 1 and status == "failed":
+    if _changed(result) == 1 and status == JobStatus.FAILED:
         add_event(session, job_id, _attempt(session, job_id), "failed", error or "failed", now)
     return _changed(result) == 1
 
@@ -207,7 +209,12 @@ def release(session: Session, job_id: int, owner: str, error: str) -> bool:
         update(Job)
         .where(_owned(job_id, owner))
         .values(
-            status="queued", lease_owner=None, lease_expires_at=None, error=error, phase="retrying"
+            status=JobStatus.QUEUED,
+            lease_owner=None,
+            lease_expires_at=None,
+            error=error,
+            phase=JobPhase.RETRYING,
+            sent_at=utcnow(),  # the Celery retry sends the message again
         )
         .execution_options(synchronize_session=False)
     )
@@ -221,6 +228,7 @@ class ReapResult:
     requeued: list[int] = field(default_factory=list)
     failed: list[int] = field(default_factory=list)
     cancelled: list[int] = field(default_factory=list)
+    resent: list[int] = field(default_factory=list)  # still queued, message sent again
 
 
 def requeue_expired(session: Session, now: datetime, max_attempts: int = 3) -> ReapResult:
@@ -228,7 +236,7 @@ def requeue_expired(session: Session, now: datetime, max_attempts: int = 3) -> R
     else failed with a clear error; cancelled if a cancel was asked for. Each row moves with a
     conditional UPDATE, so two reapers never both requeue a job. The caller sends
     ``training.run`` for ``requeued`` after commit."""
-    expired = and_(Job.status == "running", Job.lease_expires_at < now)
+    expired = and_(Job.status == JobStatus.RUNNING, Job.lease_expires_at < now)
     out = ReapResult()
     out.cancelled = [
         int(i)
@@ -236,10 +244,10 @@ def requeue_expired(session: Session, now: datetime, max_attempts: int = 3) -> R
             update(Job)
             .where(expired, Job.cancel_requested.is_(True))
             .values(
-                status="cancelled",
+                status=JobStatus.CANCELLED,
                 finished_at=now,
                 lease_expires_at=None,
-                phase="cancelled",
+                phase=JobPhase.CANCELLED,
                 error="cancelled; its worker stopped answering",
             )
             .returning(Job.id)
@@ -252,10 +260,10 @@ def requeue_expired(session: Session, now: datetime, max_attempts: int = 3) -> R
             update(Job)
             .where(expired, Job.attempts >= max_attempts)
             .values(
-                status="failed",
+                status=JobStatus.FAILED,
                 finished_at=now,
                 lease_expires_at=None,
-                phase="failed",
+                phase=JobPhase.FAILED,
                 error=f"worker lost {max_attempts} times (lease expired without a heartbeat); giving up",
             )
             .returning(Job.id)
@@ -268,11 +276,12 @@ def requeue_expired(session: Session, now: datetime, max_attempts: int = 3) -> R
             update(Job)
             .where(expired)
             .values(
-                status="queued",
+                status=JobStatus.QUEUED,
                 lease_owner=None,
                 lease_expires_at=None,
-                phase="requeued",
+                phase=JobPhase.REQUEUED,
                 error="worker stopped answering; requeued",
+                sent_at=now,  # the caller sends it after commit
             )
             .returning(Job.id)
             .execution_options(synchronize_session=False)
@@ -283,3 +292,37 @@ def requeue_expired(session: Session, now: datetime, max_attempts: int = 3) -> R
         if not _has_event(session, job_id, attempt):
             add_event(session, job_id, attempt, "lost", LOST_REASON, now)
     return out
+
+
+def mark_stale_queued_for_resend(
+    session: Session, now: datetime, older_than: datetime
+) -> list[int]:
+    """Queued jobs whose message was last sent before ``older_than`` (or never recorded):
+    their message may be lost. Stamps ``sent_at = now`` with a conditional UPDATE, so two
+    reapers never both re-send one job in the same period. The caller sends each after
+    commit; a duplicate message is harmless (the claim is conditional)."""
+    stale = and_(
+        Job.status == JobStatus.QUEUED,
+        Job.cancel_requested.is_(False),
+        or_(Job.sent_at.is_(None), Job.sent_at < older_than),
+    )
+    return [
+        int(i)
+        for i in session.scalars(
+            update(Job)
+            .where(stale)
+            .values(sent_at=now)
+            .returning(Job.id)
+            .execution_options(synchronize_session=False)
+        )
+    ]
+
+
+def count_by_status(session: Session) -> dict[str, int]:
+    """Every job by status (the operator's view, all projects)."""
+    rows = session.execute(select(Job.status, func.count()).group_by(Job.status))
+    return {str(status): int(count) for status, count in rows}
+
+
+def oldest_queued_created_at(session: Session) -> datetime | None:
+    return session.scalar(select(func.min(Job.created_at)).where(Job.status == JobStatus.QUEUED))

@@ -7,6 +7,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from xmodel_contracts.names import JobStatus
 from xmodel_contracts.training_settings import TrainingSettings
 
 
@@ -39,8 +40,8 @@ class JobRead(BaseModel):
     id: int
     project_id: int
     kind: str
-    status: Literal["queued", "running", "succeeded", "failed", "cancelled"]
-    phase: str | None
+    status: JobStatus
+    phase: str | None  # a JobPhase, or the final status for rows that ended without one
     progress_step: int
     progress_total: int | None
     params: dict[str, Any]

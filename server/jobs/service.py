@@ -15,6 +15,7 @@ from server.db.session import after_commit
 from server.errors import BadRequest, NotFound
 from server.jobs import repository
 from server.jobs.queue import JobQueue
+from xmodel_contracts.names import JobStatus
 from xmodel_contracts.training_settings import check_training_settings
 
 
@@ -51,7 +52,7 @@ def request_training(
     job = Job(
         project_id=project.id,
         kind="train",
-        status="queued",
+        status=JobStatus.QUEUED,
         params=params,
         created_by_token_id=token_id,
     )

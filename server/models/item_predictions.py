@@ -15,18 +15,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 from sqlalchemy.orm import Session
 
 from server.db.models import Item, ModelVersion
-from server.errors import NotFound
+from server.errors import NotFound, ServiceUnavailable
 from server.items import repository as items_repository
 from server.models import predict as onnx_predict
 from server.models.predict import OnnxSessionCache
 from server.models.schemas import ItemPredictionRead
 from server.models.service import artefact_path
 from server.projects.repository import active_model
-from server.storage import ImageStore
+from server.storage import ArtefactStore, ImageStore
 
 DEFAULT_CAPACITY = 4096
 
@@ -77,26 +76,30 @@ class PredictionCache:
                 self._entries.popitem(last=False)
 
 
-def model_ref(model: ModelVersion, storage_root: Path) -> ModelRef:
+def model_ref(model: ModelVersion, artefacts: ArtefactStore) -> ModelRef:
     return ModelRef(
         model_id=model.id,
         version=model.version,
-        onnx_path=artefact_path(storage_root, model.onnx_path),
-        config_path=artefact_path(storage_root, model.config_path),
+        onnx_path=artefact_path(artefacts, model.onnx_path, model.onnx_sha256, ServiceUnavailable),
+        config_path=artefact_path(
+            artefacts, model.config_path, model.config_sha256, ServiceUnavailable
+        ),
         onnx_sha256=model.onnx_sha256,
     )
 
 
-def active_model_ref(session: Session, project_id: int, storage_root: Path) -> ModelRef | None:
+def active_model_ref(
+    session: Session, project_id: int, artefacts: ArtefactStore
+) -> ModelRef | None:
     """The project's active model, or None before the first training job succeeds."""
     model = active_model(session, project_id)
     if model is None or not model.onnx_path or not model.config_path:
         return None
-    return model_ref(model, storage_root)
+    return model_ref(model, artefacts)
 
 
-def require_active_model(session: Session, project_id: int, storage_root: Path) -> ModelRef:
-    ref = active_model_ref(session, project_id, storage_root)
+def require_active_model(session: Session, project_id: int, artefacts: ArtefactStore) -> ModelRef:
+    ref = active_model_ref(session, project_id, artefacts)
     if ref is None:
         raise NotFound(
             "the project has no trained model yet: predictions appear once a "
@@ -130,29 +133,15 @@ def predict_items(
     if not missing:
         return answers
     ort_session, config = sessions.get(model.onnx_path, model.config_path, model.session_key)
-    batches, sizes = [], []
+    images = []
     for ref in missing:
         try:
-            data = store.get(ref.sha256)
+            images.append(store.get(ref.sha256))
         except (OSError, KeyError) as exc:
             raise NotFound(f"image of item {ref.item_id} is missing from storage") from exc
-        batch, width, height = onnx_predict.preprocess(data, config)
-        batches.append(batch)
-        sizes.append((width, height))
-    names = config.get("onnx", {})
-    output = ort_session.run(
-        [names.get("output", "predictions")],
-        {names.get("input", "images"): np.concatenate(batches, axis=0)},
-    )[0]
-    heads_all = np.asarray(output, dtype=np.float64)  # [num_heads, B, D]
-    for index, (ref, (width, height)) in enumerate(zip(missing, sizes, strict=True)):
-        heads = heads_all[:, index, :]
-        answer = {
-            "task": config["task"]["kind"],
-            "prediction": onnx_predict.decode(config, heads, width, height),
-            "heads": heads.tolist(),
-            "disagreement": float(heads.var(axis=0).mean()),
-        }
+    for ref, answer in zip(
+        missing, onnx_predict.predict_many(ort_session, config, images), strict=True
+    ):
         cache.put((model.model_id, model.onnx_sha256, ref.sha256), answer)
         answers[ref.item_id] = answer
     return answers
@@ -163,7 +152,7 @@ def predictions_for(
     project_id: int,
     item_ids: Sequence[int],
     *,
-    storage_root: Path,
+    artefacts: ArtefactStore,
     sessions: OnnxSessionCache,
     cache: PredictionCache,
     store: ImageStore,
@@ -172,7 +161,7 @@ def predictions_for(
 
     Commits the caller's session before the forward pass, so the suggestion's leases are
     stored and SQLite's write lock is not held while the model runs."""
-    model = active_model_ref(session, project_id, storage_root)
+    model = active_model_ref(session, project_id, artefacts)
     found = [items_repository.get(session, item_id) for item_id in item_ids]
     refs = [item_ref(item) for item in found if item is not None and item.project_id == project_id]
     session.commit()

@@ -7,21 +7,21 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import FileResponse
 from starlette.datastructures import UploadFile
 
-from server.auth.dependencies import PrincipalDep, SessionDep
-from server.auth.service import Principal, accessible, check_project_access
+from server.auth.dependencies import PrincipalDep, ProjectDep, SessionDep
+from server.auth.service import Principal, accessible
 from server.db.models import ModelVersion
 from server.errors import (
     ERROR_RESPONSES,
     BadRequest,
     NotFound,
     PayloadTooLarge,
+    ServiceUnavailable,
     UnsupportedMediaType,
 )
 from server.ids import DbId
 from server.models import predict as onnx_predict
 from server.models import repository, service
 from server.models.schemas import ArtefactFormat, ModelRead, PredictRead
-from server.projects.service import get_project
 from server.uploads.images import check_image
 
 router = APIRouter(tags=["models"], responses=ERROR_RESPONSES)
@@ -48,9 +48,7 @@ def _load_model(session: SessionDep, principal: Principal, model_id: int) -> Mod
 
 
 @router.get("/projects/{project_id}/models", response_model=list[ModelRead])
-def list_models(project_id: DbId, principal: PrincipalDep, session: SessionDep) -> list[ModelRead]:
-    check_project_access(principal, project_id)
-    get_project(session, project_id)
+def list_models(project_id: DbId, project: ProjectDep, session: SessionDep) -> list[ModelRead]:
     return [service.to_read(m) for m in repository.list_for_project(session, project_id)]
 
 
@@ -86,10 +84,8 @@ def download_model(
     relative = getattr(model, path_col)
     if not relative:
         raise NotFound(f"this model has no {format} artefact")
-    path = service.artefact_path(request.app.state.settings.storage_dir, relative)
-    if not path.is_file():
-        raise NotFound(f"{format} artefact file is missing")
     sha = getattr(model, sha_col)
+    path = service.artefact_path(request.app.state.artefacts, relative, sha)
     return FileResponse(
         path,
         media_type=media,
@@ -114,8 +110,17 @@ async def predict(
     Returns the mean over heads (named), each head's output and their disagreement."""
     settings = request.app.state.settings
     model = await run_in_threadpool(_load_model, session, principal, model_id)
-    onnx_path = service.artefact_path(settings.storage_dir, model.onnx_path)
-    config_path = service.artefact_path(settings.storage_dir, model.config_path)
+    artefacts = request.app.state.artefacts
+    onnx_path, config_path = await run_in_threadpool(
+        lambda: (
+            service.artefact_path(
+                artefacts, model.onnx_path, model.onnx_sha256, ServiceUnavailable
+            ),
+            service.artefact_path(
+                artefacts, model.config_path, model.config_sha256, ServiceUnavailable
+            ),
+        )
+    )
     key, version = f"{model.id}:{model.onnx_sha256}", model.version
     await run_in_threadpool(session.commit)  # end the read before the body arrives
     if not request.headers.get("content-type", "").startswith("multipart/form-data"):
@@ -133,7 +138,7 @@ async def predict(
             f"image exceeds the per-file limit of {settings.max_file_bytes} bytes"
         )
 
-    def run() -> dict:  # type: ignore[type-arg]
+    def run() -> dict:
         # the upright 8-bit pixels, exactly as an uploaded item would be stored and trained on
         checked = check_image(
             data,

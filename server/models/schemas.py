@@ -30,10 +30,6 @@ class ModelRead(BaseModel):
     artefacts: list[ArtefactRead] = Field(default_factory=list)
 
 
-class HeadPrediction(BaseModel):
-    values: list[float]
-
-
 class PredictRead(BaseModel):
     model_id: int
     model_version: int

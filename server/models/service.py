@@ -1,17 +1,15 @@
-"""Model registry rules: artefact paths stay inside the storage root."""
+"""Model registry rules; artefacts are read through the artefact store by their key."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from sqlalchemy.orm import Session
-
 from server.db.models import ModelVersion
-from server.errors import NotFound
-from server.models import repository
-from server.models.schemas import ArtefactRead, ModelRead
+from server.errors import AppError, NotFound
+from server.models.schemas import ArtefactFormat, ArtefactRead, ModelRead
+from server.storage import ArtefactMissing, ArtefactStore
 
-FORMAT_COLUMNS = {
+FORMAT_COLUMNS: dict[ArtefactFormat, tuple[str, str, str, str]] = {
     "safetensors": (
         "safetensors_path",
         "safetensors_sha256",
@@ -29,20 +27,18 @@ FORMAT_COLUMNS = {
 }
 
 
-def get_model(session: Session, model_id: int) -> ModelVersion:
-    model = repository.get(session, model_id)
-    if model is None:
-        raise NotFound("model not found")
-    return model
-
-
-def artefact_path(storage_root: Path, relative: str) -> Path:
-    """Resolve a stored relative path, refusing anything outside the storage root."""
-    root = storage_root.resolve()
-    path = (root / relative).resolve()
-    if not path.is_relative_to(root):
-        raise NotFound("artefact not found")
-    return path
+def artefact_path(
+    artefacts: ArtefactStore,
+    key: str,
+    sha256: str | None,
+    missing: type[AppError] = NotFound,
+) -> Path:
+    """A local file with the artefact's bytes (downloaded once from an object store);
+    ``missing`` is raised when the store does not hold it."""
+    try:
+        return artefacts.local_file(key, sha256)
+    except ArtefactMissing as exc:
+        raise missing(f"model artefact is missing from storage ({exc})") from exc
 
 
 def to_read(model: ModelVersion) -> ModelRead:
@@ -50,7 +46,7 @@ def to_read(model: ModelVersion) -> ModelRead:
     read.artefacts = [
         ArtefactRead(
             format=fmt,
-            sha256=getattr(model, sha_col),  # type: ignore[arg-type]
+            sha256=getattr(model, sha_col),
             download_url=f"/models/{model.id}/download?format={fmt}",
         )
         for fmt, (path_col, sha_col, _media, _name) in FORMAT_COLUMNS.items()

@@ -9,11 +9,11 @@ from typing import Any
 from pydantic import ValidationError
 
 from worker.errors import JobDataError
+from xmodel_contracts.names import ScoreStrategy
 from xmodel_contracts.training_settings import TRAINING_SETTING_KEYS, TrainingSettings
 from xmodel_core.model import ModelConfig
 from xmodel_core.trainer import TrainConfig
 
-BASELINE_STRATEGIES = ("mc_dropout", "entropy")  # scored only when a project asks
 MODEL_KEYS = {"num_heads", "head_hidden", "dropout", "freeze_blocks", "pretrained"}
 TRAIN_KEYS = {f.name for f in fields(TrainConfig)} - {"weak", "strong", "device"}
 JOB_KEYS = {
@@ -68,6 +68,9 @@ def job_config(
             ) from exc
         problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
         raise JobDataError(f"bad training settings: {problems}") from exc
+    unmapped = sorted(set(params) - MODEL_KEYS - TRAIN_KEYS - JOB_KEYS)
+    if unmapped:  # an API newer than this worker: refuse rather than silently ignore
+        raise JobDataError(f"training settings {unmapped} are not known to this worker")
     model_args = {k: params[k] for k in MODEL_KEYS if k in params}
     train_args = {k: params[k] for k in TRAIN_KEYS if k in params}
     train_args.setdefault("checkpoint_every", checkpoint_every)
@@ -102,15 +105,16 @@ def job_config(
         strategies = params.get("score_strategies") or []
         if not isinstance(strategies, list) or not all(isinstance(s, str) for s in strategies):
             raise ValueError("score_strategies must be a list of strategy names")
-        unknown_scores = set(strategies) - {"xmodel", *BASELINE_STRATEGIES}
+        unknown_scores = set(strategies) - set(ScoreStrategy)
         if unknown_scores:
             raise ValueError(
                 f"unknown score_strategies {sorted(unknown_scores)}; known: "
-                f"{['xmodel', *BASELINE_STRATEGIES]}"
+                f"{[s.value for s in ScoreStrategy]}"
             )
     except (TypeError, ValueError) as exc:
         raise JobDataError(f"bad training settings: {exc}") from exc
-    extra = tuple(dict.fromkeys(s for s in strategies if s != "xmodel"))  # xmodel is always scored
+    # xmodel is always scored; the baselines only when asked
+    extra = tuple(dict.fromkeys(s for s in strategies if s != ScoreStrategy.XMODEL))
     return JobConfig(
         model,
         train,

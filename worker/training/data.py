@@ -13,7 +13,7 @@ import random
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import torch
@@ -31,14 +31,31 @@ from xmodel_core.tasks import TaskSpec, task_from_json
 PAGE = 1000
 
 
+class ItemRow(NamedTuple):
+    """One item as the worker reads it (stored in a snapshot as the JSON list of the fields)."""
+
+    item_id: int
+    sha256: str
+    width: int
+    height: int
+    label: Any  # the canonical label JSON (``server.labels.validation``); None if unlabelled
+
+
+class PoolRow(NamedTuple):
+    """An unlabelled item of a snapshot: what training needs of it."""
+
+    item_id: int
+    sha256: str
+
+
 @dataclass
 class Snapshot:
     """The items a job trains on, fixed at its first attempt so a resumed run sees the same
-    data: ``labelled`` rows ``[item_id, sha256, width, height, label]``, ``unlabelled``
-    rows ``[item_id, sha256]`` (at most ``train_pool_max``, a seeded sample beyond)."""
+    data: the ``labelled`` rows and the ``unlabelled`` ones (at most ``train_pool_max``, a
+    seeded sample beyond)."""
 
-    labelled: list[list[Any]]
-    unlabelled: list[list[Any]]
+    labelled: list[ItemRow]
+    unlabelled: list[PoolRow]
 
     def save(self, path: Path) -> None:
         atomic_write_bytes(
@@ -48,10 +65,15 @@ class Snapshot:
     @staticmethod
     def load(path: Path) -> Snapshot:
         data = json.loads(path.read_text())
-        return Snapshot(data["labelled"], data["unlabelled"])
+        return Snapshot(
+            [ItemRow(*row) for row in data["labelled"]],
+            [PoolRow(*row) for row in data["unlabelled"]],
+        )
 
 
-def iter_items(factory: sessionmaker[Session], project_id: int, status: str) -> Iterator[list[Any]]:
+def iter_items(
+    factory: sessionmaker[Session], project_id: int, status: str
+) -> Iterator[list[ItemRow]]:
     """Pages of a project's items (keyset pagination, one short transaction per page)."""
     after = 0
     while True:
@@ -59,18 +81,22 @@ def iter_items(factory: sessionmaker[Session], project_id: int, status: str) -> 
             page = items.list_page(
                 session, project_id, status=status, after_id=after, limit=PAGE, now=utcnow()
             )
-            rows = [[i.id, i.sha256, i.width, i.height, i.label] for i in page]
+            rows = [ItemRow(i.id, i.sha256, i.width, i.height, i.label) for i in page]
         if not rows:
             return
         yield rows
-        after = rows[-1][0]
+        after = rows[-1].item_id
 
 
 def take_snapshot(
     factory: sessionmaker[Session], project_id: int, pool_max: int, seed: int
 ) -> Snapshot:
     labelled = [row for page in iter_items(factory, project_id, "labelled") for row in page]
-    unlabelled = [row[:2] for page in iter_items(factory, project_id, "unlabelled") for row in page]
+    unlabelled = [
+        PoolRow(row.item_id, row.sha256)
+        for page in iter_items(factory, project_id, "unlabelled")
+        for row in page
+    ]
     if not labelled:
         raise JobDataError("the project has no labelled images yet: label some, then train")
     if len(unlabelled) > pool_max:
@@ -101,17 +127,19 @@ def core_task(task: dict[str, Any]) -> TaskSpec:
     raise JobDataError(f"unknown task kind {kind!r}")
 
 
-def targets(task: TaskSpec, rows: list[list[Any]]) -> tuple[torch.Tensor, torch.Tensor | None]:
+def targets(task: TaskSpec, rows: list[ItemRow]) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Labels of ``rows`` -> ``(targets, visible)`` in the core's layout."""
     try:
         if task.kind == "classification":
-            index = {name: i for i, name in enumerate(task.classes)}  # type: ignore[union-attr]
-            return torch.tensor([index[r[4]["class"]] for r in rows], dtype=torch.long), None
+            index = {name: i for i, name in enumerate(task.classes)}
+            return torch.tensor([index[r.label["class"]] for r in rows], dtype=torch.long), None
         if task.kind == "regression":
-            names = task.targets  # type: ignore[union-attr]
-            return torch.tensor([[float(r[4]["values"][n]) for n in names] for r in rows]), None
-        points = [[[p[0] / r[2], p[1] / r[3]] for p in r[4]["points"]] for r in rows]
-        visible = [[1.0 if (len(p) < 3 or p[2] > 0) else 0.0 for p in r[4]["points"]] for r in rows]
+            names = task.targets
+            return torch.tensor([[float(r.label["values"][n]) for n in names] for r in rows]), None
+        points = [[[p[0] / r.width, p[1] / r.height] for p in r.label["points"]] for r in rows]
+        visible = [
+            [1.0 if (len(p) < 3 or p[2] > 0) else 0.0 for p in r.label["points"]] for r in rows
+        ]
         return torch.tensor(points, dtype=torch.float32), torch.tensor(visible)
     except (KeyError, TypeError, IndexError) as exc:
         raise JobDataError(f"a label does not fit the project's task ({exc!r})") from exc
@@ -137,13 +165,13 @@ def load_images(store: ImageStore, shas: list[str], size: int) -> torch.Tensor:
 
 
 def labelled_set(
-    store: ImageStore, task: TaskSpec, rows: list[list[Any]], size: int, with_images: bool = True
+    store: ImageStore, task: TaskSpec, rows: list[ItemRow], size: int, with_images: bool = True
 ) -> LabelledSet:
     """Targets of ``rows`` and their images; ``with_images=False`` leaves ``images`` an empty
     ``[N, 0]`` placeholder (training from cached trunk views never decodes the images)."""
     y, visible = targets(task, rows)
     images = (
-        load_images(store, [r[1] for r in rows], size)
+        load_images(store, [r.sha256 for r in rows], size)
         if with_images
         else torch.empty(len(rows), 0, dtype=torch.uint8)
     )

@@ -30,6 +30,7 @@ from server.suggest import repository as scores_repo
 from server.suggest.ranking import ScoreRow, diversity_ranks
 from worker.errors import JobDataError
 from worker.training.data import iter_items, load_images
+from xmodel_contracts.names import ScoreStrategy
 from xmodel_core.acquisition import ScoringInputs, XModelScorer, get_scorer, kmeans
 from xmodel_core.model import XModel
 from xmodel_core.predict import (
@@ -45,7 +46,7 @@ from xmodel_core.trunk_cache import TopFn, onnx_top
 if TYPE_CHECKING:
     from worker.training.views import ViewBuilder
 
-STRATEGY = "xmodel"  # the rows /suggest reads (server.suggest.service.SCORE_STRATEGY)
+STRATEGY = ScoreStrategy.XMODEL  # the rows /suggest reads
 PROJECTED_DIM = 64
 KMEANS_SAMPLE = 20_000
 MC_DROPOUT_SAMPLES = 8  # few draws: the heads are small and the features are shared
@@ -132,7 +133,7 @@ def score_pool(
             rows = page[start : start + batch]
             images: Any = None
             if views_from is not None:
-                shas = [r[1] for r in rows]
+                shas = [r.sha256 for r in rows]
                 plain = views_from.views(shas, "plain")
                 if top is None and model_device(model).type == "cpu":
                     top = onnx_top(model, plain.trunk[:, 0])
@@ -140,7 +141,7 @@ def score_pool(
                     model, task, plain, views_from.views(shas, "strong"), top
                 )
             else:
-                images = load_images(store, [r[1] for r in rows], size)
+                images = load_images(store, [r.sha256 for r in rows], size)
                 preds, features = collect_view_predictions(
                     model, task, images, views, seed=seed, batch_size=batch
                 )
@@ -157,7 +158,7 @@ def score_pool(
                 gen = torch.Generator().manual_seed(seed)
                 projection = torch.randn(features.shape[1], PROJECTED_DIM, generator=gen)
             feats.append(F.normalize(features.float() @ projection, dim=-1))
-            ids.extend(int(r[0]) for r in rows)
+            ids.extend(r.item_id for r in rows)
             check(len(ids), len(ids))
     if not ids:
         return PoolScores(

@@ -74,7 +74,7 @@ def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str
 
 
 @pytest.fixture
-def xmodel(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]):  # type: ignore[no-untyped-def]
+def xmodel(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]):
     """Run one command in-process; returns (exit status, stdout)."""
     monkeypatch.setenv("XMODEL_CONFIG_DIR", str(tmp_path / "config"))
     monkeypatch.delenv("XMODEL_TOKEN", raising=False)
@@ -108,7 +108,7 @@ def _images(
 def test_cli_end_to_end(
     service: tuple[str, str],
     xmodel,
-    tmp_path: Path,  # type: ignore[no-untyped-def]
+    tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     url, admin_token = service

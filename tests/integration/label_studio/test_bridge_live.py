@@ -69,7 +69,7 @@ def picture(seed: int) -> bytes:
 
 def annotation(kind: str, n: int) -> tuple[list[dict[str, Any]], Callable[[dict[str, Any]], bool]]:
     """The n-th annotation of a kind (Label Studio result) and a check of our stored label."""
-    base = {"to_name": "image"}
+    base: dict[str, Any] = {"to_name": "image"}
     if kind == "classification":
         name = ["cat", "dog"][n % 2]
         result = [{**base, "from_name": "animal", "type": "choices", "value": {"choices": [name]}}]
@@ -172,6 +172,13 @@ def bridge_errors(stack: Stack) -> list[str]:
     return list(httpx.get(f"{stack.bridge_url}/health").json()["events"]["errors"])
 
 
+def labelled_and(
+    check: Callable[[dict[str, Any]], bool],
+) -> Callable[[dict[str, Any] | None], bool]:
+    """A check of a stored label that first requires one."""
+    return lambda label: label is not None and bool(label) and check(label)
+
+
 def wait_for_label(
     admin: XModelClient, item_id: int, check: Callable[[dict[str, Any] | None], bool]
 ) -> None:
@@ -223,9 +230,7 @@ def test_label_studio_round_trip(stack: Stack, kind: str) -> None:
     for n in range(4):
         annotation_id, check = session.annotate(n, n)
         made.append(annotation_id)
-        wait_for_label(
-            admin, items[session.tasks[n]["id"]].id, lambda label, c=check: bool(label) and c(label)
-        )
+        wait_for_label(admin, items[session.tasks[n]["id"]].id, labelled_and(check))
     wait_for_model(admin, project.id, 1)
 
     session.retrieve_predictions()
@@ -272,7 +277,7 @@ def test_label_studio_round_trip(stack: Stack, kind: str) -> None:
     first = items[session.tasks[0]["id"]].id
     result, check = annotation(kind, 7)
     session.ls.api("PATCH", f"/api/annotations/{made[0]}", json={"result": result})
-    wait_for_label(admin, first, lambda label: bool(label) and check(label))
+    wait_for_label(admin, first, labelled_and(check))
     second = items[session.tasks[1]["id"]].id
     session.ls.api("DELETE", f"/api/annotations/{made[1]}")
     wait_for_label(admin, second, lambda label: label is None)
@@ -281,9 +286,7 @@ def test_label_studio_round_trip(stack: Stack, kind: str) -> None:
     # five more annotations (8 labelled, 4 more than model v1 saw) train model v2 ...
     for n in range(4, 9):
         _, check = session.annotate(n, n)
-        wait_for_label(
-            admin, items[session.tasks[n]["id"]].id, lambda label, c=check: bool(label) and c(label)
-        )
+        wait_for_label(admin, items[session.tasks[n]["id"]].id, labelled_and(check))
     wait_for_model(admin, project.id, 2)
     # ... and the next predictions come from it
     session.retrieve_predictions()

@@ -51,7 +51,7 @@ def zip_bytes(entries: dict[str, bytes], compression: int = zipfile.ZIP_DEFLATED
 def row_counts(engine: Engine) -> dict[str, int]:
     with engine.connect() as connection:
         return {
-            t.name: connection.scalar(select(func.count()).select_from(t))
+            t.name: int(connection.scalar(select(func.count()).select_from(t)) or 0)
             for t in Base.metadata.sorted_tables
         }
 

@@ -140,7 +140,7 @@ def test_training_settings_the_worker_would_refuse_are_refused_by_the_api(api, c
     project_id, owner = api.create_project()
     before = row_counts(api.engine)
 
-    def send(method: str, url: str, body: str, headers: dict[str, str]):  # type: ignore[no-untyped-def]
+    def send(method: str, url: str, body: str, headers: dict[str, str]):
         return api.client.request(
             method, url, content=body, headers={**headers, "Content-Type": "application/json"}
         )

@@ -48,7 +48,7 @@ def test_other_requests_are_served_during_a_large_import(
 
     importer = threading.Thread(target=run_import)
     importer.start()
-    answered_while_importing, statuses = 0, []
+    answered_while_importing, statuses = 0, list[int]()
     classes = ["cat", "dog"]
     try:
         while importer.is_alive():

@@ -132,7 +132,7 @@ def test_coco_categories_csv_and_jsonl_round_trip(api) -> None:
     images = {f"pet{i}.png": unique_png() for i in range(6)}
     first, first_id = _clients(api, PETS, "pets")
     _upload(api, first, first_id, images)
-    coco = {
+    coco: dict[str, Any] = {
         "images": [
             {"id": i, "file_name": n, "width": 32, "height": 24} for i, n in enumerate(images)
         ],
@@ -160,7 +160,7 @@ def test_coco_categories_csv_and_jsonl_round_trip(api) -> None:
         other, other_id = _clients(api, PETS, "pets")
         _upload(api, other, other_id, images)
         # the csv and jsonl exports carry sha256; match by file name too, to cover both paths
-        report = other.import_labels(other_id, fmt, exported, match="name")  # type: ignore[arg-type]
+        report = other.import_labels(other_id, fmt, exported, match="name")
         assert report.created == 5, fmt
         labels = {i.original_name: i.label for i in other.iter_items(other_id)}
         assert labels == {i.original_name: i.label for i in first.iter_items(first_id)}, fmt

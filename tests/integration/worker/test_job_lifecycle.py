@@ -36,7 +36,7 @@ def test_cancel_running_job(client: Client, worker: WorkerProcess) -> None:
 
 def test_killed_worker_job_resumes_from_checkpoint(
     client: Client, worker: WorkerProcess, pg_setup: dict
-) -> None:  # type: ignore[type-arg]
+) -> None:
     project_id, owner, _ = client.project({**LONG, "steps": 300})
     job_id = client.train(project_id, owner)
     checkpoint = pg_setup["storage"] / "jobs" / str(job_id) / "checkpoint.pt"

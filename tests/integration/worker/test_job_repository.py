@@ -13,12 +13,13 @@ from server.db.engine import make_engine
 from server.db.models import Job, ModelVersion, Project
 from server.jobs import repository as jobs
 from server.models import repository as models
+from xmodel_contracts.names import JobStatus
 
 pytestmark = pytest.mark.integration
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
-def session(request: pytest.FixtureRequest):  # type: ignore[no-untyped-def]
+def session(request: pytest.FixtureRequest):
     url = request.getfixturevalue("sqlite_url" if request.param == "sqlite" else "postgres_url")
     engine = make_engine(url)
     with Session(engine) as s:
@@ -54,12 +55,12 @@ def test_claim_once_then_only_after_lease_expiry(session: Session) -> None:
     assert claimed.started_at is not None and claimed.phase == "loading"
     # w1 lost the lease: its heartbeat says so, and it cannot finish the job
     assert jobs.heartbeat(session, job.id, "w1", later, later) is None
-    assert not jobs.finish(session, job.id, "w1", "succeeded", later)
+    assert not jobs.finish(session, job.id, "w1", JobStatus.SUCCEEDED, later)
     assert (
         jobs.heartbeat(session, job.id, "w2", later, later + timedelta(seconds=30), progress_step=5)
         is False
     )
-    assert jobs.finish(session, job.id, "w2", "succeeded", later, model_id=None)
+    assert jobs.finish(session, job.id, "w2", JobStatus.SUCCEEDED, later, model_id=None)
     session.refresh(job)
     assert job.status == "succeeded" and job.progress_step == 5 and job.lease_expires_at is None
     assert jobs.claim(session, job.id, "w3", later + timedelta(hours=1), later) is None

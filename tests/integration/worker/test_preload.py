@@ -19,7 +19,7 @@ def torch_mapped(pid: int) -> bool:
 
 @pytest.mark.parametrize("preload", [True, False])
 def test_training_stack_loaded_at_start_only_when_asked(
-    pg_setup: dict,  # type: ignore[type-arg]
+    pg_setup: dict,
     preload: bool,
 ) -> None:
     env = worker_env(

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import torch
 
-from bench.datasets import kites
+from bench.datasets import Benchmark, kites
 from bench.label_efficiency import (
     MINIMAX_PER_CONSISTENCY,
     TUNED_LIKE,
@@ -38,7 +38,7 @@ def test_the_weight_sets_consistency_and_the_xmodel_minimax_moves_with_it() -> N
     assert ablation["consistency_weight"] == 0.1 and ablation["minimax_weight"] == 0.0
 
 
-def _tiny() -> tuple[Setting, object]:
+def _tiny() -> tuple[Setting, Benchmark]:
     torch.set_num_threads(1)
     bench = kites(24, n_pool=60, n_val=16, n_test=16)
     setting = Setting(

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 import torch
 
@@ -12,7 +14,7 @@ from xmodel_core.model import ModelConfig, XModel
 from xmodel_core.predict import collect_view_predictions
 from xmodel_core.tasks import ClassificationTask, RegressionTask
 
-ARGS = {
+ARGS: dict[str, Any] = {
     "backbone": "small_cnn",
     "image_size": 16,
     "output_dim": 2,

@@ -3,13 +3,15 @@ API accepts and the worker runs, and a project's own settings win over them."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from worker.training.config import job_config
 from xmodel_contracts.training_defaults import TASK_KINDS, default_image_size, product_defaults
 from xmodel_contracts.training_settings import TrainingSettings
 
-ARGS = {
+ARGS: dict[str, Any] = {
     "backbone": "mobilenet_v2",
     "image_size": 32,
     "output_dim": 1,

@@ -4,6 +4,7 @@ images, clustering, error classes."""
 from __future__ import annotations
 
 import io
+from typing import Any
 
 import pytest
 import torch
@@ -13,9 +14,10 @@ from sqlalchemy.exc import OperationalError
 from worker.errors import JobDataError, is_retryable
 from worker.training import scoring
 from worker.training.config import job_config
-from worker.training.data import core_task, load_image, targets
+from worker.training.data import ItemRow, core_task, load_image, targets
+from xmodel_core.tasks import KeypointTask, RegressionTask
 
-ARGS = {
+ARGS: dict[str, Any] = {
     "backbone": "small_cnn",
     "image_size": 16,
     "output_dim": 2,
@@ -49,7 +51,7 @@ def test_job_config_maps_params_and_defaults() -> None:
         ({"backbone": "small_cnn"}, "unknown training settings"),
     ],
 )
-def test_job_config_refuses_bad_params(params: dict, words: str) -> None:  # type: ignore[type-arg]
+def test_job_config_refuses_bad_params(params: dict, words: str) -> None:
     with pytest.raises(JobDataError, match=words):
         job_config(params, **ARGS)
 
@@ -68,30 +70,34 @@ def test_core_task_reshapes_ranges_and_pairs() -> None:
     task = core_task(
         {"kind": "regression", "targets": ["a", "b"], "ranges": {"b": [0, 1], "a": [1, 9]}}
     )
-    assert task.ranges == [(1, 9), (0, 1)]
+    assert isinstance(task, RegressionTask) and task.ranges == [(1, 9), (0, 1)]
     partial = core_task({"kind": "regression", "targets": ["a", "b"], "ranges": {"a": [1, 9]}})
-    assert partial.ranges is None  # the core clamps all targets or none
-    points = core_task({"kind": "keypoints", "points": ["l", "r", "n"], "flip_pairs": [["l", "r"]]})
-    assert points.flip_permutation == [1, 0, 2]
     assert (
-        core_task({"kind": "keypoints", "points": ["n"], "flip_pairs": []}).flip_permutation is None
-    )
+        isinstance(partial, RegressionTask) and partial.ranges is None
+    )  # the core clamps all targets or none
+    points = core_task({"kind": "keypoints", "points": ["l", "r", "n"], "flip_pairs": [["l", "r"]]})
+    assert isinstance(points, KeypointTask) and points.flip_permutation == [1, 0, 2]
+    single = core_task({"kind": "keypoints", "points": ["n"], "flip_pairs": []})
+    assert isinstance(single, KeypointTask) and single.flip_permutation is None
     with pytest.raises(JobDataError):
         core_task({"kind": "segmentation"})
 
 
 def test_targets_for_each_kind() -> None:
     cls = core_task({"kind": "classification", "classes": ["cat", "dog"]})
-    y, vis = targets(cls, [[1, "s", 10, 10, {"class": "dog"}], [2, "s", 10, 10, {"class": "cat"}]])
+    y, vis = targets(
+        cls, [ItemRow(1, "s", 10, 10, {"class": "dog"}), ItemRow(2, "s", 10, 10, {"class": "cat"})]
+    )
     assert y.tolist() == [1, 0] and vis is None
     reg = core_task({"kind": "regression", "targets": ["age", "h"]})
-    y, _ = targets(reg, [[1, "s", 10, 10, {"values": {"h": 2.0, "age": 30.0}}]])
+    y, _ = targets(reg, [ItemRow(1, "s", 10, 10, {"values": {"h": 2.0, "age": 30.0}})])
     assert y.tolist() == [[30.0, 2.0]]
     kp = core_task({"kind": "keypoints", "points": ["a", "b"]})
-    y, vis = targets(kp, [[1, "s", 200, 100, {"points": [[50, 25, 2], [0, 0, 0]]}]])
-    assert y.tolist() == [[[0.25, 0.25], [0.0, 0.0]]] and vis.tolist() == [[1.0, 0.0]]
+    y, vis = targets(kp, [ItemRow(1, "s", 200, 100, {"points": [[50, 25, 2], [0, 0, 0]]})])
+    assert vis is not None and vis.tolist() == [[1.0, 0.0]]
+    assert y.tolist() == [[[0.25, 0.25], [0.0, 0.0]]]
     with pytest.raises(JobDataError, match="does not fit"):
-        targets(reg, [[1, "s", 10, 10, {"class": "cat"}]])
+        targets(reg, [ItemRow(1, "s", 10, 10, {"class": "cat"})])
 
 
 class _Store:

@@ -47,6 +47,7 @@ def test_keypoint_labels_follow_rotated_and_flipped_images():
     assert (angles > 0.2).any(), "need a real rotation"
     labels = keypoints_to_view(POINTS.expand(batch, -1, -1), views, TASK.flip_permutation)
     perm = TASK.flip_permutation
+    assert perm is not None
     for b in range(batch):
         for k in range(len(TASK.points)):
             # on a flipped view, the label "left_eye" sits where the original's right eye landed
@@ -61,6 +62,7 @@ def test_keypoints_from_view_inverts_keypoints_to_view():
     views = augment(torch.rand(16, 3, 8, 8, generator=gen), STRONG, gen)
     assert views.flipped.any()
     perm = TASK.flip_permutation
+    assert perm is not None
     moved = keypoints_to_view(points, views, perm)
     assert not torch.allclose(moved, points, atol=1e-3)
     torch.testing.assert_close(keypoints_from_view(moved, views, perm), points, atol=1e-5, rtol=0)

@@ -192,6 +192,15 @@ def test_warm_start_handles_more_heads_and_refuses_another_extractor(
         load_warm_start(make_model(task), tmp_path / "other.safetensors")
 
 
+def test_warm_start_refuses_a_folder_of_another_format(make_task, make_model, tmp_path: Path):
+    task = make_task("regression")
+    save_model(make_model(task), task, tmp_path)
+    config = json.loads((tmp_path / "config.json").read_text())
+    (tmp_path / "config.json").write_text(json.dumps({**config, "format": "xmodel/0"}))
+    with pytest.raises(ValueError, match="unsupported model format 'xmodel/0'"):
+        load_warm_start(make_model(task), tmp_path)
+
+
 @pytest.mark.parametrize(("preferred", "fallback"), [("classic", "dynamo"), ("dynamo", "classic")])
 def test_onnx_falls_back_to_the_other_exporter_when_one_fails(
     preferred, fallback, make_task, make_model, tmp_path, monkeypatch

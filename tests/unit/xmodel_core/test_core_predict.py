@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from typing import cast
+
 import torch
 from torch import nn
 
 from xmodel_core.augment import AugmentConfig
-from xmodel_core.model import ModelConfig
+from xmodel_core.model import ModelConfig, XModel
 from xmodel_core.predict import collect_view_predictions, mc_dropout_predictions, predict_comparison
 from xmodel_core.tasks import KeypointTask
 
@@ -84,7 +86,7 @@ def _dot_images(n: int) -> torch.Tensor:
 def test_keypoint_views_are_mapped_back_to_the_original_frame():
     cfg = AugmentConfig(hflip=True, max_rotate=25.0, max_translate=0.08, scale=(0.9, 1.1))
     preds, _ = collect_view_predictions(
-        DotLocator(), TASK, _dot_images(6), n_views=5, augment_cfg=cfg, seed=3
+        cast(XModel, DotLocator()), TASK, _dot_images(6), n_views=5, augment_cfg=cfg, seed=3
     )
     assert preds.shape == (5, 2, 6, 4)
     torch.testing.assert_close(preds[0], POINTS.expand(2, 6, 4), atol=0.01, rtol=0)
