@@ -416,6 +416,8 @@ def test_new_tasks_become_items_and_start_training_queues_a_job(stack: Stack) ->
         json={"selectedItems": {"all": True, "excluded": []}},
     )
     again = [p for p in admin.list_projects() if p.name == ours.name]
-    assert len(again) == 1 and again[0].created_at > ours.created_at  # (SQLite may reuse the id)
+    assert len(again) == 1
+    newer, older = again[0].created_at, ours.created_at  # (SQLite may reuse the id)
+    assert newer is not None and older is not None and newer > older
     assert admin.project_stats(again[0].id).items == 3
     assert bridge_errors(stack) == []
