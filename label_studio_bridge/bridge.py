@@ -187,9 +187,28 @@ class Bridge:
             return None, None
         return stats.active_model_id, self.xmodel.get_model(stats.active_model_id).version
 
+    def forget(self, uid: str) -> None:
+        """Drop what is known of a Label Studio project (its project of ours is gone)."""
+        with self._lock:
+            for key in [k for k in self._linked if k[0] == uid]:
+                del self._linked[key]
+        self.state.forget_project(uid)
+
+    def current(self, uid: str, label_config: str) -> tuple[Linked, int | None, int | None]:
+        """The linked project and its active model (id, version); a project of ours deleted
+        since is created again."""
+        linked = self.link(uid, label_config)
+        try:
+            return (linked, *self.active_version(linked))
+        except NotFound:
+            log.warning("project %s of Label Studio project %s is gone", linked.project_id, uid)
+            self.forget(uid)
+            linked = self.link(uid, label_config)
+            return (linked, *self.active_version(linked))
+
     def setup(self, uid: str, label_config: str) -> str:
         """Link the project; answer the active model's version."""
-        return model_version(self.active_version(self.link(uid, label_config))[1])
+        return model_version(self.current(uid, label_config)[2])
 
     # ---- items ---------------------------------------------------------------------------
     def _reference(self, linked: Linked, task: dict[str, Any]) -> str:
@@ -285,13 +304,12 @@ class Bridge:
         """Label Studio's ``/predict`` answer: ``results`` (one list of predictions per task,
         in task order; empty before the first model or for a task that failed) and
         ``model_version``."""
-        linked = self.link(uid, label_config)
+        linked, model_id, version = self.current(uid, label_config)
         items, failed = self.ensure_items(linked, tasks)
         for task_id, why in failed.items():
             log.warning("task %s of Label Studio project %s: %s", task_id, uid, why)
         if tasks and len(failed) == len(tasks):
             raise BridgeError(f"no task could be served: {next(iter(failed.values()))}")
-        model_id, version = self.active_version(linked)
         if model_id is None:
             return {"results": [[] for _ in tasks], "model_version": UNTRAINED}
         ranks, window, attached = self.suggest_window(linked, model_id)

@@ -406,4 +406,18 @@ def test_new_tasks_become_items_and_start_training_queues_a_job(stack: Stack) ->
     studio.api("POST", f"/api/ml/{backend['id']}/train")
     jobs = wait_until(lambda: list(admin.iter_jobs(ours.id)), timeout=60, what="a job")
     assert admin.wait_for_job(jobs[0].id, timeout=600).status == "succeeded"
+
+    # our project deleted: the next contact creates it again, with the images and no labels
+    admin.delete_project(ours.id, confirm=ours.name)
+    studio.api(
+        "POST",
+        "/api/dm/actions",
+        params={"id": "retrieve_tasks_predictions", "project": project["id"]},
+        json={"selectedItems": {"all": True, "excluded": []}},
+    )
+    again = [p for p in admin.list_projects() if p.name == ours.name]
+    assert len(again) == 1
+    newer, older = again[0].created_at, ours.created_at  # (SQLite may reuse the id)
+    assert newer is not None and older is not None and newer > older
+    assert admin.project_stats(again[0].id).items == 3
     assert bridge_errors(stack) == []
