@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: bench-retrain bench-product setup test test-unit lint bench bench-quick bench-al bench-al-quick bench-export bench-page run worker demo clean
+.PHONY: label-studio bridge bench-label-studio bench-retrain bench-product setup test test-unit lint bench bench-quick bench-al bench-al-quick bench-export bench-page run worker demo clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -15,6 +15,18 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 setup: $(STAMP)
+
+# Label Studio in its own virtual environment (it pins its own Django stack), for the bridge's
+# end-to-end tests and benchmark; LS_VERSION picks another release.
+LS_VENV := .venv-label-studio
+LS_VERSION ?= 1.23.2
+$(LS_VENV)/.installed:
+	test -x $(LS_VENV)/bin/python || $(PY) -m venv $(LS_VENV)
+	$(LS_VENV)/bin/pip install -q --upgrade pip
+	$(LS_VENV)/bin/pip install -q label-studio==$(LS_VERSION)
+	touch $(LS_VENV)/.installed
+
+label-studio: $(LS_VENV)/.installed
 
 lint: setup
 	$(BIN)/lint-imports
@@ -51,6 +63,9 @@ bench-retrain: setup
 bench-product: setup
 	$(BIN)/python -m bench.product_vs_supervised
 
+bench-label-studio: setup label-studio
+	$(BIN)/python -m bench.label_studio_predict
+
 bench-page: setup
 	$(BIN)/python -m bench.labelling_page
 
@@ -71,3 +86,8 @@ worker: setup
 # real data); starts its own server + worker unless --url is given.
 demo: setup
 	$(BIN)/python scripts/demo.py $(DEMO_ARGS)
+
+# The Label Studio ML backend: XMODEL_TOKEN (admin token) and XMODEL_URL name the service;
+# BRIDGE_ARGS="--port 9090 --retrain-every 50 ..." (python -m label_studio_bridge --help).
+bridge: setup
+	$(BIN)/python -m label_studio_bridge $(BRIDGE_ARGS)

@@ -8,11 +8,10 @@ embedded service for the client-side benchmarks.
 from __future__ import annotations
 
 import subprocess
-import sys
-import time
 from pathlib import Path
 
-import httpx
+from xmodel_contracts.launch import api_command
+from xmodel_contracts.launch import wait_healthy as _wait_healthy
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -22,20 +21,11 @@ def wait_healthy(
 ) -> None:
     """Poll ``url/health`` until it answers 200. Raises ``RuntimeError`` (with the end of
     ``log``) when the child exits first or ``timeout`` seconds pass; the child is then killed."""
-    deadline = time.monotonic() + timeout
-    while child.poll() is None and time.monotonic() < deadline:
-        try:
-            if httpx.get(f"{url}/health", timeout=2).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.2)
-    exited = child.poll() is not None
-    child.kill()
-    tail = log.read_text(errors="replace")[-3000:] if log is not None and log.exists() else ""
-    raise RuntimeError(
-        f"the server {'exited' if exited else f'did not answer within {timeout:.0f} s'}\n{tail}"
-    )
+    try:
+        _wait_healthy(url, [child], log=log, timeout=timeout)
+    except RuntimeError:
+        child.kill()
+        raise
 
 
 def start_uvicorn(
@@ -46,18 +36,7 @@ def start_uvicorn(
     out = log.open("wb") if log is not None else None
     try:
         child = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "uvicorn",
-                "server.main:app",
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(port),
-                "--log-level",
-                "warning",
-            ],
+            api_command("127.0.0.1", port, log_level="warning"),
             cwd=REPO,
             env=env,
             stdout=out,

@@ -72,16 +72,19 @@ class Tally:
     double_leases: int = 0
     import_status: int | None = None
     import_seconds: float | None = None
-    failures: list[tuple[float, int]] = field(default_factory=list)  # (monotonic, status)
+    failures: list[tuple[float, float, int]] = field(default_factory=list)  # sent, answered, status
     suggest_ok: list[float] = field(default_factory=list)  # monotonic time of each 200
     job: dict[str, Any] = field(default_factory=dict)
     restart: dict[str, float] = field(default_factory=dict)
 
-    def answer(self, status: int) -> None:
-        """Count one answer (0: no answer, a transport error)."""
+    def answer(self, status: int, sent: float | None = None) -> None:
+        """Count one answer (0: no answer, a transport error) to a request sent at ``sent``
+        (monotonic); a failure keeps both ends, so one in flight when an outage began or
+        ended belongs to the outage."""
         self.statuses[status] += 1
         if status >= 500 or status == 0:
-            self.failures.append((time.monotonic(), status))
+            now = time.monotonic()
+            self.failures.append((sent if sent is not None else now, now, status))
 
 
 def _png(n: int, size: int = 12) -> bytes:
@@ -118,7 +121,8 @@ def _postgres_database(host: str, port: int) -> tuple[str, Any]:
             continue
         name = f"xm_load_{secrets.token_hex(4)}"
         conn.execute(f'CREATE DATABASE "{name}"')
-        return f"postgresql://{user}@{host}:{port}/{name}", (conn, name)
+        conn.close()  # (the restart would end it: the drop connects again)
+        return f"postgresql://{user}@{host}:{port}/{name}", (user, name)
     raise SystemExit("PostgreSQL is not reachable")
 
 
@@ -146,12 +150,17 @@ def _start_server(database_url: str, root: Path) -> tuple[subprocess.Popen[bytes
     return process, url, log
 
 
+TRANSPORT_ERRORS: dict[str, int] = defaultdict(int)  # no answer at all, by the error's class
+
+
 async def _call(
     http: httpx.AsyncClient, method: str, path: str, **kwargs: Any
 ) -> httpx.Response | None:
+    """The answer, or None when none came."""
     try:
         return await http.request(method, path, **kwargs)
-    except httpx.HTTPError:
+    except httpx.HTTPError as exc:
+        TRANSPORT_ERRORS[type(exc).__name__] += 1
         return None
 
 
@@ -165,8 +174,14 @@ async def _annotator(
     tally: Tally,
     holders: dict[int, int],
 ) -> None:
+    mine: list[int] = []
     while time.monotonic() < until:
-        started = time.perf_counter()
+        # This request replaces the batch: what is left of the last one (a label that failed,
+        # or the load ending) is released by it and may go to someone else from now on.
+        for item_id in mine:
+            if holders.get(item_id) == who:
+                holders.pop(item_id)
+        started, sent = time.perf_counter(), time.monotonic()
         response = await _call(
             http,
             "GET",
@@ -175,12 +190,12 @@ async def _annotator(
             params={"k": args.k, "annotator": f"a{who}"},
         )
         tally.suggest_ms.append((time.perf_counter() - started) * 1000)
-        tally.answer(response.status_code if response is not None else 0)
+        tally.answer(response.status_code if response is not None else 0, sent)
         if response is None or response.status_code != 200:
             await asyncio.sleep(0.05)
             continue
         tally.suggest_ok.append(time.monotonic())
-        items = [entry["item_id"] for entry in response.json()["items"]]
+        items = mine = [entry["item_id"] for entry in response.json()["items"]]
         if not items:
             return  # the pool is labelled
         for item_id in items:
@@ -193,7 +208,7 @@ async def _annotator(
                 await asyncio.sleep(args.think_ms / 1000)
             if time.monotonic() >= until:
                 return
-            started = time.perf_counter()
+            started, sent = time.perf_counter(), time.monotonic()
             answer = await _call(
                 http,
                 "PUT",
@@ -202,7 +217,7 @@ async def _annotator(
                 json={"class": CLASSES[item_id % 2]},
             )
             tally.label_ms.append((time.perf_counter() - started) * 1000)
-            tally.answer(answer.status_code if answer is not None else 0)
+            tally.answer(answer.status_code if answer is not None else 0, sent)
             if answer is not None and answer.status_code == 200:
                 tally.confirmed.add(item_id)
                 tally.labelled_by[item_id].add(who)
@@ -337,6 +352,21 @@ def _lost_labels(url: str, project_id: int, confirmed: set[int]) -> int:
     return len(confirmed - held)
 
 
+def _api_pid(launcher: int) -> int:
+    """The uvicorn child of the embedded launcher (Linux /proc)."""
+    children = Path(f"/proc/{launcher}/task/{launcher}/children").read_text().split()
+    for pid in children:
+        if b"uvicorn" in Path(f"/proc/{pid}/cmdline").read_bytes():
+            return int(pid)
+    raise RuntimeError("the launcher runs no uvicorn child")
+
+
+def _cpu_seconds(pid: int) -> float:
+    """User + system CPU of process ``pid`` so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def _restart_figures(tally: Tally) -> dict[str, Any]:
     """Outage length, the failed answers from the restart until the service answered again,
     and how long after the database was back ``/suggest`` first answered 200."""
@@ -348,7 +378,9 @@ def _restart_figures(tally: Tally) -> dict[str, Any]:
     return {
         "restart_seconds": round(finished - started, 2),
         "recovered_after_s": round(recovered - finished, 2) if recovered is not None else None,
-        "failed_answers_during": sum(1 for t, _ in tally.failures if started <= t <= end),
+        "failed_answers_during": sum(
+            1 for sent, answered, _ in tally.failures if sent <= end and answered >= started
+        ),
         "window": (started, end),
     }
 
@@ -361,6 +393,7 @@ def _percentile(values: list[float], q: float) -> float | None:
 
 
 def run_backend(backend: str, args: argparse.Namespace) -> dict[str, Any]:
+    TRANSPORT_ERRORS.clear()
     with tempfile.TemporaryDirectory(prefix="xm-load-") as tmp:
         root = Path(tmp)
         cleanup = None
@@ -370,19 +403,28 @@ def run_backend(backend: str, args: argparse.Namespace) -> dict[str, Any]:
         process, url, log = _start_server(database_url, root)
         try:
             restart = backend == "postgresql" and args.pg_restart_at > 0
+            api = _api_pid(process.pid)
+            cpu = _cpu_seconds(api)
             tally, project_id = asyncio.run(_run(url, args, restart))
+            api_cpu_s = _cpu_seconds(api) - cpu
             lost = _lost_labels(url, project_id, tally.confirmed)
             server_log = log.read_text(errors="replace")
         finally:
             process.terminate()
             process.wait(30)
             if cleanup is not None:
-                conn, name = cleanup
-                conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-                conn.close()
+                import psycopg
+
+                user, name = cleanup
+                with psycopg.connect(
+                    host=args.pg_host, port=args.pg_port, user=user, dbname="test", autocommit=True
+                ) as conn:
+                    conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
     restart_figures = _restart_figures(tally)
     window = restart_figures.get("window")
-    outside = [f for f in tally.failures if window is None or not (window[0] <= f[0] <= window[1])]
+    outside = [
+        f for f in tally.failures if window is None or not (f[0] <= window[1] and f[1] >= window[0])
+    ]
     return {
         "backend": backend,
         "annotators": args.annotators,
@@ -404,9 +446,16 @@ def run_backend(backend: str, args: argparse.Namespace) -> dict[str, Any]:
         "label_requests": len(tally.label_ms),
         "label_p50_ms": _percentile(tally.label_ms, 0.50),
         "label_p99_ms": _percentile(tally.label_ms, 0.99),
+        # the API process's CPU per answered request (import included): what the requests
+        # cost, apart from how much of the machine the API got
+        "api_cpu_ms_per_request": round(
+            api_cpu_s * 1000 / max(1, len(tally.suggest_ms) + len(tally.label_ms)), 2
+        ),
+        "load_average_at_end": os.getloadavg(),
         "statuses": {str(k): v for k, v in sorted(tally.statuses.items())},
         "server_errors": sum(v for k, v in tally.statuses.items() if k >= 500),
         "server_errors_outside_restart": len(outside),
+        "transport_errors": dict(TRANSPORT_ERRORS),
         "training_job": tally.job,
         "pg_restart": {k: v for k, v in restart_figures.items() if k != "window"},
         "database_locked_lines": server_log.count("database is locked"),

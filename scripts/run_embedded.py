@@ -11,7 +11,9 @@ Any ``XM_*`` variable already set wins over the defaults derived from ``--data-d
 The launcher supervises its children: one that exits on its own (a worker killed by the
 kernel's OOM killer, a crash) is started again after a back-off (1 s, doubling to 30 s, back
 to 1 s once a child has run for a minute), with a log line saying which child stopped, how,
-and when it comes back. The API keeps serving meanwhile; the job the dead worker held is
+and when it comes back. The worker runs at a lower CPU priority (``--worker-nice``, default 10): on
+a small machine a training job then takes the cores only when requests leave them idle, so
+annotators are not kept waiting by it. The API keeps serving meanwhile; the job the dead worker held is
 requeued by the reaper once its lease expires, resumed from its checkpoint, and its history
 records the lost attempt."""
 
@@ -24,7 +26,6 @@ import signal
 import subprocess
 import sys
 import time
-import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -53,20 +54,6 @@ def environment(data_dir: Path) -> dict[str, str]:
     env.setdefault("XM_ADMIN_TOKEN", admin_token(data_dir))
     env["XM_AUTO_MIGRATE"] = "false"  # done once here, before either child starts
     return env
-
-
-def wait_healthy(url: str, children: list[subprocess.Popen[bytes]], timeout: float = 120) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if any(child.poll() is not None for child in children):
-            raise SystemExit("a child process exited during start-up; see its output above")
-        try:
-            with urllib.request.urlopen(f"{url}/health", timeout=2) as response:
-                if response.status == 200:
-                    return
-        except OSError:
-            time.sleep(0.3)
-    raise SystemExit(f"the API did not answer on {url} within {timeout}s")
 
 
 def stop(children: list[subprocess.Popen[bytes]], grace: float) -> None:
@@ -114,11 +101,17 @@ class Child:
     backoff_s: float = BACKOFF_START_S
     restart_at: float | None = None
     restarts: int = 0
+    nice: int = 0  # added to the launcher's niceness (lower CPU priority)
 
     def start(self) -> None:
         # Own session: a terminal's Ctrl-C reaches only the launcher, which stops children in order.
+        increment = self.nice
         self.process = subprocess.Popen(
-            self.command, cwd=REPO, env=self.env, start_new_session=True
+            self.command,
+            cwd=REPO,
+            env=self.env,
+            start_new_session=True,
+            preexec_fn=(lambda: os.nice(increment)) if increment else None,
         )
         self.started_at = time.monotonic()
         self.restart_at = None
@@ -154,51 +147,23 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--no-worker", action="store_true", help="the API only (workers run elsewhere)"
     )
+    parser.add_argument(
+        "--worker-nice",
+        type=int,
+        default=10,
+        help="CPU niceness added to the worker, so requests win the cores from training (0: same)",
+    )
     args = parser.parse_args(argv)
 
     env = environment(args.data_dir.resolve())
     os.environ.update(env)
     from server.db.migrate import upgrade_to_head  # after the environment is set
+    from xmodel_contracts.launch import api_command, wait_healthy, worker_command
 
     upgrade_to_head(env["XM_DATABASE_URL"])
-    python = sys.executable
-    children = [
-        Child(
-            "API",
-            [
-                python,
-                "-m",
-                "uvicorn",
-                "server.main:app",
-                "--host",
-                args.host,
-                "--port",
-                str(args.port),
-            ],
-            env,
-        )
-    ]
+    children = [Child("API", api_command(args.host, args.port), env)]
     if not args.no_worker:
-        children.append(
-            Child(
-                "worker",
-                [
-                    python,
-                    "-m",
-                    "celery",
-                    "-A",
-                    "worker.app",
-                    "worker",
-                    "--pool=solo",
-                    "--concurrency=1",
-                    "--loglevel=INFO",
-                    "--without-mingle",
-                    "--without-gossip",
-                    "--without-heartbeat",
-                ],
-                env,
-            )
-        )
+        children.append(Child("worker", worker_command(), env, nice=args.worker_nice))
     for child in children:
         child.start()
     processes = [c.process for c in children if c.process is not None]
@@ -212,8 +177,8 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, on_signal)
     url = f"http://{args.host}:{args.port}"
     try:
-        wait_healthy(url, processes)
-    except SystemExit as exc:  # a child that cannot start is a configuration error: stop
+        wait_healthy(url, processes, timeout=120)
+    except RuntimeError as exc:  # a child that cannot start is a configuration error: stop
         print(exc, file=sys.stderr)
         stop(processes, args.grace)
         return 1

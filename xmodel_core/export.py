@@ -28,6 +28,7 @@ import safetensors.torch
 import torch
 from torch import nn
 
+from xmodel_contracts.exported import CONFIG_FILE
 from xmodel_contracts.files import atomic_write, atomic_write_bytes, sha256_of_file
 from xmodel_contracts.names import EXPORT_FORMAT
 
@@ -36,7 +37,7 @@ from .tasks import TaskSpec, task_from_json
 
 FORMAT = EXPORT_FORMAT
 WEIGHTS_FILE = "model.safetensors"
-CONFIG_FILE = "config.json"
+
 ONNX_INPUT = "images"
 ONNX_OUTPUT = "predictions"
 ONNX_EXPORTERS = ("classic", "dynamo")  # the first is the default

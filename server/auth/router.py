@@ -5,11 +5,10 @@ from __future__ import annotations
 from fastapi import APIRouter, status
 
 from server.auth import repository, service
-from server.auth.dependencies import PrincipalDep, SessionDep
+from server.auth.dependencies import OwnerProjectDep, PrincipalDep, SessionDep
 from server.auth.schemas import TokenCreate, TokenCreated, TokenRead
 from server.errors import ERROR_RESPONSES
 from server.ids import DbId
-from server.projects.service import get_project
 
 router = APIRouter(tags=["tokens"], responses=ERROR_RESPONSES)
 
@@ -20,11 +19,13 @@ router = APIRouter(tags=["tokens"], responses=ERROR_RESPONSES)
     response_model=TokenCreated,
 )
 def create_token(
-    project_id: DbId, body: TokenCreate, principal: PrincipalDep, session: SessionDep
+    project_id: DbId,
+    project: OwnerProjectDep,
+    body: TokenCreate,
+    principal: PrincipalDep,
+    session: SessionDep,
 ) -> TokenCreated:
     """Create an owner or annotator token. The secret is in this answer only."""
-    service.check_project_access(principal, project_id, owner=True)
-    get_project(session, project_id)
     token, secret = service.create_project_token(
         session, project_id, body.role, body.name, principal
     )
@@ -32,9 +33,7 @@ def create_token(
 
 
 @router.get("/projects/{project_id}/tokens", response_model=list[TokenRead])
-def list_tokens(project_id: DbId, principal: PrincipalDep, session: SessionDep) -> list[TokenRead]:
-    service.check_project_access(principal, project_id, owner=True)
-    get_project(session, project_id)
+def list_tokens(project_id: DbId, project: OwnerProjectDep, session: SessionDep) -> list[TokenRead]:
     return [TokenRead.model_validate(t) for t in repository.list_for_project(session, project_id)]
 
 
@@ -44,9 +43,8 @@ def list_tokens(project_id: DbId, principal: PrincipalDep, session: SessionDep) 
     responses={409: {"description": "the project's last owner token cannot be revoked"}},
 )
 def revoke_token(
-    project_id: DbId, token_id: DbId, principal: PrincipalDep, session: SessionDep
+    project_id: DbId, project: OwnerProjectDep, token_id: DbId, session: SessionDep
 ) -> TokenRead:
     """Revoke a token: it answers 401 from now on. The last live owner token of a project
     cannot be revoked (409): create another owner token first."""
-    service.check_project_access(principal, project_id, owner=True)
     return TokenRead.model_validate(service.revoke_token(session, project_id, token_id))

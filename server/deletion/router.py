@@ -6,8 +6,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query, Request
 
-from server.auth.dependencies import PrincipalDep, SessionDep
-from server.auth.service import check_project_access
+from server.auth.dependencies import OwnerProjectDep, SessionDep
 from server.db.session import run_in_transaction
 from server.deletion import service
 from server.deletion.schemas import ProjectDeleted
@@ -22,7 +21,7 @@ router = APIRouter(tags=["projects"], responses=ERROR_RESPONSES)
 @router.delete("/projects/{project_id}", response_model=ProjectDeleted)
 def delete_project(
     project_id: DbId,
-    principal: PrincipalDep,
+    project: OwnerProjectDep,
     session: SessionDep,
     request: Request,
     confirm: Annotated[str | None, Query(description="the project's name")] = None,
@@ -30,8 +29,6 @@ def delete_project(
     """Delete a project (admin or its owner) with its items, labels and their history, leases,
     jobs, models, scores and tokens, and the stored images no other project references.
     A queued or running training job is cancelled first. Pass ``confirm=<project name>``."""
-    check_project_access(principal, project_id, owner=True)
-    project = get_project(session, project_id)
     service.check_confirmation(project, confirm)
     session.commit()  # end the read; the cancel below commits on its own
     cancelled = None
@@ -48,7 +45,7 @@ def delete_project(
             return found
 
         service.wait_until_stopped(status)
-    project = get_project(session, project_id)
+    project = get_project(session, project_id)  # again: the commit above ended the read
     return service.delete_project(
         session,
         request.app.state.image_store,

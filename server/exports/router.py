@@ -7,13 +7,11 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import StreamingResponse
 
-from server.auth.dependencies import PrincipalDep, SessionDep
-from server.auth.service import check_project_access
+from server.auth.dependencies import ProjectDep, SessionDep
 from server.errors import ERROR_RESPONSES
 from server.exports import service
 from server.exports.schemas import EXTENSIONS, MEDIA_TYPES, ExportFormat
 from server.ids import DbId
-from server.projects.service import get_project
 
 router = APIRouter(tags=["export"], responses=ERROR_RESPONSES)
 
@@ -30,7 +28,7 @@ router = APIRouter(tags=["export"], responses=ERROR_RESPONSES)
 )
 def export_labels(
     project_id: DbId,
-    principal: PrincipalDep,
+    project: ProjectDep,
     session: SessionDep,
     request: Request,
     format: ExportFormat = "jsonl",  # noqa: A002 - the public parameter name
@@ -41,8 +39,6 @@ def export_labels(
     """Every labelled item with its file name, sha256, size, label and latest label revision
     id, in item id order: ``csv``, ``jsonl`` (one object per line) or ``coco`` (classification
     and keypoint projects). Streamed in constant memory, whatever the project's size."""
-    check_project_access(principal, project_id)
-    project = get_project(session, project_id)
     service.check_format(project, format)
     body = service.stream(
         request.app.state.session_factory, project, format, include_unlabelled=include_unlabelled

@@ -7,8 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Request
 from fastapi.concurrency import run_in_threadpool
 
-from server.auth.dependencies import PrincipalDep, SessionDep
-from server.auth.service import check_project_access
+from server.auth.dependencies import OwnerProjectDep, PrincipalDep, SessionDep
 from server.errors import ERROR_RESPONSES
 from server.ids import DbId
 from server.imports import service
@@ -30,6 +29,7 @@ IMPORT_BODY = {
 )
 async def import_labels(
     project_id: DbId,
+    project: OwnerProjectDep,
     principal: PrincipalDep,
     session: SessionDep,
     request: Request,
@@ -45,7 +45,6 @@ async def import_labels(
     per line) or ``coco`` (categories for classification, keypoints with visibility for
     keypoint projects). Items are found by sha256 or by the name they were uploaded under.
     All-or-nothing: an error names the line or COCO id and nothing is stored."""
-    check_project_access(principal, project_id, owner=True)
     await run_in_threadpool(session.commit)  # end the auth read before the body arrives
     data = await request.body()
 

@@ -11,8 +11,8 @@ from fastapi.responses import FileResponse
 from sqlalchemy.orm import Session
 from starlette.datastructures import FormData, UploadFile
 
-from server.auth.dependencies import PrincipalDep, SessionDep
-from server.auth.service import Principal, accessible, check_project_access
+from server.auth.dependencies import PrincipalDep, ProjectDep, SessionDep
+from server.auth.service import Principal, accessible
 from server.db.base import utcnow
 from server.db.models import Item, Project
 from server.errors import (
@@ -138,6 +138,7 @@ def _end_auth_transaction(session: Session) -> None:
 )
 async def upload_items(
     project_id: DbId,
+    project: ProjectDep,
     request: Request,
     response: Response,
     principal: PrincipalDep,
@@ -147,7 +148,6 @@ async def upload_items(
     through the ``labels`` field (JSON list aligned with the files, ``null`` for none).
     An image already in the project comes back as that item (``created: false``).
     All-or-nothing: one bad file or label rejects the whole request."""
-    check_project_access(principal, project_id)
     settings: Settings = request.app.state.settings
     await run_in_threadpool(_end_auth_transaction, session)
     form = await _read_form(request, settings)
@@ -182,6 +182,7 @@ async def upload_items(
 )
 async def import_zip(
     project_id: DbId,
+    project: ProjectDep,
     request: Request,
     response: Response,
     principal: PrincipalDep,
@@ -191,7 +192,6 @@ async def import_zip(
     (``filename,label``; label is a class name, a number, or JSON) or ``labels.jsonl``.
     Entry names are only matched against label rows, never used as paths. Caps on entries,
     expanded bytes and compression ratio reject zip bombs. All-or-nothing."""
-    check_project_access(principal, project_id)
     settings: Settings = request.app.state.settings
     await run_in_threadpool(_end_auth_transaction, session)
     form = await _read_form(request, settings)
@@ -222,7 +222,7 @@ async def import_zip(
 @router.get("/projects/{project_id}/items", response_model=ItemPage)
 def list_items(
     project_id: DbId,
-    principal: PrincipalDep,
+    project: ProjectDep,
     session: SessionDep,
     status: ItemStatus = "all",
     cursor: Annotated[str | None, Query(max_length=20)] = None,
@@ -230,8 +230,6 @@ def list_items(
 ) -> ItemPage:
     """Items in id order; ``status`` filters labelled / unlabelled / leased (suggested and
     held by an annotator). Pass ``next_cursor`` back as ``cursor`` for the next page."""
-    check_project_access(principal, project_id)
-    get_project(session, project_id)
     after_id = parse_cursor(cursor)
     if after_id is None:
         raise BadRequest("cursor must be a value returned as next_cursor")

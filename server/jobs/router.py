@@ -7,14 +7,13 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Request, Response, status
 from sqlalchemy.orm import Session
 
-from server.auth.dependencies import PrincipalDep, SessionDep
-from server.auth.service import accessible, check_project_access
+from server.auth.dependencies import OwnerProjectDep, PrincipalDep, ProjectDep, SessionDep
+from server.auth.service import accessible
 from server.db.models import Job
 from server.errors import ERROR_RESPONSES
 from server.ids import AfterId, DbId
 from server.jobs import repository, service
 from server.jobs.schemas import JobCreate, JobEventRead, JobRead
-from server.projects.service import get_project
 
 router = APIRouter(tags=["jobs"], responses=ERROR_RESPONSES)
 
@@ -38,6 +37,7 @@ def _read(session: Session, jobs: list[Job]) -> list[JobRead]:
 )
 def create_job(
     project_id: DbId,
+    project: OwnerProjectDep,
     principal: PrincipalDep,
     session: SessionDep,
     request: Request,
@@ -46,8 +46,6 @@ def create_job(
 ) -> JobRead:
     """Queue a training job (owner). One training per project at a time: while one is queued
     or running, this answers 200 with that job instead of creating a second."""
-    check_project_access(principal, project_id, owner=True)
-    project = get_project(session, project_id)
     overrides = (
         body.training.model_dump(mode="json", exclude_none=True) if body and body.training else None
     )
@@ -62,13 +60,11 @@ def create_job(
 @router.get("/projects/{project_id}/jobs", response_model=list[JobRead])
 def list_jobs(
     project_id: DbId,
-    principal: PrincipalDep,
+    project: ProjectDep,
     session: SessionDep,
     after_id: AfterId = 0,
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
 ) -> list[JobRead]:
-    check_project_access(principal, project_id)
-    get_project(session, project_id)
     jobs = repository.list_for_project(session, project_id, after_id=after_id, limit=limit)
     return _read(session, jobs)
 

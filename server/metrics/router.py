@@ -6,24 +6,20 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query, Response
 
-from server.auth.dependencies import PrincipalDep, SessionDep
-from server.auth.service import check_project_access
+from server.auth.dependencies import ProjectDep, SessionDep
 from server.errors import ERROR_RESPONSES
 from server.ids import DbId
 from server.metrics.plot import learning_curve_png
 from server.metrics.schemas import CurvePoint, LearningCurve
 from server.models import repository as models_repository
 from server.projects import repository as projects_repository
-from server.projects.service import get_project
 
 router = APIRouter(tags=["metrics"], responses=ERROR_RESPONSES)
 
 
 @router.get("/projects/{project_id}/metrics", response_model=LearningCurve)
-def learning_curve(project_id: DbId, principal: PrincipalDep, session: SessionDep) -> LearningCurve:
+def learning_curve(project_id: DbId, project: ProjectDep, session: SessionDep) -> LearningCurve:
     """Validation metrics of every model version against the labels it was trained on."""
-    check_project_access(principal, project_id)
-    get_project(session, project_id)
     points = [
         CurvePoint(
             model_id=m.id,
@@ -49,7 +45,7 @@ def learning_curve(project_id: DbId, principal: PrincipalDep, session: SessionDe
 )
 def learning_curve_picture(
     project_id: DbId,
-    principal: PrincipalDep,
+    project: ProjectDep,
     session: SessionDep,
     metric: Annotated[
         str, Query(min_length=1, max_length=100, description="which metrics key to draw")
@@ -57,7 +53,6 @@ def learning_curve_picture(
 ) -> Response:
     """The learning curve as a picture: ``metric`` (default the validation error) of every
     model version against the number of labels it was trained on."""
-    curve = learning_curve(project_id, principal, session)
-    project = get_project(session, project_id)
+    curve = learning_curve(project_id, project, session)
     png = learning_curve_png(curve.points, metric, f"{project.name}: learning curve")
     return Response(png, media_type="image/png", headers={"Cache-Control": "no-store"})

@@ -15,7 +15,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 from sqlalchemy.orm import Session
 
 from server.db.models import Item, ModelVersion
@@ -134,29 +133,15 @@ def predict_items(
     if not missing:
         return answers
     ort_session, config = sessions.get(model.onnx_path, model.config_path, model.session_key)
-    batches, sizes = [], []
+    images = []
     for ref in missing:
         try:
-            data = store.get(ref.sha256)
+            images.append(store.get(ref.sha256))
         except (OSError, KeyError) as exc:
             raise NotFound(f"image of item {ref.item_id} is missing from storage") from exc
-        batch, width, height = onnx_predict.preprocess(data, config)
-        batches.append(batch)
-        sizes.append((width, height))
-    names = config.get("onnx", {})
-    output = ort_session.run(
-        [names.get("output", "predictions")],
-        {names.get("input", "images"): np.concatenate(batches, axis=0)},
-    )[0]
-    heads_all = np.asarray(output, dtype=np.float64)  # [num_heads, B, D]
-    for index, (ref, (width, height)) in enumerate(zip(missing, sizes, strict=True)):
-        heads = heads_all[:, index, :]
-        answer = {
-            "task": config["task"]["kind"],
-            "prediction": onnx_predict.decode(config, heads, width, height),
-            "heads": heads.tolist(),
-            "disagreement": float(heads.var(axis=0).mean()),
-        }
+    for ref, answer in zip(
+        missing, onnx_predict.predict_many(ort_session, config, images), strict=True
+    ):
         cache.put((model.model_id, model.onnx_sha256, ref.sha256), answer)
         answers[ref.item_id] = answer
     return answers

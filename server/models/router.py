@@ -7,8 +7,8 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import FileResponse
 from starlette.datastructures import UploadFile
 
-from server.auth.dependencies import PrincipalDep, SessionDep
-from server.auth.service import Principal, accessible, check_project_access
+from server.auth.dependencies import PrincipalDep, ProjectDep, SessionDep
+from server.auth.service import Principal, accessible
 from server.db.models import ModelVersion
 from server.errors import (
     ERROR_RESPONSES,
@@ -22,7 +22,6 @@ from server.ids import DbId
 from server.models import predict as onnx_predict
 from server.models import repository, service
 from server.models.schemas import ArtefactFormat, ModelRead, PredictRead
-from server.projects.service import get_project
 from server.uploads.images import check_image
 
 router = APIRouter(tags=["models"], responses=ERROR_RESPONSES)
@@ -49,9 +48,7 @@ def _load_model(session: SessionDep, principal: Principal, model_id: int) -> Mod
 
 
 @router.get("/projects/{project_id}/models", response_model=list[ModelRead])
-def list_models(project_id: DbId, principal: PrincipalDep, session: SessionDep) -> list[ModelRead]:
-    check_project_access(principal, project_id)
-    get_project(session, project_id)
+def list_models(project_id: DbId, project: ProjectDep, session: SessionDep) -> list[ModelRead]:
     return [service.to_read(m) for m in repository.list_for_project(session, project_id)]
 
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from fastapi import APIRouter, status
 
-from server.auth.dependencies import PrincipalDep, SessionDep
-from server.auth.service import check_project_access, require_admin
+from server.auth.dependencies import OwnerProjectDep, PrincipalDep, ProjectDep, SessionDep
+from server.auth.service import require_admin
 from server.errors import ERROR_RESPONSES
 from server.ids import DbId
 from server.projects import repository, service
@@ -38,24 +38,19 @@ def list_projects(principal: PrincipalDep, session: SessionDep) -> list[ProjectR
 
 
 @router.get("/projects/{project_id}", response_model=ProjectRead)
-def get_project(project_id: DbId, principal: PrincipalDep, session: SessionDep) -> ProjectRead:
-    check_project_access(principal, project_id)
-    return ProjectRead.model_validate(service.get_project(session, project_id))
+def get_project(project_id: DbId, project: ProjectDep, session: SessionDep) -> ProjectRead:
+    return ProjectRead.model_validate(project)
 
 
 @router.patch("/projects/{project_id}", response_model=ProjectRead)
 def update_project(
-    project_id: DbId, body: ProjectUpdate, principal: PrincipalDep, session: SessionDep
+    project_id: DbId, project: OwnerProjectDep, body: ProjectUpdate, session: SessionDep
 ) -> ProjectRead:
-    check_project_access(principal, project_id, owner=True)
-    project = service.get_project(session, project_id)
     return ProjectRead.model_validate(service.update_project(session, project, body))
 
 
 @router.get("/projects/{project_id}/stats", response_model=ProjectStats)
-def project_stats(project_id: DbId, principal: PrincipalDep, session: SessionDep) -> ProjectStats:
-    check_project_access(principal, project_id)
-    service.get_project(session, project_id)
+def project_stats(project_id: DbId, project: ProjectDep, session: SessionDep) -> ProjectStats:
     total, labelled = repository.item_counts(session, project_id)
     model = repository.active_model(session, project_id)
     return ProjectStats(items=total, labelled=labelled, active_model_id=model.id if model else None)

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from server.storage import ArtefactStore, model_prefix
+from xmodel_contracts.exported import ONNX_FILE
 from xmodel_core.export import (
     CONFIG_FILE,
     WEIGHTS_FILE,
@@ -20,7 +21,6 @@ from xmodel_core.export import (
 from xmodel_core.model import XModel
 from xmodel_core.tasks import TaskSpec
 
-ONNX_FILE = "model.onnx"
 TORCHSCRIPT_FILE = "model.torchscript.pt"
 
 

@@ -9,7 +9,6 @@ import json
 import os
 import socket
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -22,6 +21,7 @@ import numpy as np
 from PIL import Image
 
 from bench.live_api import start_uvicorn
+from xmodel_contracts.launch import worker_command
 
 REPO = Path(__file__).resolve().parents[3]
 ADMIN_TOKEN = "page-test-admin-token-0123456789abcdef"
@@ -279,9 +279,7 @@ def worker_process(server: LiveServer, log_dir: Path) -> Iterator[subprocess.Pop
     env = {**os.environ, **server.env, "OMP_NUM_THREADS": "1", "XM_PROGRESS_SECONDS": "0.2"}
     with log_path.open("wb") as log:
         process = subprocess.Popen(
-            [sys.executable, "-m", "celery", "-A", "worker.app", "worker", "--pool=solo"]
-            + ["--concurrency=1", "--loglevel=INFO", "--without-mingle", "--without-gossip"]
-            + ["--without-heartbeat", "-n", f"page-test-{os.getpid()}@%h"],
+            worker_command(f"page-test-{os.getpid()}@%h"),
             cwd=REPO,
             env=env,
             stdout=log,

@@ -10,7 +10,6 @@ import random
 import signal
 import socket
 import subprocess
-import sys
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -26,6 +25,7 @@ from server.db.models import ItemScore, Job, ModelVersion
 from server.main import create_app
 from server.settings import Settings
 from xmodel_client import UploadSource, XModelClient
+from xmodel_contracts.launch import worker_command
 
 REPO = Path(__file__).resolve().parents[3]
 ADMIN_TOKEN = "worker-test-admin-token-0123456789"
@@ -69,22 +69,8 @@ class WorkerProcess:
         """Start the process without waiting (start several, then ``wait_ready`` each)."""
         log = self.log_dir / f"worker-{len(self.logs)}.log"
         self.logs.append(log)
-        command = [
-            sys.executable,
-            "-m",
-            "celery",
-            "-A",
-            "worker.app",
-            "worker",
-            "--pool=solo",
-            "--concurrency=1",
-            "--loglevel=INFO",
-            "--without-mingle",
-            "--without-gossip",
-            "--without-heartbeat",
-            "-n",
-            f"test{len(self.logs)}-{os.getpid()}-{id(self) % 100_000}@%h",  # unique per process
-        ]
+        # unique per process and per worker object: several may run side by side
+        command = worker_command(f"test{len(self.logs)}-{os.getpid()}-{id(self) % 100_000}@%h")
         with open(log, "wb") as out:
             self.proc = subprocess.Popen(
                 command,

