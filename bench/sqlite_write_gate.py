@@ -22,6 +22,7 @@ import threading
 import time
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from sqlalchemy import Engine, create_engine, event, text
 
@@ -40,7 +41,7 @@ def _plain_engine(url: str) -> Engine:
     event.listen(engine, "connect", _sqlite_pragmas(30_000))
 
     @event.listens_for(engine, "begin")
-    def _begin(conn):  # type: ignore[no-untyped-def]
+    def _begin(conn: Any) -> None:
         conn.exec_driver_sql("BEGIN IMMEDIATE")
 
     return engine

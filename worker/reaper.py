@@ -32,9 +32,8 @@ def reap_once(send: Callable[[int], None]) -> jobs.ReapResult:
         if ws.resend_queued_seconds > 0:
             older_than = now - timedelta(seconds=ws.resend_queued_seconds)
             result.resent = jobs.mark_stale_queued_for_resend(session, now, older_than)
-    for job_id in result.requeued + result.resent:
-        send(job_id)
     if result.requeued or result.failed or result.cancelled or result.resent:
+        # logged before the sends, so the line precedes anything a worker does with them
         log.warning(
             "reaper: requeued %s, failed %s, cancelled %s, re-sent (message lost?) %s",
             result.requeued,
@@ -42,6 +41,8 @@ def reap_once(send: Callable[[int], None]) -> jobs.ReapResult:
             result.cancelled,
             result.resent,
         )
+    for job_id in result.requeued + result.resent:
+        send(job_id)
     return result
 
 

@@ -46,6 +46,8 @@ class FairGate:
 
     def release(self) -> None:
         with self._mutex:
+            if not self.locked():  # as threading.Lock: releasing a free gate is a bug
+                raise RuntimeError("release of a gate that is not held")
             if self._waiters:
                 self._waiters.popleft().set()  # ownership passes on: still held
             else:

@@ -150,8 +150,8 @@ def test_concurrent_annotators_get_disjoint_items(api) -> None:
 
 
 def test_many_annotators_at_once_never_share_and_keep_diversity(api) -> None:
-    """16 annotators ask at the same moment: together they get exactly the first items of the
-    round-robin order (every cluster equally), and no item twice."""
+    """16 annotators ask at the same moment: together they get the first items of the
+    round-robin order (every cluster about equally), and no item twice."""
     project_id, owner = api.create_project()
     ids = _items(api, project_id, owner, 96)
     # Cluster 0 holds every top score: a pure top-score walk would give only cluster 0.
@@ -174,10 +174,17 @@ def test_many_annotators_at_once_never_share_and_keep_diversity(api) -> None:
         thread.join()
     granted = [item for batch in batches.values() for item in batch]
     assert len(granted) == 48 and len({i["item_id"] for i in granted}) == 48
-    first = sorted(ranked_rows(scores), key=lambda r: r.rank)[:48]
-    assert {i["item_id"] for i in granted} == {r.item_id for r in first}
+    # SQLite serialises the requests: exactly the first 48 of the order. On PostgreSQL a read
+    # skips rows another request has locked for a moment (SKIP LOCKED) and a refused claim
+    # reads further, so a few items may come from just past the first 48.
+    exact = api.backend == "sqlite"
+    window = sorted(ranked_rows(scores), key=lambda r: r.rank)[: 48 if exact else 64]
+    assert {i["item_id"] for i in granted} <= {r.item_id for r in window}
     per_cluster = {c: sum(1 for i in granted if i["cluster"] == c) for c in range(4)}
-    assert per_cluster == {0: 12, 1: 12, 2: 12, 3: 12}
+    if exact:
+        assert per_cluster == {0: 12, 1: 12, 2: 12, 3: 12}
+    else:
+        assert min(per_cluster.values()) >= 8, per_cluster
     for n, token in enumerate(tokens):  # the database holds exactly what each was told
         held = api.client.post(f"/projects/{project_id}/leases/renew", headers=token).json()
         assert held["item_ids"] == sorted(i["item_id"] for i in batches[n])
