@@ -93,6 +93,7 @@ def _install_model(data_dir: Path, project_id: int, item_ids: list[int]) -> None
     from server.db.models import ModelVersion
     from server.models import repository as models_repository
     from server.storage.image_store import sha256_hex
+    from server.suggest.ranking import ranked_rows
     from server.suggest.repository import write_scores
     from xmodel_core.export import export_onnx, save_model
     from xmodel_core.model import ModelConfig, XModel
@@ -131,20 +132,19 @@ def _install_model(data_dir: Path, project_id: int, item_ids: list[int]) -> None
                 ),
             )
             model_id = row.id
-        for start in range(0, len(item_ids), 2000):
-            with Session(engine) as session, session.begin():
-                chunk = item_ids[start : start + 2000]
-                write_scores(
-                    session,
-                    model_id,
-                    "xmodel",
-                    zip(
-                        chunk,
-                        rng.random(len(chunk)).tolist(),
-                        rng.integers(0, 8, len(chunk)).tolist(),
-                        strict=True,
-                    ),
+        rows = ranked_rows(
+            list(
+                zip(
+                    item_ids,
+                    rng.random(len(item_ids)).tolist(),
+                    rng.integers(0, 8, len(item_ids)).tolist(),
+                    strict=True,
                 )
+            )
+        )
+        for start in range(0, len(rows), 2000):
+            with Session(engine) as session, session.begin():
+                write_scores(session, model_id, "xmodel", rows[start : start + 2000])
         with Session(engine) as session, session.begin():
             installed = session.get(ModelVersion, model_id)
             assert installed is not None

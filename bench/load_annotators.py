@@ -1,20 +1,31 @@
-"""Many annotators at once against a live uvicorn, while a large zip import runs.
+"""Many annotators at once against the live service, while a large import and a training
+job run (and, on PostgreSQL, the database restarts).
 
-Each of ``--annotators`` asyncio clients (one project token each) loops: ``GET /suggest``
-(k items, leased to it), then ``PUT /items/{id}/label`` for each. Meanwhile another client
-imports a zip of ``--import-images`` tiny images into the same project. On SQLite (one write
-lock per file) and on PostgreSQL it prints and saves:
+The service is ``scripts/run_embedded.py`` (uvicorn and one Celery worker process) on the
+backend's database. Each of ``--annotators`` asyncio clients (one project token each) loops:
+``GET /suggest`` (k items, leased to it), then ``PUT /items/{id}/label`` for each, pausing
+``--think-ms`` before each label as a person would (0: as fast as the server answers).
+Meanwhile another client imports a zip of ``--import-images`` tiny images into the same
+project, the owner starts a training job after ``--train-after`` seconds (its scoring writes
+a score for every item while the annotators work), and on PostgreSQL the cluster is
+restarted with ``pg_ctlcluster`` ``--pg-restart-at`` seconds in. On SQLite (one write lock
+per file) and on PostgreSQL it prints and saves:
 
 * ``/suggest`` latency p50 / p95 / p99 / max, and label latency;
 * answers with status >= 500, and "database is locked" lines in the server log;
 * items leased to two annotators at once (a lease handed out twice), items labelled by two
-  annotators, and confirmed labels the database does not hold at the end (lost).
+  annotators, and confirmed labels the database does not hold at the end (lost);
+* the training job's end state; for the restart, how long the database was down, the answers
+  that failed meanwhile, and how long after it was back ``/suggest`` answered 200 again
+  (the service reconnects by itself: no process is restarted).
 
     python -m bench.load_annotators                     # 32 annotators, 120 s per backend
     python -m bench.load_annotators --seconds 30 --backends sqlite
+    python -m bench.load_annotators --pg-port 5440 --pg-cluster "15 xmload"   # a private cluster
 
-Results: ``bench/results/load_annotators.json``. No worker runs here: a training job
-competing for the CPUs is not part of this measurement.
+Results: ``bench/results/load_annotators.json`` (``--output`` to write elsewhere). The
+restart stops every connection to that cluster: point ``--pg-port``/``--pg-cluster`` at one
+nobody else uses while it runs (``--pg-restart-at 0`` skips it).
 """
 
 from __future__ import annotations
@@ -23,6 +34,7 @@ import argparse
 import asyncio
 import io
 import json
+import math
 import os
 import platform
 import secrets
@@ -42,7 +54,7 @@ from typing import Any
 import httpx
 from PIL import Image
 
-from bench.live_api import start_uvicorn
+from bench.live_api import wait_healthy
 
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = Path(__file__).parent / "results" / "load_annotators.json"
@@ -60,6 +72,18 @@ class Tally:
     double_leases: int = 0
     import_status: int | None = None
     import_seconds: float | None = None
+    failures: list[tuple[float, int]] = field(default_factory=list)  # (monotonic, status)
+    suggest_ok: list[float] = field(default_factory=list)  # monotonic time of each 200
+    job: dict[str, Any] = field(default_factory=dict)
+    restart: dict[str, float] = field(default_factory=dict)
+
+    def answer(self, status: int, sent: float | None = None) -> None:
+        """Count one answer (0: no answer, a transport error) to a request sent at ``sent``
+        (monotonic; a failure is dated by its request, so one in flight across the end of an
+        outage belongs to the outage)."""
+        self.statuses[status] += 1
+        if status >= 500 or status == 0:
+            self.failures.append((sent if sent is not None else time.monotonic(), status))
 
 
 def _png(n: int, size: int = 12) -> bytes:
@@ -96,7 +120,8 @@ def _postgres_database(host: str, port: int) -> tuple[str, Any]:
             continue
         name = f"xm_load_{secrets.token_hex(4)}"
         conn.execute(f'CREATE DATABASE "{name}"')
-        return f"postgresql://{user}@{host}:{port}/{name}", (conn, name)
+        conn.close()  # (the restart would end it: the drop connects again)
+        return f"postgresql://{user}@{host}:{port}/{name}", (user, name)
     raise SystemExit("PostgreSQL is not reachable")
 
 
@@ -110,9 +135,32 @@ def _start_server(database_url: str, root: Path) -> tuple[subprocess.Popen[bytes
         "XM_BROKER_URL": f"sqla+sqlite:///{root / 'broker.sqlite'}",
         "XM_ADMIN_TOKEN": ADMIN,
         "XM_AUTO_MIGRATE": "true",
+        "XM_WORKER_PRELOAD": "false",
     }
-    process, url = start_uvicorn(port, env, log)
+    process = subprocess.Popen(
+        [sys.executable, str(REPO / "scripts" / "run_embedded.py"), "--port", str(port)],
+        cwd=REPO,
+        env=env,
+        stdout=log.open("wb"),
+        stderr=subprocess.STDOUT,
+    )
+    url = f"http://127.0.0.1:{port}"
+    wait_healthy(url, process, log, timeout=180)
     return process, url, log
+
+
+TRANSPORT_ERRORS: dict[str, int] = defaultdict(int)  # no answer at all, by the error's class
+
+
+async def _call(
+    http: httpx.AsyncClient, method: str, path: str, **kwargs: Any
+) -> httpx.Response | None:
+    """The answer, or None when none came."""
+    try:
+        return await http.request(method, path, **kwargs)
+    except httpx.HTTPError as exc:
+        TRANSPORT_ERRORS[type(exc).__name__] += 1
+        return None
 
 
 async def _annotator(
@@ -120,24 +168,33 @@ async def _annotator(
     project_id: int,
     headers: dict[str, str],
     who: int,
-    k: int,
+    args: argparse.Namespace,
     until: float,
     tally: Tally,
     holders: dict[int, int],
 ) -> None:
+    mine: list[int] = []
     while time.monotonic() < until:
-        started = time.perf_counter()
-        response = await http.get(
+        # This request replaces the batch: what is left of the last one (a label that failed,
+        # or the load ending) is released by it and may go to someone else from now on.
+        for item_id in mine:
+            if holders.get(item_id) == who:
+                holders.pop(item_id)
+        started, sent = time.perf_counter(), time.monotonic()
+        response = await _call(
+            http,
+            "GET",
             f"/projects/{project_id}/suggest",
             headers=headers,
-            params={"k": k, "annotator": f"a{who}"},
+            params={"k": args.k, "annotator": f"a{who}"},
         )
         tally.suggest_ms.append((time.perf_counter() - started) * 1000)
-        tally.statuses[response.status_code] += 1
-        if response.status_code != 200:
+        tally.answer(response.status_code if response is not None else 0, sent)
+        if response is None or response.status_code != 200:
             await asyncio.sleep(0.05)
             continue
-        items = [entry["item_id"] for entry in response.json()["items"]]
+        tally.suggest_ok.append(time.monotonic())
+        items = mine = [entry["item_id"] for entry in response.json()["items"]]
         if not items:
             return  # the pool is labelled
         for item_id in items:
@@ -146,18 +203,68 @@ async def _annotator(
                 tally.double_leases += 1
             holders[item_id] = who
         for item_id in items:
+            if args.think_ms:
+                await asyncio.sleep(args.think_ms / 1000)
             if time.monotonic() >= until:
                 return
-            started = time.perf_counter()
-            answer = await http.put(
-                f"/items/{item_id}/label", headers=headers, json={"class": CLASSES[item_id % 2]}
+            started, sent = time.perf_counter(), time.monotonic()
+            answer = await _call(
+                http,
+                "PUT",
+                f"/items/{item_id}/label",
+                headers=headers,
+                json={"class": CLASSES[item_id % 2]},
             )
             tally.label_ms.append((time.perf_counter() - started) * 1000)
-            tally.statuses[answer.status_code] += 1
-            if answer.status_code == 200:
+            tally.answer(answer.status_code if answer is not None else 0, sent)
+            if answer is not None and answer.status_code == 200:
                 tally.confirmed.add(item_id)
                 tally.labelled_by[item_id].add(who)
                 holders.pop(item_id, None)
+
+
+async def _train(
+    http: httpx.AsyncClient,
+    project_id: int,
+    owner: dict[str, str],
+    args: argparse.Namespace,
+    until: float,
+    tally: Tally,
+) -> None:
+    """Start a training job once some labels exist; follow it until it ends (or a while
+    after the load, ``--train-wait``)."""
+    await asyncio.sleep(args.train_after)
+    settings = {"steps": args.train_steps, "batch_size": 16, "unlabelled_batch_size": 16}
+    response = await _call(
+        http, "POST", f"/projects/{project_id}/jobs", headers=owner, json={"training": settings}
+    )
+    tally.job["create_status"] = response.status_code if response is not None else 0
+    if response is None or response.status_code not in (200, 201):
+        tally.job["error"] = response.text[:300] if response is not None else "no answer"
+        return
+    job_id = response.json()["id"]
+    started = time.monotonic()
+    while time.monotonic() < until + args.train_wait:
+        await asyncio.sleep(1)
+        answer = await _call(http, "GET", f"/jobs/{job_id}", headers=owner)
+        if answer is None or answer.status_code != 200:
+            continue
+        job = answer.json()
+        tally.job.update(status=job["status"], phase=job.get("phase"), error=job.get("error"))
+        if job["status"] in ("succeeded", "failed", "cancelled"):
+            tally.job["seconds"] = round(time.monotonic() - started, 1)
+            tally.job["finished_during_load"] = time.monotonic() <= until
+            return
+
+
+async def _restart_postgres(args: argparse.Namespace, tally: Tally) -> None:
+    await asyncio.sleep(args.pg_restart_at)
+    version, cluster = args.pg_cluster.split()
+    tally.restart["started"] = time.monotonic()
+    await asyncio.to_thread(
+        subprocess.run, ["pg_ctlcluster", version, cluster, "restart"], check=True
+    )
+    tally.restart["finished"] = time.monotonic()
 
 
 async def _import(
@@ -172,10 +279,10 @@ async def _import(
     )
     tally.import_seconds = time.perf_counter() - started
     tally.import_status = response.status_code
-    tally.statuses[response.status_code] += 1
+    tally.answer(response.status_code)
 
 
-async def _run(url: str, args: argparse.Namespace) -> tuple[Tally, int]:
+async def _run(url: str, args: argparse.Namespace, restart: bool) -> tuple[Tally, int]:
     tally = Tally()
     admin = {"Authorization": f"Bearer {ADMIN}"}
     limits = httpx.Limits(max_connections=args.annotators + 4)
@@ -213,10 +320,15 @@ async def _run(url: str, args: argparse.Namespace) -> tuple[Tally, int]:
         archive = _zip(10**6, args.import_images)
         until = time.monotonic() + args.seconds
         holders: dict[int, int] = {}
+        side: list[Any] = [_import(http, project_id, owner, archive, tally)]
+        if args.train_steps:
+            side.append(_train(http, project_id, owner, args, until, tally))
+        if restart:
+            side.append(_restart_postgres(args, tally))
         await asyncio.gather(
-            _import(http, project_id, owner, archive, tally),
+            *side,
             *[
-                _annotator(http, project_id, tokens[who], who, args.k, until, tally, holders)
+                _annotator(http, project_id, tokens[who], who, args, until, tally, holders)
                 for who in range(args.annotators)
             ],
         )
@@ -239,6 +351,22 @@ def _lost_labels(url: str, project_id: int, confirmed: set[int]) -> int:
     return len(confirmed - held)
 
 
+def _restart_figures(tally: Tally) -> dict[str, Any]:
+    """Outage length, the failed answers from the restart until the service answered again,
+    and how long after the database was back ``/suggest`` first answered 200."""
+    if "finished" not in tally.restart:
+        return {}
+    started, finished = tally.restart["started"], tally.restart["finished"]
+    recovered = next((t for t in sorted(tally.suggest_ok) if t >= finished), None)
+    end = recovered if recovered is not None else math.inf
+    return {
+        "restart_seconds": round(finished - started, 2),
+        "recovered_after_s": round(recovered - finished, 2) if recovered is not None else None,
+        "failed_answers_during": sum(1 for t, _ in tally.failures if started <= t <= end),
+        "window": (started, end),
+    }
+
+
 def _percentile(values: list[float], q: float) -> float | None:
     if not values:
         return None
@@ -247,6 +375,7 @@ def _percentile(values: list[float], q: float) -> float | None:
 
 
 def run_backend(backend: str, args: argparse.Namespace) -> dict[str, Any]:
+    TRANSPORT_ERRORS.clear()
     with tempfile.TemporaryDirectory(prefix="xm-load-") as tmp:
         root = Path(tmp)
         cleanup = None
@@ -255,19 +384,28 @@ def run_backend(backend: str, args: argparse.Namespace) -> dict[str, Any]:
             database_url, cleanup = _postgres_database(args.pg_host, args.pg_port)
         process, url, log = _start_server(database_url, root)
         try:
-            tally, project_id = asyncio.run(_run(url, args))
+            restart = backend == "postgresql" and args.pg_restart_at > 0
+            tally, project_id = asyncio.run(_run(url, args, restart))
             lost = _lost_labels(url, project_id, tally.confirmed)
             server_log = log.read_text(errors="replace")
         finally:
             process.terminate()
             process.wait(30)
             if cleanup is not None:
-                conn, name = cleanup
-                conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-                conn.close()
+                import psycopg
+
+                user, name = cleanup
+                with psycopg.connect(
+                    host=args.pg_host, port=args.pg_port, user=user, dbname="test", autocommit=True
+                ) as conn:
+                    conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    restart_figures = _restart_figures(tally)
+    window = restart_figures.get("window")
+    outside = [f for f in tally.failures if window is None or not (window[0] <= f[0] <= window[1])]
     return {
         "backend": backend,
         "annotators": args.annotators,
+        "think_ms": args.think_ms,
         "seconds": args.seconds,
         "k": args.k,
         "pool": args.pool,
@@ -287,6 +425,10 @@ def run_backend(backend: str, args: argparse.Namespace) -> dict[str, Any]:
         "label_p99_ms": _percentile(tally.label_ms, 0.99),
         "statuses": {str(k): v for k, v in sorted(tally.statuses.items())},
         "server_errors": sum(v for k, v in tally.statuses.items() if k >= 500),
+        "server_errors_outside_restart": len(outside),
+        "transport_errors": dict(TRANSPORT_ERRORS),
+        "training_job": tally.job,
+        "pg_restart": {k: v for k, v in restart_figures.items() if k != "window"},
         "database_locked_lines": server_log.count("database is locked"),
         "server_error_lines": sorted(
             {
@@ -309,6 +451,22 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--annotators", type=int, default=32)
     parser.add_argument("--seconds", type=float, default=120.0, help="load duration per backend")
     parser.add_argument("--k", type=int, default=5, help="items per /suggest")
+    parser.add_argument(
+        "--think-ms", type=float, default=0.0, help="an annotator's pause before each label"
+    )
+    parser.add_argument(
+        "--train-steps", type=int, default=300, help="steps of the concurrent job (0: no job)"
+    )
+    parser.add_argument("--train-after", type=float, default=5.0, help="seconds into the load")
+    parser.add_argument(
+        "--train-wait", type=float, default=120.0, help="how long to follow the job after the load"
+    )
+    parser.add_argument(
+        "--pg-restart-at", type=float, default=20.0, help="seconds into the load (0: none)"
+    )
+    parser.add_argument(
+        "--pg-cluster", default="15 main", help="'<version> <name>' for pg_ctlcluster"
+    )
     parser.add_argument("--pool", type=int, default=4000, help="unlabelled items before the load")
     parser.add_argument(
         "--import-images", type=int, default=3000, help="images in the concurrent zip import"
@@ -332,7 +490,8 @@ def main(argv: list[str] | None = None) -> int:
             f"max {result['suggest_max_ms']} ms  ({result['suggest_requests']} requests) | "
             f"5xx {result['server_errors']}  locked {result['database_locked_lines']}  "
             f"double leases {result['double_leases']}  lost labels {result['lost_labels']}  "
-            f"import {result['import_status']} in {result['import_seconds']} s",
+            f"import {result['import_status']} in {result['import_seconds']} s | "
+            f"job {result['training_job'].get('status')} | restart {result['pg_restart']}",
             flush=True,
         )
     output = {
@@ -348,7 +507,10 @@ def main(argv: list[str] | None = None) -> int:
     print(f"saved {args.output}")
     return (
         1
-        if any(r["server_errors"] or r["lost_labels"] or r["double_leases"] for r in results)
+        if any(
+            r["server_errors_outside_restart"] or r["lost_labels"] or r["double_leases"]
+            for r in results
+        )
         else 0
     )
 

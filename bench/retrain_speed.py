@@ -33,7 +33,7 @@ from typing import Any
 
 import torch
 
-from xmodel_contracts.training_defaults import DEFAULT_IMAGE_SIZE, product_defaults
+from xmodel_contracts.training_defaults import default_image_size, product_defaults
 from xmodel_core.export import atomic_write_bytes
 
 from .active_learning import Annotator, Spec, _demo, free_port, onnx_predict, prepare, test_errors
@@ -165,7 +165,7 @@ def main(argv: list[str] | None = None) -> int:
     seeds = args.seeds or ([0] if args.quick else [0, 1, 2])
     labels, pool = (60, 500) if args.quick else (250, 4000)
     defaults = product_defaults("regression")  # recorded with the results
-    size = args.image_size or DEFAULT_IMAGE_SIZE
+    size = args.image_size or default_image_size("regression")
     bench = utkface(size, n_test=300 if args.quick else 1000, pool_limit=labels + pool)
     training: dict[str, Any] = {}  # the worker's product defaults apply
     spec = Spec(

@@ -11,7 +11,9 @@ Any ``XM_*`` variable already set wins over the defaults derived from ``--data-d
 The launcher supervises its children: one that exits on its own (a worker killed by the
 kernel's OOM killer, a crash) is started again after a back-off (1 s, doubling to 30 s, back
 to 1 s once a child has run for a minute), with a log line saying which child stopped, how,
-and when it comes back. The API keeps serving meanwhile; the job the dead worker held is
+and when it comes back. The worker runs at a lower CPU priority (``--worker-nice``, default 10): on
+a small machine a training job then takes the cores only when requests leave them idle, so
+annotators are not kept waiting by it. The API keeps serving meanwhile; the job the dead worker held is
 requeued by the reaper once its lease expires, resumed from its checkpoint, and its history
 records the lost attempt."""
 
@@ -99,11 +101,17 @@ class Child:
     backoff_s: float = BACKOFF_START_S
     restart_at: float | None = None
     restarts: int = 0
+    nice: int = 0  # added to the launcher's niceness (lower CPU priority)
 
     def start(self) -> None:
         # Own session: a terminal's Ctrl-C reaches only the launcher, which stops children in order.
+        increment = self.nice
         self.process = subprocess.Popen(
-            self.command, cwd=REPO, env=self.env, start_new_session=True
+            self.command,
+            cwd=REPO,
+            env=self.env,
+            start_new_session=True,
+            preexec_fn=(lambda: os.nice(increment)) if increment else None,
         )
         self.started_at = time.monotonic()
         self.restart_at = None
@@ -139,6 +147,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--no-worker", action="store_true", help="the API only (workers run elsewhere)"
     )
+    parser.add_argument(
+        "--worker-nice",
+        type=int,
+        default=10,
+        help="CPU niceness added to the worker, so requests win the cores from training (0: same)",
+    )
     args = parser.parse_args(argv)
 
     env = environment(args.data_dir.resolve())
@@ -149,7 +163,7 @@ def main(argv: list[str] | None = None) -> int:
     upgrade_to_head(env["XM_DATABASE_URL"])
     children = [Child("API", api_command(args.host, args.port), env)]
     if not args.no_worker:
-        children.append(Child("worker", worker_command(), env))
+        children.append(Child("worker", worker_command(), env, nice=args.worker_nice))
     for child in children:
         child.start()
     processes = [c.process for c in children if c.process is not None]

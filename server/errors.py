@@ -7,6 +7,7 @@ import logging
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import BaseRoute, Match
 from starlette.types import Scope
@@ -105,6 +106,23 @@ def allowed_methods(request: Request, fallback: str = "") -> list[str]:
     return sorted(methods | {"OPTIONS"})
 
 
+def _database_unreachable(exc: DBAPIError) -> bool:
+    """The connection to the database was refused or dropped (not a bug of the request)."""
+    if exc.connection_invalidated:
+        return True
+    return isinstance(exc, OperationalError | InterfaceError) and any(
+        phrase in str(exc)
+        for phrase in (
+            "connection failed",
+            "server closed the connection",
+            "terminating connection",
+            "the database system is",
+            "connection is closed",
+            "Connection refused",
+        )
+    )
+
+
 def install_error_handlers(app: FastAPI) -> None:
     """Route every error, including FastAPI's own, through the one body shape."""
 
@@ -139,6 +157,19 @@ def install_error_handlers(app: FastAPI) -> None:
         }
         code = codes.get(exc.status_code, "http_error")
         return JSONResponse(error_body(code, str(exc.detail)), exc.status_code, headers=exc.headers)
+
+    @app.exception_handler(DBAPIError)
+    async def _database(_: Request, exc: DBAPIError) -> JSONResponse:
+        if _database_unreachable(exc):
+            # A restart or failover: the pool reconnects by itself (pre-ping) once it is back.
+            log.warning("database unavailable: %s", str(exc).splitlines()[0][:300])
+            return JSONResponse(
+                error_body("database_unavailable", "the database is unavailable; retry shortly"),
+                503,
+                headers={"Retry-After": "1"},
+            )
+        log.exception("unhandled error", exc_info=exc)
+        return JSONResponse(error_body("internal_error", "unexpected server error"), 500)
 
     @app.exception_handler(Exception)
     async def _unexpected(_: Request, exc: Exception) -> JSONResponse:

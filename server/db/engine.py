@@ -1,13 +1,66 @@
 """Engine construction. SQLite connections get WAL, a busy timeout, foreign keys, and
 ``BEGIN IMMEDIATE`` for every transaction so a read that turns into a write never fails
-with "database is locked"."""
+with "database is locked".
+
+SQLite lets one writer in at a time, and a connection that finds the lock taken polls for it
+with sleeps that grow to 100 ms: with dozens of request threads some keep losing and wait for
+seconds while the lock sits free between sleeps. So the threads of one process first queue on
+an in-process gate per database file (woken the moment the holder commits), and only the head
+of that queue meets other processes (the worker) at SQLite's own lock."""
 
 from __future__ import annotations
 
+import sqlite3
+import threading
 from collections.abc import Callable
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Engine, create_engine, event, make_url
+
+_GATES: dict[str, threading.Lock] = {}
+_GATES_LOCK = threading.Lock()
+
+
+def _gate(database: str) -> threading.Lock:
+    with _GATES_LOCK:
+        return _GATES.setdefault(database, threading.Lock())
+
+
+class _GatedConnection(sqlite3.Connection):
+    """A pysqlite connection that holds its file's gate from ``BEGIN IMMEDIATE`` until the
+    transaction ends, however it ends (commit, rollback, close)."""
+
+    gate: threading.Lock | None = None
+    holding = False
+
+    def enter(self, timeout_s: float) -> None:
+        assert self.gate is not None
+        if not self.gate.acquire(timeout=timeout_s):
+            raise sqlite3.OperationalError("database is locked (waited for the write gate)")
+        self.holding = True
+
+    def leave(self) -> None:
+        if self.holding and self.gate is not None:
+            self.holding = False
+            self.gate.release()
+
+    def commit(self) -> None:
+        try:
+            super().commit()
+        finally:
+            self.leave()
+
+    def rollback(self) -> None:
+        try:
+            super().rollback()
+        finally:
+            self.leave()
+
+    def close(self) -> None:
+        try:
+            super().close()
+        finally:
+            self.leave()
 
 
 def _sqlite_pragmas(busy_timeout_ms: int) -> Callable[[Any, Any], None]:
@@ -29,16 +82,32 @@ def make_engine(
 ) -> Engine:
     """Build an engine for ``database_url`` with the per-backend settings the service needs."""
     if database_url.startswith("sqlite"):
+        in_memory = make_url(database_url).database in (None, "", ":memory:")
         engine = create_engine(
             database_url,
-            connect_args={"check_same_thread": False, "timeout": sqlite_busy_timeout_ms / 1000},
+            connect_args={
+                "check_same_thread": False,
+                "timeout": sqlite_busy_timeout_ms / 1000,
+                **({} if in_memory else {"factory": _GatedConnection}),
+            },
             **kwargs,
         )
         event.listen(engine, "connect", _sqlite_pragmas(sqlite_busy_timeout_ms))
+        gate = _gate(engine.url.database or ":memory:")
 
         @event.listens_for(engine, "begin")
         def _begin_immediate(conn: Any) -> None:
-            conn.exec_driver_sql("BEGIN IMMEDIATE")
+            dbapi = conn.connection.dbapi_connection
+            if isinstance(dbapi, _GatedConnection):
+                dbapi.gate = gate
+                dbapi.enter(sqlite_busy_timeout_ms / 1000)
+                try:
+                    conn.exec_driver_sql("BEGIN IMMEDIATE")
+                except BaseException:
+                    dbapi.leave()
+                    raise
+            else:
+                conn.exec_driver_sql("BEGIN IMMEDIATE")
 
         return engine
     if database_url.startswith("postgresql://"):

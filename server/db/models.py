@@ -209,18 +209,13 @@ class ModelVersion(Base):
 
 class ItemScore(Base):
     """The worker's acquisition score and diversity cluster of an item under one model and
-    one strategy. ``/suggest`` walks ``(model_id, strategy, cluster, score)`` per cluster."""
+    one strategy, and its ``rank`` in the round-robin order across clusters
+    (server.suggest.ranking): ``/suggest`` walks ``(model_id, strategy, rank)`` in order."""
 
     __tablename__ = "item_scores"
     __table_args__ = (
-        Index(
-            "ix_item_scores_model_id_strategy_cluster_score",
-            "model_id",
-            "strategy",
-            "cluster",
-            "score",
-        ),
         Index("ix_item_scores_model_id_strategy_score", "model_id", "strategy", "score"),
+        Index("ix_item_scores_model_id_strategy_rank", "model_id", "strategy", "rank"),
         Index("ix_item_scores_item_id", "item_id"),
     )
 
@@ -233,3 +228,5 @@ class ItemScore(Base):
     )
     score: Mapped[float] = mapped_column(Float)
     cluster: Mapped[int] = mapped_column(Integer, default=0)
+    # Null only for rows written without one; the migration ranks existing rows.
+    rank: Mapped[int | None] = mapped_column(BigInteger, nullable=True)

@@ -15,6 +15,7 @@ from server.jobs.queue import JobQueue
 from server.jobs.service import request_training
 from server.labels.validation import validate_label
 from server.projects import repository as projects_repository
+from server.suggest import repository as scores_repository
 
 log = logging.getLogger(__name__)
 
@@ -24,6 +25,7 @@ def apply_label(session: Session, project: Project, item: Item, label: Any, toke
     canonical = validate_label(project.task, label, width=item.width, height=item.height)
     _record(session, item, canonical, token_id)
     items_repository.release_lease(session, item.id)
+    scores_repository.forget_item(session, item.id)
     session.flush()
     return item
 

@@ -8,6 +8,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, model_validator
 
+from xmodel_contracts.training_defaults import IMAGE_SIZES
 from xmodel_contracts.training_settings import TrainingSettings
 
 Backbone = Literal["mobilenet_v2", "resnet18", "small_cnn"]
@@ -84,7 +85,13 @@ class ProjectCreate(BaseModel):
 
     name: str = Field(min_length=1, max_length=200)
     task: TaskSpec
-    image_size: StrictInt = Field(default=96, ge=16, le=1024)
+    image_size: StrictInt | None = Field(
+        default=None,
+        ge=16,
+        le=1024,
+        description="pixels per side of the training image; by default, per task kind: "
+        + ", ".join(f"{kind} {size}" for kind, size in IMAGE_SIZES.items()),
+    )
     backbone: Backbone = "mobilenet_v2"
     training: TrainingSettings = Field(default_factory=TrainingSettings)
     retrain_every: StrictInt | None = Field(

@@ -9,6 +9,7 @@ from server.db.models import Project
 from server.errors import NotFound
 from server.projects import repository
 from server.projects.schemas import ProjectCreate, ProjectUpdate
+from xmodel_contracts.training_defaults import default_image_size
 
 
 def get_project(session: Session, project_id: int) -> Project:
@@ -26,7 +27,7 @@ def create_project(
         Project(
             name=body.name,
             task=body.task.model_dump(mode="json", exclude_none=True),
-            image_size=body.image_size,
+            image_size=body.image_size or default_image_size(body.task.kind),
             backbone=body.backbone,
             training=body.training.model_dump(mode="json", exclude_none=True),
             retrain_every=body.retrain_every or None,

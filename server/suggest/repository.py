@@ -2,41 +2,39 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable
 from datetime import datetime
+from typing import NamedTuple
 
-from sqlalchemy import and_, delete, exists, or_, select, text, union_all, update
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy import Select, and_, bindparam, delete, exists, select, text, update
 from sqlalchemy.orm import Session
 
+from server.db.base import UTCDateTime
 from server.db.models import Item, ItemLease, ItemScore
-
-_CLUSTERS_SQL = text("""
-WITH RECURSIVE c(cluster) AS (
-    SELECT MIN(cluster) FROM item_scores WHERE model_id = :model_id AND strategy = :strategy
-    UNION ALL
-    SELECT (SELECT MIN(s.cluster) FROM item_scores s
-            WHERE s.model_id = :model_id AND s.strategy = :strategy AND s.cluster > c.cluster)
-    FROM c WHERE c.cluster IS NOT NULL
-)
-SELECT cluster FROM c WHERE cluster IS NOT NULL
-""")
+from server.suggest.ranking import ScoreRow
 
 
-def write_scores(
-    session: Session, model_id: int, strategy: str, rows: Iterable[tuple[int, float, int]]
-) -> int:
-    """Insert ``(item_id, score, cluster)`` rows for one model and strategy (the worker's
-    call; batch it, one transaction per batch). Returns the number of rows written."""
+class ScoredItem(NamedTuple):
+    item_id: int
+    score: float
+    cluster: int
+
+
+def write_scores(session: Session, model_id: int, strategy: str, rows: Iterable[ScoreRow]) -> int:
+    """Insert one model's and strategy's rows (the worker's call; batch it, one transaction
+    per batch; the ranks come from ``ranking.ranked_rows`` over the whole pool). Returns the
+    number of rows written."""
     payload = [
         {
             "model_id": model_id,
             "strategy": strategy,
-            "item_id": item_id,
-            "score": float(score),
-            "cluster": int(cluster),
+            "item_id": row.item_id,
+            "score": float(row.score),
+            "cluster": int(row.cluster),
+            "rank": int(row.rank),
         }
-        for item_id, score, cluster in rows
+        for row in rows
     ]
     if payload:
         session.execute(ItemScore.__table__.insert(), payload)
@@ -49,15 +47,17 @@ def delete_scores(session: Session, model_id: int) -> int:
     return int(result.rowcount or 0)
 
 
+def forget_item(session: Session, item_id: int) -> None:
+    """A labelled item leaves the pool: drop its score rows, so the ranked scan in
+    /suggest never has to step over the items labelled since the model scored them (their
+    count grows with every label; the leased ones it skips stay few). A cleared label puts
+    the item back among the random picks until the next model scores it."""
+    session.execute(delete(ItemScore).where(ItemScore.item_id == item_id))
+
+
 def has_scores(session: Session, model_id: int, strategy: str) -> bool:
     query = select(exists().where(ItemScore.model_id == model_id, ItemScore.strategy == strategy))
     return bool(session.scalar(query))
-
-
-def clusters(session: Session, model_id: int, strategy: str) -> list[int]:
-    """Distinct clusters by a loose index scan (a few index probes, not a full scan)."""
-    rows = session.execute(_CLUSTERS_SQL, {"model_id": model_id, "strategy": strategy})
-    return [int(r[0]) for r in rows]
 
 
 def _free_for(holder: str, now: datetime):  # type: ignore[no-untyped-def]
@@ -67,39 +67,53 @@ def _free_for(holder: str, now: datetime):  # type: ignore[no-untyped-def]
     return ~taken.exists()
 
 
-def top_scored(
-    session: Session,
-    model_id: int,
-    strategy: str,
-    *,
-    holder: str,
-    now: datetime,
-    limit: int,
-    cluster_ids: list[int] | None,
-) -> list[tuple[int, float, int]]:
-    """Highest-scored unlabelled items free for ``holder``: overall, or ``limit`` per cluster."""
-
-    def one(cluster: int | None):  # type: ignore[no-untyped-def]
-        query = (
-            select(ItemScore.item_id, ItemScore.score, ItemScore.cluster)
-            .join(Item, Item.id == ItemScore.item_id)
-            .where(
-                ItemScore.model_id == model_id,
-                ItemScore.strategy == strategy,
-                Item.labelled_at.is_(None),
-                Item.unlabellable_at.is_(None),
-                _free_for(holder, now),
-            )
+def _scored(model_id: int, strategy: str, holder: str, now: datetime, limit: int) -> Select:
+    return (
+        select(ItemScore.item_id, ItemScore.score, ItemScore.cluster)
+        .join(Item, Item.id == ItemScore.item_id)
+        .where(
+            ItemScore.model_id == model_id,
+            ItemScore.strategy == strategy,
+            Item.labelled_at.is_(None),
+            Item.unlabellable_at.is_(None),
+            _free_for(holder, now),
         )
-        if cluster is not None:
-            query = query.where(ItemScore.cluster == cluster)
-        return query.order_by(ItemScore.score.desc(), ItemScore.item_id).limit(limit)
+        .limit(limit)
+    )
 
-    if not cluster_ids:
-        return [(int(a), float(b), int(c)) for a, b, c in session.execute(one(None))]
-    parts = [select(one(c).subquery()) for c in cluster_ids]
-    statement = parts[0] if len(parts) == 1 else union_all(*parts)
-    return [(int(a), float(b), int(c)) for a, b, c in session.execute(statement)]
+
+def _lock_free(session: Session, query: Select) -> Select:
+    """On PostgreSQL, lock the chosen item rows and skip the ones a concurrent /suggest has
+    locked: annotators asking at the same moment get different items without waiting for
+    each other's commit. (SQLite serialises writers; there the claim alone decides.)"""
+    if session.get_bind().dialect.name != "postgresql":
+        return query
+    return query.with_for_update(of=Item, skip_locked=True, key_share=True)
+
+
+def in_diversity_order(
+    session: Session, model_id: int, strategy: str, *, holder: str, now: datetime, limit: int
+) -> list[ScoredItem]:
+    """The first ``limit`` unlabelled items free for ``holder`` in the stored round-robin
+    order: one range scan of ``(model_id, strategy, rank)``."""
+    query = _scored(model_id, strategy, holder, now, limit).order_by(ItemScore.rank)
+    return [
+        ScoredItem(int(a), float(b), int(c))
+        for a, b, c in session.execute(_lock_free(session, query))
+    ]
+
+
+def top_scored(
+    session: Session, model_id: int, strategy: str, *, holder: str, now: datetime, limit: int
+) -> list[ScoredItem]:
+    """The ``limit`` highest-scored unlabelled items free for ``holder`` (score, then id)."""
+    query = _scored(model_id, strategy, holder, now, limit).order_by(
+        ItemScore.score.desc(), ItemScore.item_id
+    )
+    return [
+        ScoredItem(int(a), float(b), int(c))
+        for a, b, c in session.execute(_lock_free(session, query))
+    ]
 
 
 def random_unlabelled(
@@ -128,6 +142,25 @@ def random_unlabelled(
     return ids
 
 
+_CLAIM = """
+INSERT INTO item_leases (item_id, project_id, holder, token_id, expires_at)
+SELECT {ids}, :project_id, :holder, :token_id, :expires_at {source}
+ON CONFLICT (item_id) DO UPDATE SET
+    holder = excluded.holder, token_id = excluded.token_id,
+    expires_at = excluded.expires_at, project_id = excluded.project_id
+WHERE item_leases.expires_at <= :now OR item_leases.holder = :holder
+RETURNING item_id
+"""
+# One statement text whatever the batch size (the ids travel as one array / JSON parameter),
+# so neither SQLAlchemy nor the database re-plans it per call.
+_CLAIM_POSTGRESQL = text(
+    _CLAIM.format(ids="id", source="FROM unnest(CAST(:ids AS BIGINT[])) AS ids(id) ORDER BY id")
+).bindparams(bindparam("expires_at", type_=UTCDateTime), bindparam("now", type_=UTCDateTime))
+_CLAIM_SQLITE = text(
+    _CLAIM.format(ids="CAST(value AS INTEGER)", source="FROM json_each(:ids) WHERE true ORDER BY 1")
+).bindparams(bindparam("expires_at", type_=UTCDateTime), bindparam("now", type_=UTCDateTime))
+
+
 def claim(
     session: Session,
     project_id: int,
@@ -142,34 +175,29 @@ def claim(
 
     One conditional upsert on the item_leases primary key; on PostgreSQL a concurrent claim
     of the same row waits for the other transaction and then re-checks the condition, so two
-    annotators never both win an item. Ids are sorted so lock order is the same everywhere."""
+    annotators never both win an item. Ids go in ascending order so lock order is the same
+    everywhere."""
     if not item_ids:
         return set()
-    insert = postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
-    table = ItemLease.__table__
-    statement = insert(table).values(
-        [
-            {
-                "item_id": i,
-                "project_id": project_id,
-                "holder": holder,
-                "token_id": token_id,
-                "expires_at": expires_at,
-            }
-            for i in sorted(item_ids)
-        ]
-    )
-    statement = statement.on_conflict_do_update(
-        index_elements=[table.c.item_id],
-        set_={
-            "holder": statement.excluded.holder,
-            "token_id": statement.excluded.token_id,
-            "expires_at": statement.excluded.expires_at,
-            "project_id": statement.excluded.project_id,
-        },
-        where=or_(table.c.expires_at <= now, table.c.holder == holder),
-    ).returning(table.c.item_id)
-    return {int(r) for r in session.scalars(statement)}
+    postgres = session.get_bind().dialect.name == "postgresql"
+    params = {
+        "ids": sorted(item_ids) if postgres else json.dumps(sorted(item_ids)),
+        "project_id": project_id,
+        "holder": holder,
+        "token_id": token_id,
+        "expires_at": expires_at,
+        "now": now,
+    }
+    statement = _CLAIM_POSTGRESQL if postgres else _CLAIM_SQLITE
+    return {int(r) for r in session.scalars(statement, params)}
+
+
+def relax_durability(session: Session) -> None:
+    """Leases are short-lived hints, not data: on PostgreSQL this transaction's commit does
+    not wait for its WAL flush (a crash may forget the last fraction of a second of leases,
+    never a label, which commits in its own transaction)."""
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(text("SET LOCAL synchronous_commit = off"))
 
 
 def release_others(session: Session, project_id: int, holder: str, keep: set[int]) -> None:

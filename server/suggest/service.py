@@ -1,11 +1,14 @@
 """Suggest rules: choose candidates by strategy, then lease them race-free to one annotator.
 
-xmodel: top scores walked round-robin across k-means clusters (diversity); xmodel_nodiv:
+xmodel: top scores walked round-robin across k-means clusters (diversity), in the order the
+worker stores with the scores (``ranking``), so a request is one index range scan; xmodel_nodiv:
 pure top score; mc_dropout / entropy: pure top score of the baseline scores the worker writes
 when the project's ``training.score_strategies`` asks for them (the benchmark's comparisons);
 random / cold start: uniform sample through ``items.random_key``. Each call
 replaces the annotator's batch: items still chosen keep (renew) their lease, others are
-released. A label releases its item's lease; leases also lapse at ``expires_at``."""
+released. A label releases its item's lease; leases also lapse at ``expires_at``. On
+PostgreSQL the candidate read locks its item rows with SKIP LOCKED, so annotators asking at
+once take different items instead of queueing behind each other's claim."""
 
 from __future__ import annotations
 
@@ -17,7 +20,7 @@ from sqlalchemy.orm import Session
 
 from server.auth.service import Principal
 from server.db.base import utcnow
-from server.db.models import Project
+from server.db.models import ModelVersion, Project
 from server.projects.repository import active_model
 from server.suggest import repository
 
@@ -29,15 +32,28 @@ SCORE_ROWS = {
     "mc_dropout": "mc_dropout",
     "entropy": "entropy",
 }
-OVERFETCH = 2
+DIVERSE = frozenset({"xmodel"})  # strategies that walk the stored round-robin order
 MAX_ROUNDS = 4
 
 
-@dataclass
+@dataclass(frozen=True)
 class Candidate:
     item_id: int
     score: float | None
     cluster: int | None
+
+
+@dataclass(frozen=True)
+class Candidates:
+    """What one read of the pool offers: the items in the order to hand them out, and how
+    they were chosen (the strategy actually used, and the model whose scores ranked them)."""
+
+    items: list[Candidate]
+    strategy: str
+    cold_start: bool
+    note: str | None
+    model_id: int | None
+    model_version: int | None
 
 
 @dataclass
@@ -57,77 +73,55 @@ def holder_key(principal: Principal, annotator: str | None) -> str:
     return f"{principal.token_id}:{annotator or ''}"
 
 
-def round_robin(rows: list[tuple[int, float, int]]) -> list[Candidate]:
-    """Interleave clusters: each cluster's best, then each one's second best, ...; within a
-    round the clusters go by score, so the best items still come first."""
-    by_cluster: dict[int, list[tuple[int, float, int]]] = {}
-    for row in sorted(rows, key=lambda r: (-r[1], r[0])):
-        by_cluster.setdefault(row[2], []).append(row)
-    ordered: list[Candidate] = []
-    depth = 0
-    while True:
-        layer = [rows_[depth] for rows_ in by_cluster.values() if depth < len(rows_)]
-        if not layer:
-            return ordered
-        layer.sort(key=lambda r: (-r[1], r[0]))
-        ordered.extend(Candidate(item_id=i, score=s, cluster=c) for i, s, c in layer)
-        depth += 1
+def _scored(
+    session: Session, model: ModelVersion, strategy: str, holder: str, limit: int, now: datetime
+) -> Candidates | None:
+    """The active model's best free items for ``strategy``; None when it has no such scores."""
+    rows_of = SCORE_ROWS.get(strategy)
+    if rows_of is None:
+        return None
+    read = repository.in_diversity_order if strategy in DIVERSE else repository.top_scored
+    rows = read(session, model.id, rows_of, holder=holder, now=now, limit=limit)
+    if not rows and not repository.has_scores(session, model.id, rows_of):
+        return None  # (an empty answer with scores means the pool is done)
+    return Candidates(
+        items=[Candidate(r.item_id, r.score, r.cluster) for r in rows],
+        strategy=strategy,
+        cold_start=False,
+        note=None,
+        model_id=model.id,
+        model_version=model.version,
+    )
 
 
 def _candidates(
-    session: Session, project: Project, strategy: str, holder: str, k: int, now: datetime
-) -> tuple[list[Candidate], str, bool, str | None, int | None, int | None]:
+    session: Session, project: Project, strategy: str, holder: str, limit: int, now: datetime
+) -> Candidates:
     model = active_model(session, project.id)
-    rows_of = SCORE_ROWS.get(strategy)
-    usable = (
-        model is not None
-        and rows_of is not None
-        and repository.has_scores(session, model.id, rows_of)
-    )
-    if usable:
-        assert model is not None and rows_of is not None
-        clusters = repository.clusters(session, model.id, rows_of) if strategy == "xmodel" else None
-        limit = k * OVERFETCH
-        rows = repository.top_scored(
-            session, model.id, rows_of, holder=holder, now=now, limit=limit, cluster_ids=clusters
-        )
-        ordered = (
-            round_robin(rows)
-            if strategy == "xmodel"
-            else [Candidate(i, s, c) for i, s, c in sorted(rows, key=lambda r: (-r[1], r[0]))]
-        )
-        return ordered, strategy, False, None, model.id, model.version
+    if model is not None:
+        scored = _scored(session, model, strategy, holder, limit, now)
+        if scored is not None:
+            return scored
     ids = repository.random_unlabelled(
-        session, project.id, holder=holder, now=now, start=random.random(), limit=k * OVERFETCH
+        session, project.id, holder=holder, now=now, start=random.random(), limit=limit
     )
     random.shuffle(ids)
     picks = [Candidate(item_id=i, score=None, cluster=None) for i in ids]
+    model_id, version = (model.id, model.version) if model else (None, None)
     if strategy == "random":
-        return (
-            picks,
-            "random",
-            False,
-            None,
-            model.id if model else None,
-            model.version if model else None,
-        )
+        return Candidates(picks, "random", False, None, model_id, version)
     if model is None:
         note = "no trained model yet: a uniform random sample of unlabelled items"
-    elif rows_of != SCORE_STRATEGY and repository.has_scores(session, model.id, SCORE_STRATEGY):
+    elif SCORE_ROWS[strategy] != SCORE_STRATEGY and repository.has_scores(
+        session, model.id, SCORE_STRATEGY
+    ):
         note = (
             f"the active model has no {strategy} scores (add it to the project's "
             "training.score_strategies and retrain): a uniform random sample of unlabelled items"
         )
     else:
         note = "the active model has no scores yet: a uniform random sample of unlabelled items"
-    return (
-        picks,
-        "cold_start_random",
-        True,
-        note,
-        model.id if model else None,
-        model.version if model else None,
-    )
+    return Candidates(picks, "cold_start_random", True, note, model_id, version)
 
 
 def suggest(
@@ -148,43 +142,40 @@ def suggest(
     holder = holder_key(principal, annotator)
     now = utcnow()
     expires_at = now + timedelta(seconds=lease_seconds)
+    repository.relax_durability(session)
     chosen: list[Candidate] = []
     tried: set[int] = set(exclude)
+    offer: Candidates | None = None
     for _round in range(MAX_ROUNDS):
         # Concurrent annotators may win some candidates; each round re-reads the pool,
         # which then excludes the leases they committed meanwhile.
-        candidates, used, cold, note, model_id, version = _candidates(
-            session, project, strategy, holder, k + len(tried), now
-        )
-        fresh = [c for c in candidates if c.item_id not in tried]
+        offer = _candidates(session, project, strategy, holder, k - len(chosen) + len(tried), now)
+        fresh = [c for c in offer.items if c.item_id not in tried][: k - len(chosen)]
         if not fresh:
             break
-        position = 0
-        while len(chosen) < k and position < len(fresh):
-            batch = fresh[position : position + (k - len(chosen))]
-            position += len(batch)
-            tried.update(c.item_id for c in batch)
-            won = repository.claim(
-                session,
-                project.id,
-                [c.item_id for c in batch],
-                holder=holder,
-                token_id=principal.token_id,
-                now=now,
-                expires_at=expires_at,
-            )
-            chosen.extend(c for c in batch if c.item_id in won)
+        tried.update(c.item_id for c in fresh)
+        won = repository.claim(
+            session,
+            project.id,
+            [c.item_id for c in fresh],
+            holder=holder,
+            token_id=principal.token_id,
+            now=now,
+            expires_at=expires_at,
+        )
+        chosen.extend(c for c in fresh if c.item_id in won)
         if len(chosen) >= k:
             break
+    assert offer is not None  # MAX_ROUNDS >= 1
     if not keep_leases:
         repository.release_others(session, project.id, holder, {c.item_id for c in chosen})
     return Suggestion(
         annotator=annotator or "",
-        strategy=used,
-        cold_start=cold,
-        note=note,
-        model_id=model_id,
-        model_version=version,
+        strategy=offer.strategy,
+        cold_start=offer.cold_start,
+        note=offer.note,
+        model_id=offer.model_id,
+        model_version=offer.model_version,
         lease_expires_at=expires_at,
         items=chosen,
     )

@@ -27,6 +27,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from server.storage import ImageStore
 from server.suggest import repository as scores_repo
+from server.suggest.ranking import ScoreRow, diversity_ranks
 from worker.errors import JobDataError
 from worker.training.data import iter_items, load_images
 from xmodel_contracts.names import ScoreStrategy
@@ -199,19 +200,22 @@ def write_scores(
     check: Callable[[int, int], None],
 ) -> int:
     """Replace the model's scores: delete any from an earlier attempt, then insert in batches
-    (the xmodel rows, then each baseline's). Returns the number of xmodel rows."""
+    (the xmodel rows, then each baseline's), each row with its rank in the round-robin order
+    across clusters that /suggest walks. Returns the number of xmodel rows."""
     with factory.begin() as session:
         scores_repo.delete_scores(session, model_id)
     written = 0
     total = len(pool.item_ids)
     for strategy, values in ((STRATEGY, pool.scores), *pool.extra.items()):
+        ranks = diversity_ranks(pool.item_ids, values.cpu().numpy(), pool.clusters.cpu().numpy())
         for start in range(0, total, write_batch):
             end = min(total, start + write_batch)
-            rows = zip(
+            rows = map(
+                ScoreRow,
                 pool.item_ids[start:end],
                 values[start:end].tolist(),
                 pool.clusters[start:end].tolist(),
-                strict=True,
+                ranks[start:end].tolist(),
             )
             with factory.begin() as session:
                 count = scores_repo.write_scores(session, model_id, strategy, rows)

@@ -216,6 +216,7 @@ def register_model(
     from server.db.engine import make_engine
     from server.db.models import ModelVersion
     from server.models import repository as models_repository
+    from server.suggest.ranking import ranked_rows
     from server.suggest.repository import write_scores
 
     engine = make_engine(server.database_url)
@@ -263,7 +264,7 @@ def register_model(
                 ),
             )
             if scores:
-                write_scores(session, model.id, "xmodel", scores)
+                write_scores(session, model.id, "xmodel", ranked_rows(scores))
             models_repository.activate(session, model)
             return int(model.id)
     finally:

@@ -128,6 +128,7 @@ def register_model(
 
     from server.db.models import ModelVersion
     from server.models import repository as models_repository
+    from server.suggest.ranking import ranked_rows
     from server.suggest.repository import write_scores
 
     classes = classes or ["cat", "dog"]
@@ -164,7 +165,7 @@ def register_model(
             ),
         )
         if scores:
-            write_scores(session, model.id, "xmodel", scores)
+            write_scores(session, model.id, "xmodel", ranked_rows(scores))
         if activate:
             models_repository.activate(session, model)
         return model.id

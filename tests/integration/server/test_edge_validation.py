@@ -259,3 +259,24 @@ def test_the_last_owner_token_cannot_be_revoked(api) -> None:
         ).status_code
         == 200
     )
+
+
+@pytest.mark.parametrize(
+    "task, size",
+    [
+        ({"kind": "regression", "targets": ["age"]}, 128),
+        ({"kind": "classification", "classes": ["a", "b"]}, 96),
+        ({"kind": "keypoints", "points": ["nose"]}, 96),
+    ],
+)
+def test_a_project_without_an_image_size_gets_its_task_kinds_default(
+    api, task: dict[str, object], size: int
+) -> None:
+    body = {"name": "sized", "task": task}
+    created = api.client.post("/projects", json=body, headers=api.admin)
+    assert created.status_code == 201, created.text
+    assert created.json()["image_size"] == size
+    chosen = api.client.post("/projects", json={**body, "image_size": 48}, headers=api.admin)
+    assert chosen.json()["image_size"] == 48
+    unset = api.client.post("/projects", json={**body, "image_size": None}, headers=api.admin)
+    assert unset.status_code == 201 and unset.json()["image_size"] == size

@@ -7,6 +7,8 @@ import threading
 import pytest
 from server_test_helpers import register_model, unique_png
 
+from server.suggest.ranking import ranked_rows
+
 pytestmark = pytest.mark.integration
 
 
@@ -145,3 +147,81 @@ def test_concurrent_annotators_get_disjoint_items(api) -> None:
         thread.join()
     everything = [i for batch in results.values() for i in batch]
     assert len(everything) == 40 and len(set(everything)) == 40
+
+
+def test_many_annotators_at_once_never_share_and_keep_diversity(api) -> None:
+    """16 annotators ask at the same moment: together they get exactly the first items of the
+    round-robin order (every cluster equally), and no item twice."""
+    project_id, owner = api.create_project()
+    ids = _items(api, project_id, owner, 96)
+    # Cluster 0 holds every top score: a pure top-score walk would give only cluster 0.
+    scores = [
+        (i, 1000.0 - n, 0) if n < 24 else (i, float(96 - n), 1 + n % 3) for n, i in enumerate(ids)
+    ]
+    register_model(api, project_id, scores=scores)
+    tokens = [api.create_token(project_id, owner, name=f"a{n}")[1] for n in range(16)]
+    batches: dict[int, list[dict]] = {}
+    barrier = threading.Barrier(len(tokens))
+
+    def work(n: int) -> None:
+        barrier.wait()
+        batches[n] = _suggest(api, project_id, tokens[n], k=3)["items"]
+
+    threads = [threading.Thread(target=work, args=(n,)) for n in range(len(tokens))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    granted = [item for batch in batches.values() for item in batch]
+    assert len(granted) == 48 and len({i["item_id"] for i in granted}) == 48
+    first = sorted(ranked_rows(scores), key=lambda r: r.rank)[:48]
+    assert {i["item_id"] for i in granted} == {r.item_id for r in first}
+    per_cluster = {c: sum(1 for i in granted if i["cluster"] == c) for c in range(4)}
+    assert per_cluster == {0: 12, 1: 12, 2: 12, 3: 12}
+    for n, token in enumerate(tokens):  # the database holds exactly what each was told
+        held = api.client.post(f"/projects/{project_id}/leases/renew", headers=token).json()
+        assert held["item_ids"] == sorted(i["item_id"] for i in batches[n])
+
+
+def test_refreshing_annotators_never_hold_the_same_item(api) -> None:
+    """Annotators refresh their batches in a loop (each call releases the previous batch):
+    at the end every lease in the database is held once and matches the last answer."""
+    project_id, owner = api.create_project()
+    ids = _items(api, project_id, owner, 60)
+    register_model(api, project_id, scores=[(i, float(n % 11), n % 5) for n, i in enumerate(ids)])
+    tokens = [api.create_token(project_id, owner, name=f"a{n}")[1] for n in range(8)]
+    last: dict[int, set[int]] = {}
+    barrier = threading.Barrier(len(tokens))
+
+    def work(n: int) -> None:
+        barrier.wait()
+        for _ in range(6):
+            batch = _suggest(api, project_id, tokens[n], k=4)["items"]
+            last[n] = {i["item_id"] for i in batch}
+
+    threads = [threading.Thread(target=work, args=(n,)) for n in range(len(tokens))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    held = {
+        n: set(
+            api.client.post(f"/projects/{project_id}/leases/renew", headers=t).json()["item_ids"]
+        )
+        for n, t in enumerate(tokens)
+    }
+    assert held == last
+    everything = [i for batch in held.values() for i in batch]
+    assert len(everything) == len(set(everything)) == 32
+
+
+def test_labelled_items_at_the_front_of_the_order_are_skipped(api) -> None:
+    project_id, owner = api.create_project()
+    ids = _items(api, project_id, owner, 8)
+    scores = [(i, float(10 - n), n % 2) for n, i in enumerate(ids)]
+    register_model(api, project_id, scores=scores)
+    order = [r.item_id for r in sorted(ranked_rows(scores), key=lambda r: r.rank)]
+    for item_id in order[:3]:
+        api.client.put(f"/items/{item_id}/label", headers=owner, json={"class": "cat"})
+    got = [i["item_id"] for i in _suggest(api, project_id, owner, k=3)["items"]]
+    assert got == order[3:6]

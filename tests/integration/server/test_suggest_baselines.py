@@ -7,6 +7,7 @@ import pytest
 from server_test_helpers import register_model, unique_png
 from sqlalchemy.orm import Session
 
+from server.suggest.ranking import ranked_rows
 from server.suggest.repository import write_scores
 
 pytestmark = pytest.mark.integration
@@ -32,7 +33,9 @@ def _suggest(api, project_id, owner, **params):
 def test_baseline_reads_its_own_rows(api, strategy: str) -> None:
     project_id, owner, ids, model_id = _setup(api)
     with Session(api.engine) as session, session.begin():  # reversed order vs the xmodel rows
-        write_scores(session, model_id, strategy, [(i, float(-n), 0) for n, i in enumerate(ids)])
+        write_scores(
+            session, model_id, strategy, ranked_rows([(i, float(-n), 0) for n, i in enumerate(ids)])
+        )
     result = _suggest(api, project_id, owner, k=3, strategy=strategy, annotator=strategy)
     assert result["strategy"] == strategy and result["requested_strategy"] == strategy
     assert [i["item_id"] for i in result["items"]] == ids[:3]

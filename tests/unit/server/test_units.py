@@ -11,7 +11,7 @@ from PIL import Image
 from server.errors import InvalidArchive, InvalidImage, InvalidLabel, PayloadTooLarge
 from server.labels.validation import parse_label_text, validate_label
 from server.settings import Settings, UnsafeSettingsError
-from server.suggest.service import round_robin
+from server.suggest.ranking import diversity_ranks, ranked_rows
 from server.uploads.archives import ArchiveLimits, check_entry_name, read_archive
 from server.uploads.images import check_image
 
@@ -127,6 +127,44 @@ def test_label_rules() -> None:
     }
 
 
-def test_round_robin_interleaves_clusters_best_first() -> None:
+def _walk(rows: list[tuple[int, float, int]]) -> list[int]:
+    """The round-robin walk done the slow, obvious way: each cluster's best, then each one's
+    second best, ...; inside a layer by score, then id."""
+    by_cluster: dict[int, list[tuple[int, float, int]]] = {}
+    for row in sorted(rows, key=lambda r: (-r[1], r[0])):
+        by_cluster.setdefault(row[2], []).append(row)
+    order: list[int] = []
+    for depth in range(max(len(v) for v in by_cluster.values())):
+        layer = [v[depth] for v in by_cluster.values() if depth < len(v)]
+        order += [r[0] for r in sorted(layer, key=lambda r: (-r[1], r[0]))]
+    return order
+
+
+def test_diversity_rank_interleaves_clusters_best_first() -> None:
     rows = [(1, 0.9, 0), (2, 0.8, 0), (3, 0.7, 0), (4, 0.5, 1), (5, 0.95, 2), (6, 0.1, 1)]
-    assert [c.item_id for c in round_robin(rows)] == [5, 1, 4, 2, 6, 3]
+    assert [r.item_id for r in sorted(ranked_rows(rows), key=lambda r: r.rank)] == [
+        5,
+        1,
+        4,
+        2,
+        6,
+        3,
+    ]
+
+
+def test_diversity_rank_matches_the_walk_with_ties_and_uneven_clusters() -> None:
+    import random
+
+    rng = random.Random(3)
+    for _ in range(300):
+        n = rng.randint(1, 80)
+        ids = rng.sample(range(1, 10_000), n)
+        rows = [(i, float(rng.randint(0, 6)), rng.choice([0, 3, 3, 7, 11])) for i in ids]
+        ranks = diversity_ranks(*zip(*rows, strict=True))
+        assert sorted(ranks.tolist()) == list(range(n))
+        assert [rows[j][0] for j in ranks.argsort()] == _walk(rows)
+
+
+def test_diversity_rank_refuses_ragged_input() -> None:
+    with pytest.raises(ValueError, match="same length"):
+        diversity_ranks([1, 2], [0.5], [0, 0])

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from worker.training.config import job_config
-from xmodel_contracts.training_defaults import TASK_KINDS, product_defaults
+from xmodel_contracts.training_defaults import TASK_KINDS, default_image_size, product_defaults
 from xmodel_contracts.training_settings import TrainingSettings
 
 ARGS: dict[str, Any] = {
@@ -56,3 +56,18 @@ def test_project_settings_win_over_the_defaults() -> None:
 def test_unknown_kind_is_refused() -> None:
     with pytest.raises(ValueError, match="unknown task kind"):
         product_defaults("segmentation")
+
+
+def test_each_kind_has_an_image_size_and_its_measured_method() -> None:
+    assert {kind: default_image_size(kind) for kind in TASK_KINDS} == {
+        "classification": 96,
+        "regression": 128,
+        "keypoints": 96,
+    }
+    assert {kind: product_defaults(kind)["method"] for kind in TASK_KINDS} == {
+        "classification": "supervised",
+        "regression": "supervised",
+        "keypoints": "xmodel",
+    }
+    with pytest.raises(ValueError, match="unknown task kind"):
+        default_image_size("segmentation")
