@@ -31,10 +31,13 @@ from server.models.item_predictions import PredictionCache
 from server.models.predict import OnnxSessionCache
 from server.models.prediction_router import router as prediction_router
 from server.models.router import router as models_router
+from server.monitoring.prometheus import ApiMetrics, RequestMetricsMiddleware
+from server.monitoring.router import router as monitoring_router
 from server.page.router import router as page_router
 from server.projects.router import router as projects_router
 from server.settings import Settings
-from server.storage import FileImageStore, ImageStore
+from server.storage import ImageStore
+from server.storage.factory import build_stores
 from server.suggest.router import router as suggest_router
 from server.uploads.body_limit import BodySizeLimitMiddleware
 
@@ -61,6 +64,7 @@ def create_app(
     """Build the app. Engines, stores and queues are created in the lifespan, not here."""
     settings = settings or Settings()
     settings.check_safe()
+    metrics = ApiMetrics()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -75,11 +79,14 @@ def create_app(
         app.state.settings = settings
         app.state.engine = engine
         app.state.session_factory = sessionmaker(engine, expire_on_commit=False)
-        app.state.image_store = image_store or FileImageStore(settings.storage_dir)
+        stores = build_stores(settings)
+        app.state.image_store = image_store or stores.images
+        app.state.artefacts = stores.artefacts
         app.state.job_queue = job_queue or CeleryJobQueue(
             settings.broker_url, settings.broker_queue
         )
         app.state.onnx_sessions = OnnxSessionCache(settings.predict_session_cache)
+        app.state.metrics = metrics
         app.state.item_predictions = PredictionCache()
         for session in run_in_transaction(app.state.session_factory):
             generated = ensure_admin_token(session, settings.admin_token)
@@ -121,10 +128,14 @@ def create_app(
         exports_router,
         imports_router,
         deletion_router,
+        monitoring_router,
     ):
         app.include_router(router)
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_request_bytes)
     app.add_middleware(OversizedIdMiddleware)
+    app.add_middleware(RequestMetricsMiddleware, metrics=metrics)  # outermost: times it all
+    # read at scrape time, from whatever the lifespan built
+    metrics.watch_jobs(lambda: app.state.session_factory, lambda: app.state.job_queue.depth())
     return app
 
 

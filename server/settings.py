@@ -7,6 +7,7 @@ factory calls it before building anything.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -30,6 +31,15 @@ class Settings(BaseSettings):
 
     database_url: str = "sqlite:///./var/xmodel.db"
     storage_dir: Path = Path("./var/storage")
+    # "file": images and models under storage_dir (every process must see that folder);
+    # "s3": in an S3-compatible bucket, storage_dir then only holds this process's caches
+    storage_backend: Literal["file", "s3"] = "file"
+    s3_endpoint_url: str | None = None  # None: AWS itself
+    s3_bucket: str = "xmodel"
+    s3_prefix: str = ""
+    s3_region: str = "us-east-1"
+    s3_access_key_id: str | None = Field(default=None, repr=False)
+    s3_secret_access_key: str | None = Field(default=None, repr=False)
     # Embedded default: kombu's SQLAlchemy transport on a SQLite file, no broker server needed.
     # Distributed: redis://host:6379/0. API and workers must use the same URL and queue.
     broker_url: str = "sqla+sqlite:///./var/broker.sqlite"
@@ -82,6 +92,8 @@ class Settings(BaseSettings):
         ):
             if getattr(self, name) <= 0:
                 problems.append(f"XM_{name.upper()} must be positive")
+        if self.storage_backend == "s3" and not self.s3_bucket.strip():
+            problems.append("XM_S3_BUCKET must name a bucket when XM_STORAGE_BACKEND=s3")
         if self.max_file_bytes > self.max_request_bytes:
             problems.append("XM_MAX_FILE_BYTES cannot exceed XM_MAX_REQUEST_BYTES")
         if self.max_suggest_k > MAX_SUGGEST_K:

@@ -1,5 +1,5 @@
 """Shared fixtures: a fresh PostgreSQL database and a SQLite file per test session, both
-built by the Alembic migrations. No torch here."""
+built by the Alembic migrations, and a real S3 server. No torch here."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from collections.abc import Iterator
 
 import psycopg
 import pytest
+from s3_test_server import S3Server, running_server, start_seaweedfs
 
 from bench.common import pg_admin_connection
 
@@ -46,3 +47,23 @@ def sqlite_url(tmp_path_factory: pytest.TempPathFactory) -> str:
     url = f"sqlite:///{tmp_path_factory.mktemp('sqlite') / 'xmodel.db'}"
     upgrade_to_head(url)
     return url
+
+
+@pytest.fixture(scope="session")
+def s3_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Server]:
+    """A real S3 server: ``XM_TEST_S3_URL`` when set, else SeaweedFS started here."""
+    running = running_server()
+    if running is not None:
+        yield running
+        return
+    server = start_seaweedfs(tmp_path_factory.mktemp("seaweedfs"))
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def s3_bucket(s3_server: S3Server) -> str:
+    """A fresh bucket name per test (the stores create it on first use)."""
+    return f"xm-test-{secrets.token_hex(4)}"

@@ -54,6 +54,15 @@ _reaper: Any = None
 
 
 @signals.worker_ready.connect
+def _start_metrics(**_: Any) -> None:
+    ws = worker_settings()
+    if ws.worker_metrics_port:
+        from worker.monitoring import serve
+
+        serve(ws.worker_metrics_port, ws.worker_metrics_addr)
+
+
+@signals.worker_ready.connect
 def _start_reaper(**_: Any) -> None:
     global _reaper
     period = worker_settings().reap_seconds

@@ -1,6 +1,7 @@
 """The reaper: requeue jobs whose worker died (lease expired), fail them after too many
-attempts. Runs on a small timer inside every worker process's parent, which never imports
-torch. Safe to run anywhere, any number of times: each
+attempts, and re-send the message of a job left queued too long (the broker lost it). Runs on
+a small timer inside every worker process's parent, which never imports torch. Safe to run
+anywhere, any number of times: each
 row moves with a conditional UPDATE."""
 
 from __future__ import annotations
@@ -8,6 +9,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable
+from datetime import timedelta
 
 from server.db.base import utcnow
 from server.jobs import repository as jobs
@@ -21,20 +23,24 @@ log = logging.getLogger(__name__)
 def reap_once(send: Callable[[int], None]) -> jobs.ReapResult:
     """One pass; ``send(job_id)`` enqueues ``training.run`` for each requeued job, after commit."""
     factory = session_factory()
+    ws = worker_settings()
+    now = utcnow()
     with factory.begin() as session:
-        result = jobs.requeue_expired(
-            session, utcnow(), max_attempts=worker_settings().max_attempts
-        )
+        result = jobs.requeue_expired(session, now, max_attempts=ws.max_attempts)
         for job_id in result.failed + result.cancelled:
             models.delete_inactive_for_job(session, job_id)
-    for job_id in result.requeued:
+        if ws.resend_queued_seconds > 0:
+            older_than = now - timedelta(seconds=ws.resend_queued_seconds)
+            result.resent = jobs.mark_stale_queued_for_resend(session, now, older_than)
+    for job_id in result.requeued + result.resent:
         send(job_id)
-    if result.requeued or result.failed or result.cancelled:
+    if result.requeued or result.failed or result.cancelled or result.resent:
         log.warning(
-            "reaper: requeued %s, failed %s, cancelled %s",
+            "reaper: requeued %s, failed %s, cancelled %s, re-sent (message lost?) %s",
             result.requeued,
             result.failed,
             result.cancelled,
+            result.resent,
         )
     return result
 

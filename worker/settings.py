@@ -32,6 +32,9 @@ class WorkerSettings(BaseSettings):
     max_retries: int = Field(default=3, ge=0)  # Celery retries after an infrastructure error
     retry_backoff_seconds: float = Field(default=5.0, ge=0)
     reap_seconds: float = Field(default=30.0, ge=0)  # the in-worker reaper's period; 0 turns it off
+    # a job still queued this long after its message was sent is sent again (the broker may
+    # have lost it); 0 turns re-sending off. Longer than a busy queue's usual wait.
+    resend_queued_seconds: float = Field(default=300.0, ge=0)
     score_batch: int = Field(default=256, gt=0)  # images on the device at once while scoring
     score_write_batch: int = Field(default=1000, gt=0)  # score rows per transaction
     train_pool_max: int = Field(
@@ -43,6 +46,10 @@ class WorkerSettings(BaseSettings):
     # later jobs; a cache local to the worker, trimmed to this budget after every job
     trunk_cache_dir: str | None = None  # default <storage>/cache/trunk
     trunk_cache_mb: int = Field(default=2048, ge=0)  # 0 keeps views in memory for one job only
+    # Prometheus metrics of this worker on http://<addr>:<port>/metrics (monitoring.py); off
+    # when no port is set
+    worker_metrics_port: int | None = Field(default=None, ge=1, le=65535)
+    worker_metrics_addr: str = "0.0.0.0"
     # load torch and onnxruntime when the worker process starts (preload.py)
     worker_preload: bool = True
 

@@ -28,6 +28,7 @@ from xmodel_client import errors
 from xmodel_client.models import (
     ImportReport,
     Item,
+    ItemPrediction,
     Job,
     LabelResult,
     Model,
@@ -290,6 +291,10 @@ class XModelClient:
     def get_item_image(self, item_id: int) -> bytes:
         return self.request("GET", f"/items/{item_id}/image").content
 
+    def item_prediction(self, item_id: int) -> ItemPrediction:
+        """The active model's guess for a stored item (``NotFound`` before the first model)."""
+        return ItemPrediction.model_validate(self._json("GET", f"/items/{item_id}/prediction"))
+
     def delete_item(self, item_id: int) -> None:
         self.request("DELETE", f"/items/{item_id}")
 
@@ -361,8 +366,13 @@ class XModelClient:
         *,
         strategy: str = "xmodel",
         annotator: str | None = None,
+        predictions: bool = False,
     ) -> Suggestion:
+        """Items to label next, leased to this token and ``annotator``; ``predictions``
+        attaches the active model's guess to each (one batch on the service)."""
         params: dict[str, Any] = {"k": k, "strategy": strategy}
+        if predictions:
+            params["predictions"] = True
         if annotator:
             params["annotator"] = annotator
         return Suggestion.model_validate(
@@ -370,6 +380,7 @@ class XModelClient:
         )
 
     def release_leases(self, project_id: int, annotator: str | None = None) -> None:
+        """Give back every item this token and ``annotator`` hold in the project."""
         params = {"annotator": annotator} if annotator else {}
         self.request("DELETE", f"/projects/{project_id}/leases", params=params)
 

@@ -102,11 +102,24 @@ class Model(_Answer):
     artefacts: list[Artefact] = Field(default_factory=list)
 
 
+class ItemPrediction(_Answer):
+    """The active model's guess for one stored item (``GET /items/{id}/prediction``)."""
+
+    item_id: int
+    model_id: int
+    model_version: int
+    task: str
+    prediction: dict[str, Any]
+    heads: list[list[float]]
+    disagreement: float
+
+
 class SuggestedItem(_Answer):
     item_id: int
     score: float | None = None
     cluster: int | None = None
     image_url: str
+    prediction: ItemPrediction | None = None
 
 
 class Suggestion(_Answer):

@@ -8,6 +8,7 @@ own name when the file is given directly.
 
 from __future__ import annotations
 
+import io
 import zipfile
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
@@ -50,6 +51,13 @@ def file_source(path: Path, name: str) -> UploadSource:
     """A file on disk, uploaded under ``name``."""
     return UploadSource(
         name=name, origin=str(path), size=path.stat().st_size, opener=lambda: path.open("rb")
+    )
+
+
+def bytes_source(name: str, data: bytes, origin: str = "") -> UploadSource:
+    """Bytes already in memory (an image fetched from another service), uploaded under ``name``."""
+    return UploadSource(
+        name=name, origin=origin or name, size=len(data), opener=lambda: io.BytesIO(data)
     )
 
 

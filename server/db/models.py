@@ -150,6 +150,9 @@ class Job(Base):
     lease_owner: Mapped[str | None] = mapped_column(String(200), nullable=True)
     lease_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     heartbeat_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    # when its broker message was last sent; the reaper re-sends a queued job's message after
+    # XM_RESEND_QUEUED_SECONDS (a broker restarted empty or a purged queue loses messages)
+    sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True, default=utcnow)
     created_by_token_id: Mapped[int | None] = mapped_column(BigId, nullable=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     started_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)

@@ -49,7 +49,7 @@ def delete_project(
     return service.delete_project(
         session,
         request.app.state.image_store,
-        request.app.state.settings.storage_dir,
+        request.app.state.artefacts,
         project,
         cancelled,
     )

@@ -4,10 +4,8 @@ model artefacts, job scratch folders). A failed delete leaves rows and files as 
 
 from __future__ import annotations
 
-import shutil
 import time
 from collections.abc import Callable
-from pathlib import Path
 
 from sqlalchemy.orm import Session
 
@@ -18,7 +16,7 @@ from server.deletion.schemas import ProjectDeleted
 from server.errors import BadRequest
 from server.jobs import repository as jobs_repository
 from server.jobs.service import cancel_job
-from server.storage import ImageStore
+from server.storage import ArtefactStore, ImageStore
 
 CANCEL_WAIT_SECONDS = 20.0
 
@@ -48,7 +46,11 @@ def wait_until_stopped(
 
 
 def delete_project(
-    session: Session, store: ImageStore, storage_root: Path, project: Project, cancelled: Job | None
+    session: Session,
+    store: ImageStore,
+    artefacts: ArtefactStore,
+    project: Project,
+    cancelled: Job | None,
 ) -> ProjectDeleted:
     project_id = project.id
     counts = repository.counts(session, project_id)
@@ -61,9 +63,9 @@ def delete_project(
         for sha in candidates:
             if sha not in still_used:
                 store.delete(sha)
-        shutil.rmtree(storage_root / "models" / str(project_id), ignore_errors=True)
+        artefacts.delete_prefix(f"models/{project_id}/")
         for job_id in jobs:
-            shutil.rmtree(storage_root / "jobs" / str(job_id), ignore_errors=True)
+            artefacts.delete_prefix(f"jobs/{job_id}/")
 
     after_commit(session, remove_files)
     return ProjectDeleted(

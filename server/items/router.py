@@ -252,22 +252,26 @@ def get_item(item_id: DbId, principal: PrincipalDep, session: SessionDep) -> Ite
 )
 def get_item_image(
     item_id: DbId, principal: PrincipalDep, session: SessionDep, request: Request
-) -> FileResponse:
+) -> Response:
     """The stored image: the upload as sent, or its upright 8-bit rewrite (EXIF orientation
     applied, 16-bit scaled) when it needed one."""
     item = load_item(session, principal, item_id)
-    path = request.app.state.image_store.path(item.sha256)
-    if path is None or not path.exists():
+    store = request.app.state.image_store
+    media = MEDIA_TYPES.get(item.image_format, "application/octet-stream")
+    headers = {
+        "ETag": f'"{item.sha256}"',
+        "X-Content-SHA256": item.sha256,
+        "Cache-Control": "private, max-age=31536000, immutable",
+    }
+    path = store.path(item.sha256)
+    if path is None:  # an object store: images are small, send the bytes
+        try:
+            return Response(store.get(item.sha256), media_type=media, headers=headers)
+        except FileNotFoundError as exc:
+            raise NotFound("image file is missing from storage") from exc
+    if not path.exists():
         raise NotFound("image file is missing from storage")
-    return FileResponse(
-        path,
-        media_type=MEDIA_TYPES.get(item.image_format, "application/octet-stream"),
-        headers={
-            "ETag": f'"{item.sha256}"',
-            "X-Content-SHA256": item.sha256,
-            "Cache-Control": "private, max-age=31536000, immutable",
-        },
-    )
+    return FileResponse(path, media_type=media, headers=headers)
 
 
 @router.delete("/items/{item_id}", status_code=204, response_class=Response)

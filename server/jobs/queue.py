@@ -14,6 +14,9 @@ from xmodel_contracts.names import TRAINING_TASK
 class JobQueue(Protocol):
     def enqueue(self, job_id: int) -> None: ...
 
+    def depth(self) -> int | None:
+        """Messages waiting in the queue, or None when the queue cannot tell."""
+
     def close(self) -> None: ...
 
 
@@ -40,6 +43,16 @@ class CeleryJobQueue:
     def enqueue(self, job_id: int) -> None:
         self._app.send_task(self.task_name, args=[job_id], queue=self.queue)
 
+    def depth(self) -> int | None:
+        from amqp.exceptions import ChannelError  # kombu's dependency
+
+        with self._app.connection_for_read() as connection:
+            try:
+                declared = connection.default_channel.queue_declare(queue=self.queue, passive=True)
+            except ChannelError:  # Redis keeps no empty queue until a worker has bound it
+                return 0
+        return int(declared.message_count)
+
     def close(self) -> None:
         self._app.close()
 
@@ -52,6 +65,9 @@ class RecordingJobQueue:
 
     def enqueue(self, job_id: int) -> None:
         self.enqueued.append(job_id)
+
+    def depth(self) -> int | None:
+        return None  # nothing is consumed: a count of sends would mislead
 
     def close(self) -> None:
         return None

@@ -214,6 +214,7 @@ def release(session: Session, job_id: int, owner: str, error: str) -> bool:
             lease_expires_at=None,
             error=error,
             phase=JobPhase.RETRYING,
+            sent_at=utcnow(),  # the Celery retry sends the message again
         )
         .execution_options(synchronize_session=False)
     )
@@ -227,6 +228,7 @@ class ReapResult:
     requeued: list[int] = field(default_factory=list)
     failed: list[int] = field(default_factory=list)
     cancelled: list[int] = field(default_factory=list)
+    resent: list[int] = field(default_factory=list)  # still queued, message sent again
 
 
 def requeue_expired(session: Session, now: datetime, max_attempts: int = 3) -> ReapResult:
@@ -279,6 +281,7 @@ def requeue_expired(session: Session, now: datetime, max_attempts: int = 3) -> R
                 lease_expires_at=None,
                 phase=JobPhase.REQUEUED,
                 error="worker stopped answering; requeued",
+                sent_at=now,  # the caller sends it after commit
             )
             .returning(Job.id)
             .execution_options(synchronize_session=False)
@@ -289,3 +292,37 @@ def requeue_expired(session: Session, now: datetime, max_attempts: int = 3) -> R
         if not _has_event(session, job_id, attempt):
             add_event(session, job_id, attempt, "lost", LOST_REASON, now)
     return out
+
+
+def mark_stale_queued_for_resend(
+    session: Session, now: datetime, older_than: datetime
+) -> list[int]:
+    """Queued jobs whose message was last sent before ``older_than`` (or never recorded):
+    their message may be lost. Stamps ``sent_at = now`` with a conditional UPDATE, so two
+    reapers never both re-send one job in the same period. The caller sends each after
+    commit; a duplicate message is harmless (the claim is conditional)."""
+    stale = and_(
+        Job.status == JobStatus.QUEUED,
+        Job.cancel_requested.is_(False),
+        or_(Job.sent_at.is_(None), Job.sent_at < older_than),
+    )
+    return [
+        int(i)
+        for i in session.scalars(
+            update(Job)
+            .where(stale)
+            .values(sent_at=now)
+            .returning(Job.id)
+            .execution_options(synchronize_session=False)
+        )
+    ]
+
+
+def count_by_status(session: Session) -> dict[str, int]:
+    """Every job by status (the operator's view, all projects)."""
+    rows = session.execute(select(Job.status, func.count()).group_by(Job.status))
+    return {str(status): int(count) for status, count in rows}
+
+
+def oldest_queued_created_at(session: Session) -> datetime | None:
+    return session.scalar(select(func.min(Job.created_at)).where(Job.status == JobStatus.QUEUED))

@@ -18,14 +18,14 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from server.db.models import Item, ModelVersion
-from server.errors import NotFound
+from server.errors import NotFound, ServiceUnavailable
 from server.items import repository as items_repository
 from server.models import predict as onnx_predict
 from server.models.predict import OnnxSessionCache
 from server.models.schemas import ItemPredictionRead
 from server.models.service import artefact_path
 from server.projects.repository import active_model
-from server.storage import ImageStore
+from server.storage import ArtefactStore, ImageStore
 
 DEFAULT_CAPACITY = 4096
 
@@ -76,26 +76,30 @@ class PredictionCache:
                 self._entries.popitem(last=False)
 
 
-def model_ref(model: ModelVersion, storage_root: Path) -> ModelRef:
+def model_ref(model: ModelVersion, artefacts: ArtefactStore) -> ModelRef:
     return ModelRef(
         model_id=model.id,
         version=model.version,
-        onnx_path=artefact_path(storage_root, model.onnx_path),
-        config_path=artefact_path(storage_root, model.config_path),
+        onnx_path=artefact_path(artefacts, model.onnx_path, model.onnx_sha256, ServiceUnavailable),
+        config_path=artefact_path(
+            artefacts, model.config_path, model.config_sha256, ServiceUnavailable
+        ),
         onnx_sha256=model.onnx_sha256,
     )
 
 
-def active_model_ref(session: Session, project_id: int, storage_root: Path) -> ModelRef | None:
+def active_model_ref(
+    session: Session, project_id: int, artefacts: ArtefactStore
+) -> ModelRef | None:
     """The project's active model, or None before the first training job succeeds."""
     model = active_model(session, project_id)
     if model is None or not model.onnx_path or not model.config_path:
         return None
-    return model_ref(model, storage_root)
+    return model_ref(model, artefacts)
 
 
-def require_active_model(session: Session, project_id: int, storage_root: Path) -> ModelRef:
-    ref = active_model_ref(session, project_id, storage_root)
+def require_active_model(session: Session, project_id: int, artefacts: ArtefactStore) -> ModelRef:
+    ref = active_model_ref(session, project_id, artefacts)
     if ref is None:
         raise NotFound(
             "the project has no trained model yet: predictions appear once a "
@@ -148,7 +152,7 @@ def predictions_for(
     project_id: int,
     item_ids: Sequence[int],
     *,
-    storage_root: Path,
+    artefacts: ArtefactStore,
     sessions: OnnxSessionCache,
     cache: PredictionCache,
     store: ImageStore,
@@ -157,7 +161,7 @@ def predictions_for(
 
     Commits the caller's session before the forward pass, so the suggestion's leases are
     stored and SQLite's write lock is not held while the model runs."""
-    model = active_model_ref(session, project_id, storage_root)
+    model = active_model_ref(session, project_id, artefacts)
     found = [items_repository.get(session, item_id) for item_id in item_ids]
     refs = [item_ref(item) for item in found if item is not None and item.project_id == project_id]
     session.commit()

@@ -23,9 +23,7 @@ def item_prediction(
     state = request.app.state
     loaded = load_item(session, principal, item_id)
     item = item_predictions.item_ref(loaded)
-    model = item_predictions.require_active_model(
-        session, loaded.project_id, state.settings.storage_dir
-    )
+    model = item_predictions.require_active_model(session, loaded.project_id, state.artefacts)
     session.commit()  # end the read (SQLite's write lock) before the forward pass
     answer = item_predictions.predict_items(
         model,

@@ -15,6 +15,7 @@ from server.errors import (
     BadRequest,
     NotFound,
     PayloadTooLarge,
+    ServiceUnavailable,
     UnsupportedMediaType,
 )
 from server.ids import DbId
@@ -83,10 +84,8 @@ def download_model(
     relative = getattr(model, path_col)
     if not relative:
         raise NotFound(f"this model has no {format} artefact")
-    path = service.artefact_path(request.app.state.settings.storage_dir, relative)
-    if not path.is_file():
-        raise NotFound(f"{format} artefact file is missing")
     sha = getattr(model, sha_col)
+    path = service.artefact_path(request.app.state.artefacts, relative, sha)
     return FileResponse(
         path,
         media_type=media,
@@ -111,8 +110,17 @@ async def predict(
     Returns the mean over heads (named), each head's output and their disagreement."""
     settings = request.app.state.settings
     model = await run_in_threadpool(_load_model, session, principal, model_id)
-    onnx_path = service.artefact_path(settings.storage_dir, model.onnx_path)
-    config_path = service.artefact_path(settings.storage_dir, model.config_path)
+    artefacts = request.app.state.artefacts
+    onnx_path, config_path = await run_in_threadpool(
+        lambda: (
+            service.artefact_path(
+                artefacts, model.onnx_path, model.onnx_sha256, ServiceUnavailable
+            ),
+            service.artefact_path(
+                artefacts, model.config_path, model.config_sha256, ServiceUnavailable
+            ),
+        )
+    )
     key, version = f"{model.id}:{model.onnx_sha256}", model.version
     await run_in_threadpool(session.commit)  # end the read before the body arrives
     if not request.headers.get("content-type", "").startswith("multipart/form-data"):

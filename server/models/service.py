@@ -1,12 +1,13 @@
-"""Model registry rules: artefact paths stay inside the storage root."""
+"""Model registry rules; artefacts are read through the artefact store by their key."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 from server.db.models import ModelVersion
-from server.errors import NotFound
+from server.errors import AppError, NotFound
 from server.models.schemas import ArtefactFormat, ArtefactRead, ModelRead
+from server.storage import ArtefactMissing, ArtefactStore
 
 FORMAT_COLUMNS: dict[ArtefactFormat, tuple[str, str, str, str]] = {
     "safetensors": (
@@ -26,13 +27,18 @@ FORMAT_COLUMNS: dict[ArtefactFormat, tuple[str, str, str, str]] = {
 }
 
 
-def artefact_path(storage_root: Path, relative: str) -> Path:
-    """Resolve a stored relative path, refusing anything outside the storage root."""
-    root = storage_root.resolve()
-    path = (root / relative).resolve()
-    if not path.is_relative_to(root):
-        raise NotFound("artefact not found")
-    return path
+def artefact_path(
+    artefacts: ArtefactStore,
+    key: str,
+    sha256: str | None,
+    missing: type[AppError] = NotFound,
+) -> Path:
+    """A local file with the artefact's bytes (downloaded once from an object store);
+    ``missing`` is raised when the store does not hold it."""
+    try:
+        return artefacts.local_file(key, sha256)
+    except ArtefactMissing as exc:
+        raise missing(f"model artefact is missing from storage ({exc})") from exc
 
 
 def to_read(model: ModelVersion) -> ModelRead:

@@ -24,7 +24,7 @@ class ImageStore(Protocol):
     def get(self, sha256: str) -> bytes: ...
 
     def path(self, sha256: str) -> Path | None:
-        """A local file path for streaming, or None for non-file stores."""
+        """A local file path for streaming, or None for object stores (then use ``get``)."""
 
     def delete(self, sha256: str) -> None: ...
 
@@ -34,6 +34,13 @@ class ImageStore(Protocol):
 
 def sha256_hex(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
+
+
+def image_key(sha256: str) -> str:
+    """``images/ab/cd/<sha256>``: one layout for files and objects."""
+    if not _SHA256.match(sha256):
+        raise ValueError("not a sha256 hex digest")
+    return f"images/{sha256[:2]}/{sha256[2:4]}/{sha256}"
 
 
 def _fsync_dir(directory: Path) -> None:
@@ -68,9 +75,7 @@ class FileImageStore:
         self.root.mkdir(parents=True, exist_ok=True)
 
     def _file(self, sha256: str) -> Path:
-        if not _SHA256.match(sha256):
-            raise ValueError("not a sha256 hex digest")
-        return self.root / sha256[:2] / sha256[2:4] / sha256
+        return self.root.parent / image_key(sha256)
 
     def put(self, data: bytes) -> str:
         digest = sha256_hex(data)

@@ -75,7 +75,7 @@ def suggest(
             session,
             project_id,
             [c.item_id for c in result.items],
-            storage_root=settings.storage_dir,
+            artefacts=state.artefacts,
             sessions=state.onnx_sessions,
             cache=state.item_predictions,
             store=state.image_store,

@@ -1,11 +1,14 @@
-"""Write a trained model's files under ``<storage>/models/<project>/<job_id>/``: safetensors
-+ config.json, ONNX and TorchScript, each atomically (``xmodel_core.export``)."""
+"""Export a trained model's files (safetensors + config.json, ONNX, TorchScript, each written
+atomically by ``xmodel_core.export``) into the job's local scratch folder, then publish them
+to the artefact store under one content-addressed folder
+``models/<project>/<job>/<digest>/`` (``server.storage.model_prefix``), each checked."""
 
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Any
 
+from server.storage import ArtefactStore, model_prefix
 from xmodel_contracts.exported import ONNX_FILE
 from xmodel_core.export import (
     CONFIG_FILE,
@@ -21,8 +24,9 @@ from xmodel_core.tasks import TaskSpec
 TORCHSCRIPT_FILE = "model.torchscript.pt"
 
 
-def model_dir(storage: Path, project_id: int, job_id: int) -> Path:
-    return storage / "models" / str(project_id) / str(job_id)
+def models_prefix(project_id: int, job_id: int) -> str:
+    """Every model folder a job has published lives under this key prefix."""
+    return f"models/{project_id}/{job_id}/"
 
 
 def write_artefacts(
@@ -39,3 +43,20 @@ def write_artefacts(
         "onnx": export_onnx(model, task, out / ONNX_FILE),
         "torchscript": export_torchscript(model, task, out / TORCHSCRIPT_FILE),
     }
+
+
+def publish_artefacts(
+    store: ArtefactStore, project_id: int, job_id: int, files: dict[str, dict[str, Any]]
+) -> dict[str, dict[str, Any]]:
+    """Store every exported file under its content-addressed key; returns ``files`` with
+    ``"key"`` added to each. Raises (and publishes no row) if any file does not arrive whole."""
+    names = {fmt: Path(info["path"]).name for fmt, info in files.items()}
+    prefix = model_prefix(
+        project_id, job_id, {names[fmt]: info["sha256"] for fmt, info in files.items()}
+    )
+    published = {}
+    for fmt, info in files.items():
+        key = prefix + names[fmt]
+        store.put_file(key, Path(info["path"]), info["sha256"])
+        published[fmt] = {**info, "key": key}
+    return published

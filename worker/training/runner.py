@@ -29,16 +29,19 @@ from server.db.models import ModelVersion
 from server.jobs import repository as jobs
 from server.models import repository as models
 from server.projects import repository as projects
-from server.storage import FileImageStore, ImageStore
+from server.storage import ArtefactStore, ImageStore
+from worker import monitoring
 from worker.db import session_factory
 from worker.errors import JobCancelled, LeaseLost, is_retryable
 from worker.settings import WorkerSettings, server_settings, worker_settings
+from worker.storage import stores
 from worker.training import data, scoring
-from worker.training.artefacts import model_dir, write_artefacts
+from worker.training.artefacts import models_prefix, publish_artefacts, write_artefacts
 from worker.training.config import JobConfig, job_config
 from worker.training.lease import JobLease
 from worker.training.memory import release_memory
 from worker.training.views import ViewBuilder, cache_for, view_plan
+from xmodel_contracts.files import atomic_write_bytes
 from xmodel_contracts.names import JobPhase, JobStatus
 from xmodel_contracts.training_defaults import product_defaults
 from xmodel_core.data import split_train_val
@@ -63,7 +66,7 @@ class Claimed:
     task: dict[str, Any]
     image_size: int
     backbone: str
-    warm_start: Path | None
+    warm_start: dict[str, str] | None  # the active model's config / weights keys and sha256s
     warm_version: int | None
 
 
@@ -72,7 +75,7 @@ def new_owner() -> str:
 
 
 def _claim(
-    factory: sessionmaker[Session], job_id: int, owner: str, lease_s: float, storage: Path
+    factory: sessionmaker[Session], job_id: int, owner: str, lease_s: float
 ) -> Claimed | None:
     now = utcnow()
     with factory.begin() as session:
@@ -90,7 +93,14 @@ def _claim(
             dict(project.task),
             project.image_size,
             project.backbone,
-            (storage / active.config_path).parent if active else None,
+            {
+                "config": active.config_path,
+                "config_sha256": active.config_sha256,
+                "weights": active.safetensors_path,
+                "weights_sha256": active.safetensors_sha256,
+            }
+            if active and active.config_path and active.safetensors_path
+            else None,
             active.version if active else None,
         )
 
@@ -102,7 +112,7 @@ def run_training_job(job_id: int, *, final_try: bool = True) -> str:
     settings, ws = server_settings(), worker_settings()
     factory = session_factory()
     owner = new_owner()
-    claimed = _claim(factory, job_id, owner, ws.job_lease_seconds, Path(settings.storage_dir))
+    claimed = _claim(factory, job_id, owner, ws.job_lease_seconds)
     if claimed is None:
         log.info("job %s is not claimable (finished, cancelled or held by a live worker)", job_id)
         return "not-claimable"
@@ -121,13 +131,17 @@ def run_training_job(job_id: int, *, final_try: bool = True) -> str:
         claimed,
         lease,
         factory,
-        FileImageStore(Path(settings.storage_dir)),
+        stores().images,
+        stores().artefacts,
         Path(settings.storage_dir),
         ws,
     )
+    started, outcome = time.monotonic(), "retrying"  # what a RetryableJobError leaves
     try:
-        return _execute(run, factory, claimed, owner, final_try)
+        outcome = _execute(run, factory, claimed, owner, final_try)
+        return outcome
     finally:
+        monitoring.job_ended(outcome, time.monotonic() - started, run.metrics)
         del run
         release_memory()
 
@@ -196,6 +210,7 @@ class TrainingRun:
         lease: JobLease,
         factory: sessionmaker[Session],
         store: ImageStore,
+        artefacts: ArtefactStore,
         storage: Path,
         ws: WorkerSettings,
     ) -> None:
@@ -203,10 +218,14 @@ class TrainingRun:
         self.lease = lease
         self.factory = factory
         self.store = store
+        self.artefacts = artefacts
         self.storage = storage
         self.ws = ws
+        # local scratch; the snapshot and checkpoints are mirrored to the artefact store under
+        # the same key, so another worker (with its own disk) resumes the same attempt
+        self.scratch_key = f"jobs/{claimed.job_id}/"
         self.job_dir = storage / "jobs" / str(claimed.job_id)
-        self.out_dir = model_dir(storage, claimed.project_id, claimed.job_id)
+        self.out_dir = self.job_dir / "export"
         self.metrics: dict[str, Any] = {"attempt": claimed.attempts}
         self._t0 = time.monotonic()
         self._first_step: int | None = None
@@ -297,6 +316,7 @@ class TrainingRun:
             metrics=self.metrics,
         )
         t_train = time.monotonic()
+        self._fetch_scratch("checkpoint.pt")
         result = trainer.fit(
             train_set,
             None if cached else unlabelled,
@@ -318,15 +338,20 @@ class TrainingRun:
         self.lease.progress(force=True, phase=JobPhase.EXPORTING, metrics=self.metrics)
         t_export = time.monotonic()
         model = model.cpu().eval() if trainer.device.type != "cpu" else model.eval()
-        files = write_artefacts(
-            model,
-            task,
-            self.out_dir,
-            extra={
-                "job_id": self.c.job_id,
-                "project_id": self.c.project_id,
-                "metrics": self.metrics,
-            },
+        files = publish_artefacts(
+            self.artefacts,
+            self.c.project_id,
+            self.c.job_id,
+            write_artefacts(
+                model,
+                task,
+                self.out_dir,
+                extra={
+                    "job_id": self.c.job_id,
+                    "project_id": self.c.project_id,
+                    "metrics": self.metrics,
+                },
+            ),
         )
         model_id = self._model_row(files, self.metrics["labelled"])
         self.metrics["export_seconds"] = round(time.monotonic() - t_export, 2)
@@ -398,14 +423,24 @@ class TrainingRun:
             device,
         )
 
+    def _fetch_scratch(self, name: str) -> None:
+        """Bring an earlier attempt's scratch file here (it may have run on another machine)."""
+        path = self.job_dir / name
+        if not path.exists():
+            stored = self.artefacts.get_bytes(self.scratch_key + name)
+            if stored is not None:
+                atomic_write_bytes(path, stored)
+
     def _snapshot(self, cfg: JobConfig) -> data.Snapshot:
         path = self.job_dir / "snapshot.json"
+        self._fetch_scratch("snapshot.json")
         if path.exists():
             return data.Snapshot.load(path)
         snapshot = data.take_snapshot(
             self.factory, self.c.project_id, self.ws.train_pool_max, cfg.train.seed
         )
         snapshot.save(path)
+        self.artefacts.put_file(self.scratch_key + "snapshot.json", path)
         return snapshot
 
     def _build_model(self, cfg: JobConfig) -> XModel:
@@ -413,7 +448,10 @@ class TrainingRun:
         model = XModel(cfg.model)
         if self.c.warm_start is not None and cfg.warm_start:
             try:
-                report = load_warm_start(model, self.c.warm_start)
+                warm = self.c.warm_start
+                self.artefacts.local_file(warm["weights"], warm["weights_sha256"])
+                folder = self.artefacts.local_file(warm["config"], warm["config_sha256"]).parent
+                report = load_warm_start(model, folder)
                 self.metrics["warm_start_from_version"] = self.c.warm_version
                 self.metrics["warm_start_strict"] = report.strict
             except (ValueError, OSError) as exc:  # another architecture: start fresh, say so
@@ -434,8 +472,13 @@ class TrainingRun:
             "steps_per_second": round(rate, 3),
             "eta_seconds": round((progress.total - progress.step) / rate, 1) if rate > 0 else None,
         }
+        monitoring.training_step(rate)
         if progress.val_error is not None:
             self.metrics["last_val_error"] = progress.val_error
+        checkpoint = self.job_dir / "checkpoint.pt"
+        every = self.ws.checkpoint_every
+        if every and progress.step % every == 0 and checkpoint.exists():
+            self.artefacts.put_file(self.scratch_key + "checkpoint.pt", checkpoint)
         self.lease.progress(
             force=progress.step == progress.total,
             progress_step=progress.step,
@@ -444,21 +487,18 @@ class TrainingRun:
         )
 
     # ---- rows ----------------------------------------------------------------------------------
-    def _rel(self, info: dict[str, Any]) -> str:
-        return str(Path(info["path"]).resolve().relative_to(self.storage.resolve()))
-
     def _model_row(self, files: dict[str, dict[str, Any]], labelled: int) -> int:
         """Create the job's model version (inactive), or update the one an earlier attempt made."""
         columns = {
             "labelled_count": labelled,
             "metrics": self.metrics,
-            "config_path": self._rel(files["config"]),
+            "config_path": files["config"]["key"],
             "config_sha256": files["config"]["sha256"],
-            "safetensors_path": self._rel(files["safetensors"]),
+            "safetensors_path": files["safetensors"]["key"],
             "safetensors_sha256": files["safetensors"]["sha256"],
-            "onnx_path": self._rel(files["onnx"]),
+            "onnx_path": files["onnx"]["key"],
             "onnx_sha256": files["onnx"]["sha256"],
-            "torchscript_path": self._rel(files["torchscript"]),
+            "torchscript_path": files["torchscript"]["key"],
             "torchscript_sha256": files["torchscript"]["sha256"],
         }
         with self.factory.begin() as session:
@@ -519,7 +559,11 @@ class TrainingRun:
         """Remove the job's checkpoint folder (and, for a job that will not succeed, its files);
         trim the trunk cache to its budget."""
         shutil.rmtree(self.job_dir, ignore_errors=True)
-        if artefacts:
-            shutil.rmtree(self.out_dir, ignore_errors=True)
+        try:
+            self.artefacts.delete_prefix(self.scratch_key)
+            if artefacts:
+                self.artefacts.delete_prefix(models_prefix(self.c.project_id, self.c.job_id))
+        except Exception:  # leftovers cost space, not correctness; project deletion removes them
+            log.exception("job %s: could not remove its stored files", self.c.job_id)
         if self.builder is not None and self.builder.cache is not None:
             self.builder.cache.trim()

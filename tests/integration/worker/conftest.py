@@ -6,26 +6,9 @@ from __future__ import annotations
 
 import secrets
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
-from fastapi.testclient import TestClient
-from worker_helpers import ADMIN_TOKEN, Client, WorkerProcess, worker_env
-
-from server.db.engine import make_engine
-from server.main import create_app
-from server.settings import Settings
-
-REDIS_URL = "redis://127.0.0.1:6379/0"
-
-
-def purge(broker_url: str, queue: str) -> None:
-    import celery
-
-    app = celery.Celery(broker=broker_url)
-    with app.connection_for_write() as connection:
-        connection.default_channel.queue_purge(queue)
-    app.close()
+from worker_helpers import REDIS_URL, Client, WorkerProcess, make_client, purge, worker_env
 
 
 @pytest.fixture(scope="module")
@@ -50,21 +33,6 @@ def worker(pg_setup: dict) -> Iterator[WorkerProcess]:
     process = WorkerProcess(env, pg_setup["logs"]).start()
     yield process
     process.stop()
-
-
-def make_client(database_url: str, storage: Path, broker_url: str, queue: str) -> Iterator[Client]:
-    settings = Settings(
-        database_url=database_url,
-        storage_dir=storage,
-        admin_token=ADMIN_TOKEN,
-        auto_migrate=False,
-        broker_url=broker_url,
-        broker_queue=queue,
-    )
-    engine = make_engine(database_url)
-    with TestClient(create_app(settings)) as http:
-        yield Client(http, engine)
-    engine.dispose()
 
 
 @pytest.fixture(scope="module")

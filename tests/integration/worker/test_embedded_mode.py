@@ -6,8 +6,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
-from conftest import make_client
-from worker_helpers import Client, WorkerProcess, finished, worker_env
+from worker_helpers import Client, WorkerProcess, finished, make_client, worker_env
 
 from server.db.migrate import upgrade_to_head
 

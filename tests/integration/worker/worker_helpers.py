@@ -8,9 +8,10 @@ import io
 import os
 import random
 import signal
+import socket
 import subprocess
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -19,12 +20,26 @@ from fastapi.testclient import TestClient
 from PIL import Image
 from sqlalchemy import Engine, func, select
 
+from server.db.engine import make_engine
 from server.db.models import ItemScore, Job, ModelVersion
+from server.main import create_app
+from server.settings import Settings
 from xmodel_client import UploadSource, XModelClient
 from xmodel_contracts.launch import worker_command
 
 REPO = Path(__file__).resolve().parents[3]
 ADMIN_TOKEN = "worker-test-admin-token-0123456789"
+REDIS_URL = "redis://127.0.0.1:6379/0"
+
+
+def purge(broker_url: str, queue: str) -> None:
+    import celery
+
+    app = celery.Celery(broker=broker_url)
+    with app.connection_for_write() as connection:
+        connection.default_channel.queue_purge(queue)
+    app.close()
+
 
 # Short lease / heartbeat / reap periods so a killed worker's job comes back in seconds.
 FAST_WORKER_ENV = {
@@ -48,9 +63,14 @@ class WorkerProcess:
     logs: list[Path] = field(default_factory=list)
 
     def start(self, timeout: float = 60) -> WorkerProcess:
+        return self.launch().wait_ready(timeout)
+
+    def launch(self) -> WorkerProcess:
+        """Start the process without waiting (start several, then ``wait_ready`` each)."""
         log = self.log_dir / f"worker-{len(self.logs)}.log"
         self.logs.append(log)
-        command = worker_command(f"test{len(self.logs)}-{os.getpid()}@%h")
+        # unique per process and per worker object: several may run side by side
+        command = worker_command(f"test{len(self.logs)}-{os.getpid()}-{id(self) % 100_000}@%h")
         with open(log, "wb") as out:
             self.proc = subprocess.Popen(
                 command,
@@ -59,6 +79,11 @@ class WorkerProcess:
                 stdout=out,
                 stderr=subprocess.STDOUT,
             )
+        return self
+
+    def wait_ready(self, timeout: float = 60) -> WorkerProcess:
+        assert self.proc is not None
+        log = self.logs[-1]
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
@@ -94,6 +119,23 @@ def worker_env(database_url: str, storage: Path, broker_url: str, queue: str) ->
         "XM_BROKER_QUEUE": queue,
         "XM_ADMIN_TOKEN": ADMIN_TOKEN,
         **FAST_WORKER_ENV,
+    }
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def scrape(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    """Prometheus text → {(sample name, sorted labels): value}."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    return {
+        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
     }
 
 
@@ -212,6 +254,25 @@ class Client:
             "scores": int(scores or 0),
             "scored_items": int(distinct or 0),
         }
+
+
+def make_client(
+    database_url: str, storage: Path, broker_url: str, queue: str, **settings_extra: Any
+) -> Iterator[Client]:
+    """The in-process API; ``settings_extra`` adds settings (e.g. the S3 store's)."""
+    settings = Settings(
+        database_url=database_url,
+        storage_dir=storage,
+        admin_token=ADMIN_TOKEN,
+        auto_migrate=False,
+        broker_url=broker_url,
+        broker_queue=queue,
+        **settings_extra,
+    )
+    engine = make_engine(database_url)
+    with TestClient(create_app(settings)) as http:
+        yield Client(http, engine)
+    engine.dispose()
 
 
 def finished(job: dict[str, Any]) -> bool:
