@@ -72,18 +72,19 @@ class Tally:
     double_leases: int = 0
     import_status: int | None = None
     import_seconds: float | None = None
-    failures: list[tuple[float, int]] = field(default_factory=list)  # (monotonic, status)
+    failures: list[tuple[float, float, int]] = field(default_factory=list)  # sent, answered, status
     suggest_ok: list[float] = field(default_factory=list)  # monotonic time of each 200
     job: dict[str, Any] = field(default_factory=dict)
     restart: dict[str, float] = field(default_factory=dict)
 
     def answer(self, status: int, sent: float | None = None) -> None:
         """Count one answer (0: no answer, a transport error) to a request sent at ``sent``
-        (monotonic; a failure is dated by its request, so one in flight across the end of an
-        outage belongs to the outage)."""
+        (monotonic); a failure keeps both ends, so one in flight when an outage began or
+        ended belongs to the outage."""
         self.statuses[status] += 1
         if status >= 500 or status == 0:
-            self.failures.append((sent if sent is not None else time.monotonic(), status))
+            now = time.monotonic()
+            self.failures.append((sent if sent is not None else now, now, status))
 
 
 def _png(n: int, size: int = 12) -> bytes:
@@ -351,6 +352,21 @@ def _lost_labels(url: str, project_id: int, confirmed: set[int]) -> int:
     return len(confirmed - held)
 
 
+def _api_pid(launcher: int) -> int:
+    """The uvicorn child of the embedded launcher (Linux /proc)."""
+    children = Path(f"/proc/{launcher}/task/{launcher}/children").read_text().split()
+    for pid in children:
+        if b"uvicorn" in Path(f"/proc/{pid}/cmdline").read_bytes():
+            return int(pid)
+    raise RuntimeError("the launcher runs no uvicorn child")
+
+
+def _cpu_seconds(pid: int) -> float:
+    """User + system CPU of process ``pid`` so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def _restart_figures(tally: Tally) -> dict[str, Any]:
     """Outage length, the failed answers from the restart until the service answered again,
     and how long after the database was back ``/suggest`` first answered 200."""
@@ -362,7 +378,9 @@ def _restart_figures(tally: Tally) -> dict[str, Any]:
     return {
         "restart_seconds": round(finished - started, 2),
         "recovered_after_s": round(recovered - finished, 2) if recovered is not None else None,
-        "failed_answers_during": sum(1 for t, _ in tally.failures if started <= t <= end),
+        "failed_answers_during": sum(
+            1 for sent, answered, _ in tally.failures if sent <= end and answered >= started
+        ),
         "window": (started, end),
     }
 
@@ -385,7 +403,10 @@ def run_backend(backend: str, args: argparse.Namespace) -> dict[str, Any]:
         process, url, log = _start_server(database_url, root)
         try:
             restart = backend == "postgresql" and args.pg_restart_at > 0
+            api = _api_pid(process.pid)
+            cpu = _cpu_seconds(api)
             tally, project_id = asyncio.run(_run(url, args, restart))
+            api_cpu_s = _cpu_seconds(api) - cpu
             lost = _lost_labels(url, project_id, tally.confirmed)
             server_log = log.read_text(errors="replace")
         finally:
@@ -401,7 +422,9 @@ def run_backend(backend: str, args: argparse.Namespace) -> dict[str, Any]:
                     conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
     restart_figures = _restart_figures(tally)
     window = restart_figures.get("window")
-    outside = [f for f in tally.failures if window is None or not (window[0] <= f[0] <= window[1])]
+    outside = [
+        f for f in tally.failures if window is None or not (f[0] <= window[1] and f[1] >= window[0])
+    ]
     return {
         "backend": backend,
         "annotators": args.annotators,
@@ -423,6 +446,12 @@ def run_backend(backend: str, args: argparse.Namespace) -> dict[str, Any]:
         "label_requests": len(tally.label_ms),
         "label_p50_ms": _percentile(tally.label_ms, 0.50),
         "label_p99_ms": _percentile(tally.label_ms, 0.99),
+        # the API process's CPU per answered request (import included): what the requests
+        # cost, apart from how much of the machine the API got
+        "api_cpu_ms_per_request": round(
+            api_cpu_s * 1000 / max(1, len(tally.suggest_ms) + len(tally.label_ms)), 2
+        ),
+        "load_average_at_end": os.getloadavg(),
         "statuses": {str(k): v for k, v in sorted(tally.statuses.items())},
         "server_errors": sum(v for k, v in tally.statuses.items() if k >= 500),
         "server_errors_outside_restart": len(outside),

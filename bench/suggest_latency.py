@@ -115,7 +115,10 @@ def _sequential(
     figures = {}
     for strategy in ("xmodel", "xmodel_nodiv", "random"):
         latencies = []
+        cpu = 0.0
         for i in range(requests + 5):
+            if i == 5:
+                cpu = time.process_time()
             t0 = time.perf_counter()
             response = client.get(
                 f"/projects/{project_id}/suggest",
@@ -127,6 +130,9 @@ def _sequential(
             if i >= 5:  # warm-up
                 latencies.append(elapsed)
         figures[strategy] = {
+            # this process's CPU (app and client) per request: what an idle machine would
+            # take, whatever else is running here
+            "cpu_ms_per_request": round((time.process_time() - cpu) * 1000 / requests, 2),
             "p50_ms": round(statistics.median(latencies), 2),
             "p95_ms": round(_percentile(latencies, 0.95), 2),
             "p99_ms": round(_percentile(latencies, 0.99), 2),
@@ -162,7 +168,15 @@ def _double_leases(grants: dict[int, list[Grant]]) -> int:
     return twice
 
 
-async def _concurrent(url: str, project_id: int, tokens: list[str], seconds: float, k: int) -> dict:
+def _cpu_seconds(pid: int) -> float:
+    """User + system CPU of process ``pid`` so far (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+async def _concurrent(
+    url: str, project_id: int, tokens: list[str], seconds: float, k: int, pid: int
+) -> dict:
     latencies: list[float] = []
     statuses: dict[int, int] = {}
     grants: dict[int, list[Grant]] = {}
@@ -196,15 +210,19 @@ async def _concurrent(url: str, project_id: int, tokens: list[str], seconds: flo
         latencies.clear()
         statuses.clear()
         grants.clear()
+        cpu = _cpu_seconds(pid)
         started = time.perf_counter()
         until = time.monotonic() + seconds
         await asyncio.gather(*[annotator(http, who, until) for who in range(len(tokens))])
         elapsed = time.perf_counter() - started
+        cpu = _cpu_seconds(pid) - cpu
     return {
         "clients": len(tokens),
         "seconds": seconds,
         "requests": len(latencies),
         "requests_per_s": round(len(latencies) / elapsed, 1),
+        "server_cpu_ms_per_request": round(cpu * 1000 / max(1, len(latencies)), 2),
+        "load_average": os.getloadavg(),
         "p50_ms": round(statistics.median(latencies), 2),
         "p95_ms": round(_percentile(latencies, 0.95), 2),
         "p99_ms": round(_percentile(latencies, 0.99), 2),
@@ -302,7 +320,9 @@ def run_size(host: str, port: int, n_items: int, args: argparse.Namespace) -> di
                 process, base = start_uvicorn(_free_port(), env, Path(root) / "uvicorn.log")
                 try:
                     load = asyncio.run(
-                        _concurrent(base, project_id, tokens, args.concurrent_seconds, args.k)
+                        _concurrent(
+                            base, project_id, tokens, args.concurrent_seconds, args.k, process.pid
+                        )
                     )
                 finally:
                     process.terminate()
@@ -311,6 +331,7 @@ def run_size(host: str, port: int, n_items: int, args: argparse.Namespace) -> di
             print(
                 f"{n_items:>9,} items  {args.clients} clients    p50 {load['p50_ms']:7.2f} ms"
                 f"  p99 {load['p99_ms']:7.2f} ms  {load['requests_per_s']} req/s"
+                f"  ({load['server_cpu_ms_per_request']} ms API CPU each)"
                 f"  double leases {load['double_leases']}",
                 flush=True,
             )
@@ -346,6 +367,7 @@ def main() -> None:
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
         "created_at": datetime.now(UTC).isoformat(),
         "quick": args.quick,
+        "load_average_at_end": os.getloadavg(),
         "results": results,
     }
     args.output.parent.mkdir(parents=True, exist_ok=True)

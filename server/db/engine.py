@@ -5,32 +5,70 @@ with "database is locked".
 SQLite lets one writer in at a time, and a connection that finds the lock taken polls for it
 with sleeps that grow to 100 ms: with dozens of request threads some keep losing and wait for
 seconds while the lock sits free between sleeps. So the threads of one process first queue on
-an in-process gate per database file (woken the moment the holder commits), and only the head
-of that queue meets other processes (the worker) at SQLite's own lock."""
+an in-process gate per database file, handed on in arrival order the moment the holder's
+transaction ends, and only the head of that queue meets other processes (the worker) at
+SQLite's own lock."""
 
 from __future__ import annotations
 
 import sqlite3
 import threading
+from collections import deque
 from collections.abc import Callable
 from typing import Any
 
 from sqlalchemy import Engine, create_engine, event, make_url
 
-_GATES: dict[str, threading.Lock] = {}
+
+class FairGate:
+    """A lock handed to its waiters in arrival order (``threading.Lock`` is not fair: a thread
+    that releases and asks again at once can keep it from the others for seconds)."""
+
+    def __init__(self) -> None:
+        self._mutex = threading.Lock()
+        self._waiters: deque[threading.Event] = deque()
+        self._held = False
+
+    def acquire(self, timeout: float) -> bool:
+        with self._mutex:
+            if not self._held:
+                self._held = True
+                return True
+            turn = threading.Event()
+            self._waiters.append(turn)
+        if turn.wait(timeout):
+            return True
+        with self._mutex:
+            if turn.is_set():  # handed over just as the wait ran out
+                return True
+            self._waiters.remove(turn)
+            return False
+
+    def release(self) -> None:
+        with self._mutex:
+            if self._waiters:
+                self._waiters.popleft().set()  # ownership passes on: still held
+            else:
+                self._held = False
+
+    def locked(self) -> bool:
+        return self._held
+
+
+_GATES: dict[str, FairGate] = {}
 _GATES_LOCK = threading.Lock()
 
 
-def _gate(database: str) -> threading.Lock:
+def _gate(database: str) -> FairGate:
     with _GATES_LOCK:
-        return _GATES.setdefault(database, threading.Lock())
+        return _GATES.setdefault(database, FairGate())
 
 
 class _GatedConnection(sqlite3.Connection):
     """A pysqlite connection that holds its file's gate from ``BEGIN IMMEDIATE`` until the
     transaction ends, however it ends (commit, rollback, close)."""
 
-    gate: threading.Lock | None = None
+    gate: FairGate | None = None
     holding = False
 
     def enter(self, timeout_s: float) -> None:
@@ -90,7 +128,13 @@ def make_engine(
                 "timeout": sqlite_busy_timeout_ms / 1000,
                 **({} if in_memory else {"factory": _GatedConnection}),
             },
-            **kwargs,
+            # A connection for every request thread (the server runs up to 40): a thread that
+            # must wait for a pooled connection can lose it to newcomers again and again.
+            **(
+                {"pool_size": 8, "max_overflow": 56} | kwargs
+                if "poolclass" not in kwargs and not in_memory
+                else kwargs
+            ),
         )
         event.listen(engine, "connect", _sqlite_pragmas(sqlite_busy_timeout_ms))
         gate = _gate(engine.url.database or ":memory:")

@@ -6,12 +6,10 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query, Request
 
-from server.auth.dependencies import PrincipalDep, SessionDep
-from server.auth.service import check_project_access
+from server.auth.dependencies import PrincipalDep, ProjectDep, SessionDep
 from server.errors import ERROR_RESPONSES, BadRequest
 from server.ids import MAX_DB_ID, DbId
 from server.models.item_predictions import predictions_for
-from server.projects.service import get_project
 from server.settings import MAX_SUGGEST_K
 from server.suggest import repository, service
 from server.suggest.schemas import LeaseRead, Strategy, SuggestedItem, SuggestRead
@@ -26,6 +24,7 @@ Annotator = Annotated[
 @router.get("/projects/{project_id}/suggest", response_model=SuggestRead)
 def suggest(
     project_id: DbId,
+    project: ProjectDep,
     principal: PrincipalDep,
     session: SessionDep,
     request: Request,
@@ -53,11 +52,9 @@ def suggest(
     ``training.score_strategies`` lists them. Without a scored model the answer says ``strategy: cold_start_random``. The items are
     leased to this annotator (others will not get them) until ``lease_expires_at``; calling
     again renews the batch, labelling an item releases it."""
-    check_project_access(principal, project_id)
     settings = request.app.state.settings
     if k > settings.max_suggest_k:
         raise BadRequest(f"k must be at most {settings.max_suggest_k}")
-    project = get_project(session, project_id)
     result = service.suggest(
         session,
         project,
@@ -109,14 +106,13 @@ def suggest(
 @router.post("/projects/{project_id}/leases/renew", response_model=LeaseRead)
 def renew_leases(
     project_id: DbId,
+    project: ProjectDep,
     principal: PrincipalDep,
     session: SessionDep,
     request: Request,
     annotator: Annotator = None,
 ) -> LeaseRead:
     """Extend every live lease this token+annotator holds in the project."""
-    check_project_access(principal, project_id)
-    project = get_project(session, project_id)
     ids, expires = service.renew_leases(
         session, project, principal, annotator, request.app.state.settings.lease_seconds
     )
@@ -128,6 +124,7 @@ def renew_leases(
 @router.delete("/projects/{project_id}/leases", response_model=LeaseRead)
 def release_leases(
     project_id: DbId,
+    project: ProjectDep,
     principal: PrincipalDep,
     session: SessionDep,
     annotator: Annotator = None,
@@ -136,7 +133,5 @@ def release_leases(
     ] = None,
 ) -> LeaseRead:
     """Give back every item this token+annotator holds (or just ``item_id``), for others to label."""
-    check_project_access(principal, project_id)
-    get_project(session, project_id)
     repository.release(session, project_id, service.holder_key(principal, annotator), item_id)
     return LeaseRead(annotator=annotator or "", item_ids=[], lease_expires_at=None)
