@@ -23,7 +23,7 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
-from sqlalchemy import Engine, create_engine, event, text
+from sqlalchemy import Connection, Engine, create_engine, event, text
 
 from server.db.engine import _sqlite_pragmas, make_engine
 
@@ -40,7 +40,7 @@ def _plain_engine(url: str) -> Engine:
     event.listen(engine, "connect", _sqlite_pragmas(30_000))
 
     @event.listens_for(engine, "begin")
-    def _begin(conn):  # type: ignore[no-untyped-def]
+    def _begin(conn: Connection) -> None:
         conn.exec_driver_sql("BEGIN IMMEDIATE")
 
     return engine

@@ -51,9 +51,6 @@ class FairGate:
             else:
                 self._held = False
 
-    def locked(self) -> bool:
-        return self._held
-
 
 _GATES: dict[str, FairGate] = {}
 _GATES_LOCK = threading.Lock()
