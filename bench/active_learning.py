@@ -89,6 +89,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from xmodel_contracts.exported import CONFIG_FILE, ONNX_FILE, open_session, read_export_config
 from xmodel_core.export import atomic_write_bytes
 
 from .datasets import FASHION_CLASSES, Benchmark, fashion_mnist, kites, utkface
@@ -369,15 +370,8 @@ def prepare(images: torch.Tensor, preprocess: dict[str, Any]) -> np.ndarray:
 
 def onnx_predict(folder: Path, images: torch.Tensor, threads: int, batch: int = 256) -> np.ndarray:
     """Mean over heads of the exported model's decoded output -> ``[N, D]``."""
-    import onnxruntime as ort
-
-    config = json.loads((folder / "config.json").read_text())
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = threads
-    options.inter_op_num_threads = 1
-    session = ort.InferenceSession(
-        str(folder / "model.onnx"), options, providers=["CPUExecutionProvider"]
-    )
+    config = read_export_config(folder / CONFIG_FILE)
+    session = open_session(folder / ONNX_FILE, threads)
     out = []
     for start in range(0, len(images), batch):
         x = prepare(images[start : start + batch], config["preprocess"])

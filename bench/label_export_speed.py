@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import secrets
 import signal
 import socket
@@ -29,35 +28,20 @@ import sys
 import tempfile
 import threading
 import time
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import psycopg
 
+from bench.common import machine, now, pg_admin_connection, save_json
 from bench.live_api import start_uvicorn
 from server.db.migrate import upgrade_to_head
-from server.storage.image_store import atomic_write
 from xmodel_client import XModelClient
 
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = Path(__file__).parent / "results" / "label_export_speed.json"
 ADMIN = "bench-admin-token-" + secrets.token_hex(12)
 POINTS = ["left", "right", "top", "bottom"]
-
-
-def _admin_connection(host: str, port: int) -> tuple[psycopg.Connection, str]:
-    for user in (os.environ.get("XM_TEST_PG_USER"), "postgres", "root"):
-        if not user:
-            continue
-        for dbname in ("test", "postgres"):
-            try:
-                return psycopg.connect(
-                    host=host, port=port, user=user, dbname=dbname, autocommit=True
-                ), user
-            except psycopg.OperationalError:
-                continue
-    raise SystemExit("no PostgreSQL reachable")
 
 
 def _load(url: str, rows: int) -> int:
@@ -186,7 +170,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args(argv)
 
-    admin, user = _admin_connection(args.host, args.port)
+    admin, user = pg_admin_connection(args.host, args.port)
     name = f"xm_bench_{secrets.token_hex(4)}"
     admin.execute(f'CREATE DATABASE "{name}"')
     url = f"postgresql://{user}@{args.host}:{args.port}/{name}"
@@ -226,16 +210,10 @@ def main(argv: list[str] | None = None) -> int:
         "meets_bar": all(
             f["rows_per_s"] >= 20_000 and f["rss_growth_mb"] < 50 for f in figures.values()
         ),
-        "machine": {
-            "python": platform.python_version(),
-            "cpus": os.cpu_count(),
-            "platform": platform.platform(),
-        },
-        "date": datetime.now(UTC).isoformat(timespec="seconds"),
+        "machine": machine(),
+        "date": now(),
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write(args.out, json.dumps(document, indent=1).encode())
-    print(f"wrote {args.out}")
+    save_json(args.out, document)
     return 0
 
 

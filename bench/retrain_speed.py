@@ -33,6 +33,7 @@ from typing import Any
 
 import torch
 
+from xmodel_contracts.exported import CONFIG_FILE, ONNX_FILE, open_session, read_export_config
 from xmodel_contracts.training_defaults import default_image_size, product_defaults
 from xmodel_core.export import atomic_write_bytes
 
@@ -81,15 +82,8 @@ class PeakRss(threading.Thread):
 def onnx_rate(folder: Path, images: torch.Tensor, threads: int) -> float:
     """Images per second of the exported model through onnxruntime (batch 256), the images
     already prepared (decoding is not counted, as it is not in the worker's figure either)."""
-    import onnxruntime as ort
-
-    config = json.loads((folder / "config.json").read_text())
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = threads
-    options.inter_op_num_threads = 1
-    session = ort.InferenceSession(
-        str(folder / "model.onnx"), options, providers=["CPUExecutionProvider"]
-    )
+    config = read_export_config(folder / CONFIG_FILE)
+    session = open_session(folder / ONNX_FILE, threads)
     batches = [
         prepare(images[s : s + 256], config["preprocess"]) for s in range(0, len(images), 256)
     ]

@@ -22,9 +22,8 @@ import threading
 import time
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
-from sqlalchemy import Engine, create_engine, event, text
+from sqlalchemy import Connection, Engine, create_engine, event, text
 
 from server.db.engine import _sqlite_pragmas, make_engine
 
@@ -41,7 +40,7 @@ def _plain_engine(url: str) -> Engine:
     event.listen(engine, "connect", _sqlite_pragmas(30_000))
 
     @event.listens_for(engine, "begin")
-    def _begin(conn: Any) -> None:
+    def _begin(conn: Connection) -> None:
         conn.exec_driver_sql("BEGIN IMMEDIATE")
 
     return engine

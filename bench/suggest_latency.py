@@ -45,6 +45,7 @@ import httpx
 import psycopg
 from fastapi.testclient import TestClient
 
+from bench.common import pg_admin_connection
 from bench.live_api import start_uvicorn
 from server.db.migrate import upgrade_to_head
 from server.jobs.queue import RecordingJobQueue
@@ -54,20 +55,6 @@ from server.suggest.ranking import diversity_ranks
 
 ADMIN = "bench-admin-token-" + secrets.token_hex(12)
 RESULTS = Path(__file__).parent / "results" / "suggest_latency.json"
-
-
-def _admin_connection(host: str, port: int) -> tuple[psycopg.Connection, str]:
-    for user in (os.environ.get("XM_TEST_PG_USER"), "postgres", "root"):
-        if not user:
-            continue
-        for dbname in ("test", "postgres"):
-            try:
-                return psycopg.connect(
-                    host=host, port=port, user=user, dbname=dbname, autocommit=True
-                ), user
-            except psycopg.OperationalError:
-                continue
-    raise SystemExit("no PostgreSQL reachable")
 
 
 def _bulk_load(url: str, project_id: int, n_items: int, n_clusters: int, seed: int) -> None:
@@ -264,7 +251,7 @@ def _prepare(admin: psycopg.Connection, name: str, reuse: bool) -> bool:
 
 
 def run_size(host: str, port: int, n_items: int, args: argparse.Namespace) -> dict:
-    admin, user = _admin_connection(host, port)
+    admin, user = pg_admin_connection(host, port)
     name = f"xm_suggest_bench_{n_items}" if args.reuse else f"xm_bench_{secrets.token_hex(4)}"
     seed = _prepare(admin, name, args.reuse)
     url = f"postgresql://{user}@{host}:{port}/{name}"

@@ -17,9 +17,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import io
-import json
 import os
-import platform
 import secrets
 import signal
 import socket
@@ -27,16 +25,15 @@ import subprocess
 import sys
 import tempfile
 import time
-from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
 import numpy as np
 from PIL import Image
 
+from bench.common import machine, now, save_json
 from bench.live_api import start_uvicorn
 from server.db.migrate import upgrade_to_head
-from server.storage.image_store import atomic_write
 from xmodel_client import XModelClient
 from xmodel_client.cli import main as xmodel
 
@@ -164,12 +161,10 @@ def main(argv: list[str] | None = None) -> int:
         "ratio_best": round(ratio, 3),
         "bar": 0.8,
         "meets_bar": ratio >= 0.8,
-        "machine": {"python": platform.python_version(), "cpus": os.cpu_count()},
-        "date": datetime.now(UTC).isoformat(timespec="seconds"),
+        "machine": machine(),
+        "date": now(),
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write(args.out, json.dumps(document, indent=1).encode())
-    print(f"wrote {args.out}")
+    save_json(args.out, document)
     return 0
 
 

@@ -11,25 +11,16 @@ import psycopg
 import pytest
 from s3_test_server import S3Server, running_server, start_seaweedfs
 
+from bench.common import pg_admin_connection
+
 PG_HOST = os.environ.get("XM_TEST_PG_HOST", "127.0.0.1")
 PG_PORT = int(os.environ.get("XM_TEST_PG_PORT", "5432"))
 
 
 def _pg_admin_connection() -> tuple[psycopg.Connection, str]:
-    """Connect with autocommit as the first user/database that answers."""
-    errors = []
-    for user in (os.environ.get("XM_TEST_PG_USER"), "postgres", "root"):
-        if not user:
-            continue
-        for dbname in ("test", "postgres"):
-            try:
-                conn = psycopg.connect(
-                    host=PG_HOST, port=PG_PORT, user=user, dbname=dbname, autocommit=True
-                )
-                return conn, user
-            except psycopg.OperationalError as exc:
-                errors.append(f"{user}@{dbname}: {exc}")
-    raise RuntimeError("PostgreSQL is required for the integration tests: " + "; ".join(errors))
+    """Connect with autocommit as the first user/database that answers (the integration
+    tests need PostgreSQL)."""
+    return pg_admin_connection(PG_HOST, PG_PORT)
 
 
 @pytest.fixture(scope="session")

@@ -40,6 +40,7 @@ from xmodel_client.client import ExportFormat, FileOutcome, XModelClient
 from xmodel_client.errors import ApiError, XModelError
 from xmodel_client.models import Job
 from xmodel_client.sources import UploadSource, collect
+from xmodel_contracts.names import JobStatus
 
 out = Console(highlight=False, soft_wrap=True)
 err = Console(stderr=True, highlight=False, soft_wrap=True)
@@ -362,7 +363,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         return 130
     metrics = job.metrics or {}
-    if job.status != "succeeded":
+    if job.status != JobStatus.SUCCEEDED:
         raise CliError(f"job {job.id} ended {job.status}: {job.error or ''}")
     out.print(
         f"job {job.id} succeeded: model {job.model_id}, validation error {metrics.get('val_error')}"

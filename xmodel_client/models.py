@@ -8,6 +8,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from xmodel_contracts.names import ACTIVE_JOB_STATUSES
+
 
 class _Answer(BaseModel):
     model_config = ConfigDict(extra="allow")
@@ -82,7 +84,7 @@ class Job(_Answer):
 
     @property
     def finished(self) -> bool:
-        return self.status not in ("queued", "running")
+        return self.status not in ACTIVE_JOB_STATUSES
 
 
 class Artefact(_Answer):

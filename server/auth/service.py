@@ -6,7 +6,7 @@ import hashlib
 import logging
 import secrets
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import Protocol, TypeVar
 
 from sqlalchemy.orm import Session
 
@@ -17,7 +17,16 @@ from server.errors import Conflict, Forbidden, NotFound, Unauthorized
 
 log = logging.getLogger(__name__)
 TOKEN_PREFIX = "xm_"
-T = TypeVar("T")
+
+
+class InProject(Protocol):
+    """A row that belongs to one project (an item, a job, a model version)."""
+
+    @property
+    def project_id(self) -> int: ...
+
+
+T = TypeVar("T", bound=InProject)
 
 
 @dataclass(frozen=True)
@@ -71,7 +80,7 @@ def accessible(principal: Principal, resource: T | None, what: str, *, owner: bo
     if resource is None:
         raise NotFound(f"{what} not found")
     try:
-        check_project_access(principal, resource.project_id, owner=owner)  # type: ignore[attr-defined]
+        check_project_access(principal, resource.project_id, owner=owner)
     except NotFound:
         raise NotFound(f"{what} not found") from None
     return resource

@@ -46,15 +46,12 @@ class FairGate:
 
     def release(self) -> None:
         with self._mutex:
-            if not self.locked():  # as threading.Lock: releasing a free gate is a bug
+            if not self._held:  # as threading.Lock: releasing a free gate is a bug
                 raise RuntimeError("release of a gate that is not held")
             if self._waiters:
                 self._waiters.popleft().set()  # ownership passes on: still held
             else:
                 self._held = False
-
-    def locked(self) -> bool:
-        return self._held
 
 
 _GATES: dict[str, FairGate] = {}

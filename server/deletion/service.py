@@ -17,6 +17,7 @@ from server.errors import BadRequest
 from server.jobs import repository as jobs_repository
 from server.jobs.service import cancel_job
 from server.storage import ArtefactStore, ImageStore
+from xmodel_contracts.names import JobStatus
 
 CANCEL_WAIT_SECONDS = 20.0
 
@@ -41,7 +42,7 @@ def wait_until_stopped(
     """Give a running job's worker time to see the cancel and stop writing; after ``timeout``
     the delete goes ahead (the worker's writes are conditional on its row, which is gone)."""
     deadline = time.monotonic() + timeout
-    while read_status() == "running" and time.monotonic() < deadline:
+    while read_status() == JobStatus.RUNNING and time.monotonic() < deadline:
         time.sleep(0.25)
 
 

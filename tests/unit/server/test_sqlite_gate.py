@@ -8,7 +8,7 @@ import threading
 import pytest
 from sqlalchemy import text
 
-from server.db.engine import _gate, make_engine
+from server.db.engine import FairGate, _gate, make_engine
 
 
 def test_concurrent_writers_all_commit(tmp_path) -> None:
@@ -30,7 +30,7 @@ def test_concurrent_writers_all_commit(tmp_path) -> None:
         thread.join()
     with engine.connect() as conn:
         assert conn.execute(text("SELECT n FROM counter")).scalar_one() == 320
-    assert not _gate(str(engine.url.database)).locked()
+    assert _free(_gate(str(engine.url.database)))
     engine.dispose()
 
 
@@ -39,19 +39,27 @@ def test_gate_is_free_after_rollback_error_and_close(tmp_path) -> None:
     gate = _gate(str(engine.url.database))
     with engine.begin() as conn:
         conn.execute(text("CREATE TABLE t (id INTEGER PRIMARY KEY)"))
-    assert not gate.locked()
+    assert _free(gate)
     with pytest.raises(Exception, match="UNIQUE"), engine.begin() as conn:
         conn.execute(text("INSERT INTO t VALUES (1), (1)"))
-    assert not gate.locked()
+    assert _free(gate)
     conn = engine.connect()
     conn.execute(text("INSERT INTO t VALUES (2)"))  # a transaction left open...
-    assert gate.locked()
+    assert not _free(gate)
     conn.close()  # ...and abandoned: the pool rolls it back
-    assert not gate.locked()
+    assert _free(gate)
     raw = engine.raw_connection()
     raw.cursor().execute("SELECT 1")
     raw.invalidate()  # a connection thrown away
-    assert not gate.locked()
+    assert _free(gate)
     with engine.begin() as conn:
         assert conn.execute(text("SELECT count(*) FROM t")).scalar_one() == 0
     engine.dispose()
+
+
+def _free(gate: FairGate) -> bool:
+    """Whether another thread could take ``gate`` now (taken and given back if so)."""
+    if gate.acquire(timeout=0):
+        gate.release()
+        return True
+    return False
