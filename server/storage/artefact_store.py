@@ -10,16 +10,13 @@ objects and gives readers a verified local copy under a cache folder."""
 from __future__ import annotations
 
 import hashlib
-import os
 import shutil
-import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Protocol
 
-from server.storage.image_store import atomic_write
 from server.storage.s3 import S3Objects
-from xmodel_contracts.files import sha256_of_file
+from xmodel_contracts.files import atomic_write, atomic_write_bytes, sha256_of_file
 
 
 class ArtefactMissing(FileNotFoundError):
@@ -75,7 +72,7 @@ class FileArtefactStore:
     def put_file(self, key: str, source: Path, sha256: str | None = None) -> None:
         target = self._path(key)
         if Path(source).resolve() != target:
-            atomic_write(target, Path(source).read_bytes())
+            atomic_write_bytes(target, Path(source).read_bytes())
         if sha256 is not None and sha256_of_file(target) != sha256:
             raise OSError(f"{key}: stored bytes do not match sha256 {sha256}")
 
@@ -86,7 +83,7 @@ class FileArtefactStore:
         return path
 
     def put_bytes(self, key: str, data: bytes) -> None:
-        atomic_write(self._path(key), data)
+        atomic_write_bytes(self._path(key), data)
 
     def get_bytes(self, key: str) -> bytes | None:
         path = self._path(key)
@@ -124,11 +121,8 @@ class S3ArtefactStore:
             raise ArtefactMissing(f"{key} is missing from the object store")
         if sha256 is not None and hashlib.sha256(data).hexdigest() != sha256:
             raise ArtefactMissing(f"{key}: downloaded bytes do not match sha256 {sha256}")
-        target.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".tmp-")
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-        os.replace(tmp, target)
+        # a cache copy: readers see all of it or none; a crash only costs a download
+        atomic_write(target, lambda tmp: tmp.write_bytes(data), durable=False)
         return target
 
     def put_bytes(self, key: str, data: bytes) -> None:

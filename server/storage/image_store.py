@@ -4,11 +4,11 @@ as files ``<root>/images/ab/cd/<sha256>`` written atomically (tmp file, fsync, r
 from __future__ import annotations
 
 import hashlib
-import os
 import re
-import tempfile
 from pathlib import Path
 from typing import Protocol
+
+from xmodel_contracts.files import atomic_write_bytes
 
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 
@@ -43,30 +43,6 @@ def image_key(sha256: str) -> str:
     return f"images/{sha256[:2]}/{sha256[2:4]}/{sha256}"
 
 
-def _fsync_dir(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def atomic_write(target: Path, data: bytes) -> None:
-    """Write ``data`` to ``target`` so readers see either nothing or the whole file."""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(dir=target.parent, prefix=".tmp-")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp_name, target)
-    except BaseException:
-        Path(tmp_name).unlink(missing_ok=True)
-        raise
-    _fsync_dir(target.parent)
-
-
 class FileImageStore:
     """Images as files under ``root/images``, sharded by the first two hex byte pairs."""
 
@@ -81,7 +57,7 @@ class FileImageStore:
         digest = sha256_hex(data)
         target = self._file(digest)
         if not target.exists():
-            atomic_write(target, data)
+            atomic_write_bytes(target, data)
         return digest
 
     def exists(self, sha256: str) -> bool:
@@ -97,6 +73,4 @@ class FileImageStore:
         self._file(sha256).unlink(missing_ok=True)
 
     def count(self) -> int:
-        return sum(
-            1 for p in self.root.rglob("*") if p.is_file() and not p.name.startswith(".tmp-")
-        )
+        return sum(1 for p in self.root.rglob("*") if p.is_file() and not p.name.startswith("."))
