@@ -12,8 +12,6 @@ from __future__ import annotations
 import json
 import os
 import secrets
-import signal
-import socket
 import subprocess
 import sys
 import time
@@ -25,16 +23,10 @@ from typing import Any
 
 import httpx
 
-from bench.live_api import wait_healthy
+from bench.live_api import QUICK_SERVICE_ENV, embedded_service, free_port, stop, wait_healthy
 
 REPO = Path(__file__).resolve().parents[1]
 LABEL_STUDIO_VENV = REPO / ".venv-label-studio"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def label_studio_executable() -> Path | None:
@@ -68,16 +60,6 @@ class Stack:
     xmodel_url: str
     admin_token: str
     bridge_url: str
-
-
-def _stop(child: subprocess.Popen[bytes]) -> None:
-    if child.poll() is None:
-        child.send_signal(signal.SIGINT)
-        try:
-            child.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            child.kill()
-            child.wait()
 
 
 @contextmanager
@@ -148,41 +130,14 @@ def label_studio(data_dir: Path, timeout: float = 600) -> Iterator[LabelStudioPr
         ) as http:
             yield LabelStudioProcess(url=url, token=token, http=http)
     finally:
-        _stop(child)
+        stop(child)
 
 
 @contextmanager
 def xmodel_service(data_dir: Path) -> Iterator[tuple[str, str]]:
     """The embedded service (API + one worker, SQLite): its URL and admin token."""
-    port = free_port()
-    env = {
-        **os.environ,
-        "OMP_NUM_THREADS": "1",
-        "XM_PROGRESS_SECONDS": "0.2",
-        "XM_HEARTBEAT_SECONDS": "1",
-    }
-    log = data_dir / "service.log"
-    with log.open("wb") as out:
-        child = subprocess.Popen(
-            [
-                sys.executable,
-                str(REPO / "scripts" / "run_embedded.py"),
-                "--port",
-                str(port),
-                "--data-dir",
-                str(data_dir),
-            ],
-            cwd=REPO,
-            env=env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        wait_healthy(url, child, log, timeout=180)
-        yield url, (data_dir / "admin_token").read_text().strip()
-    finally:
-        _stop(child)
+    with embedded_service(data_dir, QUICK_SERVICE_ENV) as service:
+        yield service
 
 
 @contextmanager
@@ -220,7 +175,7 @@ def bridge(
         wait_healthy(url, child, log, timeout=60)
         yield url
     finally:
-        _stop(child)
+        stop(child)
 
 
 def wait_until(check: Any, timeout: float = 60, interval: float = 0.3, what: str = "") -> Any:

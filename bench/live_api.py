@@ -1,13 +1,20 @@
 """Start the API (or the embedded service) in a child process and wait until it answers.
 
 Benchmarks and integration tests that need a live server on a free port with their own
-environment share these two functions; ``scripts/demo.py``'s ``start_local`` starts the whole
+environment share these functions (``embedded_service``: the API and one worker, as
+``make run`` starts them); ``scripts/demo.py``'s ``start_local`` starts the whole
 embedded service for the client-side benchmarks.
 """
 
 from __future__ import annotations
 
+import os
+import signal
+import socket
 import subprocess
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from xmodel_contracts.launch import api_command
@@ -48,3 +55,60 @@ def start_uvicorn(
     base = f"http://127.0.0.1:{port}"
     wait_healthy(base, child, log, timeout)
     return child, base
+
+
+def free_port() -> int:
+    """A TCP port nothing listens on now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def stop(child: subprocess.Popen[bytes], timeout: float = 20) -> None:
+    """Ask ``child`` to stop as Ctrl-C would; kill it if it has not within ``timeout``."""
+    if child.poll() is None:
+        child.send_signal(signal.SIGINT)
+        try:
+            child.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            child.kill()
+            child.wait()
+
+
+# fast progress and heartbeats, one thread: what a test or benchmark of the loop wants
+QUICK_SERVICE_ENV = {
+    "OMP_NUM_THREADS": "1",
+    "XM_PROGRESS_SECONDS": "0.2",
+    "XM_HEARTBEAT_SECONDS": "1",
+}
+
+
+@contextmanager
+def embedded_service(
+    data_dir: Path, env: dict[str, str] | None = None, timeout: float = 180
+) -> Iterator[tuple[str, str]]:
+    """``scripts/run_embedded.py`` (API + one worker, SQLite) on a free port over ``data_dir``
+    with ``env`` added to this process's environment; yields (URL, admin token), then stops it."""
+    port = free_port()
+    log = data_dir / "service.log"
+    with log.open("wb") as out:
+        child = subprocess.Popen(
+            [
+                sys.executable,
+                str(REPO / "scripts" / "run_embedded.py"),
+                "--port",
+                str(port),
+                "--data-dir",
+                str(data_dir),
+            ],
+            cwd=REPO,
+            env={**os.environ, **(env or {})},
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_healthy(url, child, log, timeout=timeout)
+        yield url, (data_dir / "admin_token").read_text().strip()
+    finally:
+        stop(child, timeout=60)

@@ -13,7 +13,6 @@ import pty
 import select
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -23,7 +22,7 @@ from pathlib import Path
 import pytest
 from PIL import Image, ImageStat
 
-from bench.live_api import wait_healthy
+from bench.live_api import QUICK_SERVICE_ENV, embedded_service
 from xmodel_client import XModelClient
 from xmodel_client.cli import main
 from xmodel_client.sources import file_source
@@ -32,45 +31,10 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 REPO = Path(__file__).resolve().parents[3]
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @pytest.fixture(scope="module")
 def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str]]:
-    data = tmp_path_factory.mktemp("service")
-    port = _free_port()
-    env = {
-        **os.environ,
-        "OMP_NUM_THREADS": "1",
-        "XM_PROGRESS_SECONDS": "0.2",
-        "XM_HEARTBEAT_SECONDS": "1",
-    }
-    log = (data / "service.log").open("wb")
-    child = subprocess.Popen(
-        [
-            sys.executable,
-            str(REPO / "scripts" / "run_embedded.py"),
-            "--port",
-            str(port),
-            "--data-dir",
-            str(data),
-        ],
-        cwd=REPO,
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        wait_healthy(url, child, data / "service.log", timeout=180)
-        yield url, (data / "admin_token").read_text().strip()
-    finally:
-        child.send_signal(signal.SIGINT)
-        child.wait(60)
-        log.close()
+    with embedded_service(tmp_path_factory.mktemp("service"), QUICK_SERVICE_ENV) as running:
+        yield running
 
 
 @pytest.fixture
