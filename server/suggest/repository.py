@@ -5,9 +5,21 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable
 from datetime import datetime
-from typing import NamedTuple
+from typing import Any, NamedTuple, cast
 
-from sqlalchemy import Select, and_, bindparam, delete, exists, select, text, update
+from sqlalchemy import (
+    ColumnElement,
+    CursorResult,
+    Select,
+    and_,
+    bindparam,
+    delete,
+    exists,
+    insert,
+    select,
+    text,
+    update,
+)
 from sqlalchemy.orm import Session
 
 from server.db.base import UTCDateTime
@@ -37,14 +49,14 @@ def write_scores(session: Session, model_id: int, strategy: str, rows: Iterable[
         for row in rows
     ]
     if payload:
-        session.execute(ItemScore.__table__.insert(), payload)
+        session.execute(insert(ItemScore), payload)
     return len(payload)
 
 
 def delete_scores(session: Session, model_id: int) -> int:
     """Drop a model's scores (a re-run rewrites them all: exactly one row per item)."""
     result = session.execute(delete(ItemScore).where(ItemScore.model_id == model_id))
-    return int(result.rowcount or 0)
+    return int(cast(CursorResult[Any], result).rowcount or 0)
 
 
 def forget_item(session: Session, item_id: int) -> None:
@@ -60,7 +72,7 @@ def has_scores(session: Session, model_id: int, strategy: str) -> bool:
     return bool(session.scalar(query))
 
 
-def _free_for(holder: str, now: datetime):  # type: ignore[no-untyped-def]
+def _free_for(holder: str, now: datetime) -> ColumnElement[bool]:
     taken = select(ItemLease.item_id).where(
         ItemLease.item_id == Item.id, ItemLease.expires_at > now, ItemLease.holder != holder
     )
@@ -121,7 +133,7 @@ def random_unlabelled(
 ) -> list[int]:
     """A uniform sample: items in ``random_key`` order from a random start, wrapping round."""
 
-    def part(condition):  # type: ignore[no-untyped-def]
+    def part(condition: Any) -> list[int]:
         query = (
             select(Item.id)
             .where(
@@ -231,4 +243,4 @@ def release(session: Session, project_id: int, holder: str, item_id: int | None 
     if item_id is not None:
         query = query.where(ItemLease.item_id == item_id)
     result = session.execute(query)
-    return int(result.rowcount or 0)
+    return int(cast(CursorResult[Any], result).rowcount or 0)
