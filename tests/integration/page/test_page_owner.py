@@ -47,7 +47,9 @@ def test_owner_uploads_a_folder_trains_and_downloads(
     assert any("broken.png" in row and "not a supported image" in row for row in refused), refused
     assert any("notes.txt" in row and "not an image" in row for row in refused), refused
     assert page.locator("#upload-progress").evaluate("bar => bar.value") == 1
-    assert "6 images, 0 labelled" in page.locator("#project-counts").inner_text()
+    page.wait_for_function(  # the counts refresh once the upload has finished
+        "() => document.getElementById('project-counts').textContent.includes('6 images, 0 labelled')"
+    )
 
     # Back to labelling: label four (cold start), then train from the page.
     page.click("#owner-toggle")
