@@ -12,12 +12,11 @@ import os
 import signal
 import socket
 import subprocess
-import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from xmodel_contracts.launch import api_command
+from xmodel_contracts.launch import api_command, embedded_command
 from xmodel_contracts.launch import wait_healthy as _wait_healthy
 
 REPO = Path(__file__).resolve().parents[1]
@@ -93,14 +92,7 @@ def embedded_service(
     log = data_dir / "service.log"
     with log.open("wb") as out:
         child = subprocess.Popen(
-            [
-                sys.executable,
-                str(REPO / "scripts" / "run_embedded.py"),
-                "--port",
-                str(port),
-                "--data-dir",
-                str(data_dir),
-            ],
+            embedded_command(port, data_dir),
             cwd=REPO,
             env={**os.environ, **(env or {})},
             stdout=out,

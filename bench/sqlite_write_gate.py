@@ -14,7 +14,6 @@ that grow to 100 ms, so under contention some waiters keep losing: the max shows
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import tempfile
@@ -25,6 +24,7 @@ from pathlib import Path
 
 from sqlalchemy import Connection, Engine, create_engine, event, text
 
+from bench.common import save_json
 from server.db.engine import _sqlite_pragmas, make_engine
 
 RESULTS = Path(__file__).parent / "results" / "sqlite_write_gate.json"
@@ -103,9 +103,7 @@ def main() -> None:
         "created_at": datetime.now(UTC).isoformat(),
         "results": results,
     }
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_text(json.dumps(output, indent=2) + "\n")
-    print(f"wrote {args.output}")
+    save_json(args.output, output)
 
 
 if __name__ == "__main__":

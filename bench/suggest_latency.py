@@ -26,7 +26,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import hashlib
-import json
 import math
 import os
 import platform
@@ -45,7 +44,7 @@ import httpx
 import psycopg
 from fastapi.testclient import TestClient
 
-from bench.common import pg_admin_connection
+from bench.common import pg_admin_connection, save_json
 from bench.live_api import start_uvicorn
 from server.db.migrate import upgrade_to_head
 from server.jobs.queue import RecordingJobQueue
@@ -370,9 +369,7 @@ def main() -> None:
         "load_average_at_end": os.getloadavg(),
         "results": results,
     }
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_text(json.dumps(output, indent=2) + "\n")
-    print(f"wrote {args.output}")
+    save_json(args.output, output)
 
 
 if __name__ == "__main__":

@@ -39,6 +39,7 @@ from xmodel_client import XModelClient, collect  # noqa: E402
 from xmodel_client.cli import wait_with_bar  # noqa: E402
 from xmodel_client.local_predict import LocalModel  # noqa: E402
 from xmodel_client.sources import file_source  # noqa: E402
+from xmodel_contracts.launch import embedded_command, wait_healthy  # noqa: E402
 
 console = Console(stderr=True, highlight=False)
 
@@ -173,33 +174,18 @@ class Api:
 
 def start_local(port: int, data_dir: Path) -> tuple[subprocess.Popen[bytes], str, str]:
     """Start scripts/run_embedded.py (API + worker) on ``data_dir``; returns (child, URL, admin token)."""
-    log = open(data_dir / "service.log", "ab")  # noqa: SIM115 - lives as long as the child
+    log_path = data_dir / "service.log"
+    log = open(log_path, "ab")  # noqa: SIM115 - lives as long as the child
     child = subprocess.Popen(
-        [
-            sys.executable,
-            str(REPO / "scripts" / "run_embedded.py"),
-            "--port",
-            str(port),
-            "--data-dir",
-            str(data_dir),
-        ],
-        cwd=REPO,
-        stdout=log,
-        stderr=subprocess.STDOUT,
+        embedded_command(port, data_dir), cwd=REPO, stdout=log, stderr=subprocess.STDOUT
     )
     url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 180
-    while time.monotonic() < deadline:
-        if child.poll() is not None:
-            raise SystemExit(f"the local service did not start; see {data_dir / 'service.log'}")
-        try:
-            if httpx.get(f"{url}/health", timeout=2).status_code == 200:
-                return child, url, (data_dir / "admin_token").read_text().strip()
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.5)
-    child.terminate()
-    raise SystemExit("the local service did not answer within 180 s")
+    try:
+        wait_healthy(url, [child], log=log_path, timeout=180)
+    except RuntimeError as error:
+        child.terminate()
+        raise SystemExit(f"the local service did not start: {error}") from error
+    return child, url, (data_dir / "admin_token").read_text().strip()
 
 
 # ---- the loop -----------------------------------------------------------------------------------

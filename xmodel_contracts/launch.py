@@ -17,6 +17,13 @@ API_APP = "server.main:app"
 WORKER_APP = "worker.app"
 
 
+def embedded_command(port: int, data_dir: Path) -> list[str]:
+    """``scripts/run_embedded.py`` (what ``make run`` starts: the API and one worker on SQLite)
+    on 127.0.0.1:``port`` over ``data_dir``; for a source checkout (demo, benchmarks, tests)."""
+    script = Path(__file__).resolve().parents[1] / "scripts" / "run_embedded.py"
+    return [sys.executable, str(script), "--port", str(port), "--data-dir", str(data_dir)]
+
+
 def api_command(host: str, port: int, *, log_level: str | None = None) -> list[str]:
     """``python -m uvicorn server.main:app`` on ``host:port``."""
     command = [sys.executable, "-m", "uvicorn", API_APP, "--host", host, "--port", str(port)]
