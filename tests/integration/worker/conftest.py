@@ -40,3 +40,12 @@ def client(pg_setup: dict) -> Iterator[Client]:
     yield from make_client(
         pg_setup["database_url"], pg_setup["storage"], pg_setup["broker_url"], pg_setup["queue"]
     )
+
+
+@pytest.fixture
+def own_workers(pg_setup: dict) -> Iterator[list[WorkerProcess]]:
+    """Worker processes a test starts itself (append them); stopped when it ends."""
+    started: list[WorkerProcess] = []
+    yield started
+    for process in started:
+        process.stop()

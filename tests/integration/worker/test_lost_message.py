@@ -3,7 +3,6 @@ a real worker, instead of staying queued for ever."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import timedelta
 
 import pytest
@@ -21,19 +20,10 @@ pytestmark = pytest.mark.integration
 TRAINING = {"steps": 4, "batch_size": 4, "unlabelled_batch_size": 4, "eval_every": 4}
 
 
-@pytest.fixture
-def late_worker(pg_setup: dict) -> Iterator[list[WorkerProcess]]:
-    """Workers the test starts itself, once the message is gone."""
-    started: list[WorkerProcess] = []
-    yield started
-    for process in started:
-        process.stop()
-
-
 def test_purged_message_is_resent_and_the_job_finishes(
     client: Client,
     pg_setup: dict,
-    late_worker: list[WorkerProcess],
+    own_workers: list[WorkerProcess],
 ) -> None:
     project_id, owner, _ = client.project(TRAINING, n_images=8, n_labelled=6)
     job_id = client.train(project_id, owner)  # no worker yet: the message waits in Redis
@@ -49,7 +39,7 @@ def test_purged_message_is_resent_and_the_job_finishes(
 
     env = worker_env(pg_setup["database_url"], pg_setup["storage"], REDIS_URL, queue)
     process = WorkerProcess(env | {"XM_RESEND_QUEUED_SECONDS": "2"}, pg_setup["logs"]).start()
-    late_worker.append(process)
+    own_workers.append(process)
     job = client.wait_job(job_id, owner, finished, timeout=120, worker=process)
     # (a second attempt is possible on a machine so loaded that a heartbeat came late)
     assert job["status"] == "succeeded", job

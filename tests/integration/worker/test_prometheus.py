@@ -4,8 +4,6 @@ jobs by state, queue depth in Redis, oldest queued job's age) and a worker's scr
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import httpx
 import pytest
 from worker_helpers import (
@@ -23,14 +21,6 @@ pytestmark = pytest.mark.integration
 TRAINING = {"steps": 6, "batch_size": 4, "unlabelled_batch_size": 4, "eval_every": 6}
 
 
-@pytest.fixture
-def started(pg_setup: dict) -> Iterator[list[WorkerProcess]]:
-    processes: list[WorkerProcess] = []
-    yield processes
-    for process in processes:
-        process.stop()
-
-
 def _api_metrics(client: Client) -> dict:
     response = client.http.get("/metrics")
     assert response.status_code == 200 and response.headers["content-type"].startswith("text/plain")
@@ -40,7 +30,7 @@ def _api_metrics(client: Client) -> dict:
 def test_api_and_worker_metrics(
     client: Client,
     pg_setup: dict,
-    started: list[WorkerProcess],
+    own_workers: list[WorkerProcess],
 ) -> None:
     project_id, owner, _ = client.project(TRAINING, n_images=10, n_labelled=6)
     for _ in range(3):
@@ -68,7 +58,7 @@ def test_api_and_worker_metrics(
     port = free_port()
     env = worker_env(pg_setup["database_url"], pg_setup["storage"], REDIS_URL, pg_setup["queue"])
     worker = WorkerProcess(env | {"XM_WORKER_METRICS_PORT": str(port)}, pg_setup["logs"]).start()
-    started.append(worker)
+    own_workers.append(worker)
     job = client.wait_job(job_id, owner, finished, timeout=120, worker=worker)
     assert job["status"] == "succeeded", job
 

@@ -4,13 +4,11 @@ import system refuses those packages, and in pyproject.toml's extras."""
 
 from __future__ import annotations
 
-import subprocess
-import sys
-import textwrap
 import tomllib
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[3]
+from blocked_imports import REPO, run_blocked
+
 BLOCKED = [
     "boto3",
     "celery",
@@ -24,16 +22,9 @@ BLOCKED = [
 
 
 def test_the_bridge_serves_without_server_worker_or_torch(tmp_path: Path) -> None:
-    script = textwrap.dedent(
+    done = run_blocked(
+        BLOCKED,
         f"""
-        import importlib.abc, sys
-        class Blocker(importlib.abc.MetaPathFinder):
-            def find_spec(self, name, path=None, target=None):
-                if name.split(".")[0] in {BLOCKED!r}:
-                    raise ImportError(f"{{name}} is not installed here")
-                return None
-        sys.meta_path.insert(0, Blocker())
-
         from pathlib import Path
         from fastapi.testclient import TestClient
         from xmodel_client import XModelClient
@@ -53,15 +44,8 @@ def test_the_bridge_serves_without_server_worker_or_torch(tmp_path: Path) -> Non
             refused = client.post("/setup", json={{"project": "1.1", "schema": "<View/>"}})
             assert refused.status_code == 400 and "0 <Image> tags" in refused.text, refused.text
         print("served")
-        """
-    )
-    done = subprocess.run(
-        [sys.executable, "-c", script],
-        cwd=tmp_path,
-        env={"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin"},
-        capture_output=True,
-        text=True,
-        timeout=120,
+        """,
+        tmp_path,
     )
     assert done.returncode == 0 and "served" in done.stdout, done.stderr[-3000:]
 

@@ -4,39 +4,14 @@ plain ``pip install .``) machine. And the extras in pyproject.toml say the same.
 
 from __future__ import annotations
 
-import subprocess
-import sys
-import textwrap
 import tomllib
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[3]
-
-BLOCKER = """
-import importlib.abc, sys
-class Blocker(importlib.abc.MetaPathFinder):
-    def find_spec(self, name, path=None, target=None):
-        if name.split(".")[0] in BLOCKED:
-            raise ImportError(f"{name} is not installed here")
-        return None
-sys.meta_path.insert(0, Blocker())
-"""
-
-
-def _run(blocked: set[str], body: str, tmp_path: Path) -> subprocess.CompletedProcess[str]:
-    script = f"BLOCKED = {sorted(blocked)!r}\n{BLOCKER}\n{textwrap.dedent(body)}"
-    return subprocess.run(
-        [sys.executable, "-c", script],
-        cwd=tmp_path,
-        env={"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin"},
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+from blocked_imports import REPO, run_blocked
 
 
 def test_the_api_serves_without_torch(tmp_path: Path) -> None:
-    done = _run(
+    done = run_blocked(
         {"torch", "torchvision", "xmodel_core", "worker", "safetensors", "onnxscript"},
         f"""
         import sys
@@ -63,7 +38,7 @@ def test_the_api_serves_without_torch(tmp_path: Path) -> None:
 
 
 def test_the_client_needs_no_server(tmp_path: Path) -> None:
-    done = _run(
+    done = run_blocked(
         {"torch", "torchvision", "fastapi", "sqlalchemy", "celery", "boto3", "server", "worker"},
         """
         import xmodel_client, xmodel_client.cli, xmodel_client.local_predict
