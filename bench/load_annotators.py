@@ -54,6 +54,7 @@ from typing import Any
 import httpx
 from PIL import Image
 
+from bench.common import pg_admin_connection
 from bench.live_api import wait_healthy
 
 REPO = Path(__file__).resolve().parents[1]
@@ -110,20 +111,14 @@ def _free_port() -> int:
 
 
 def _postgres_database(host: str, port: int) -> tuple[str, Any]:
-    import psycopg
-
-    for user in (os.environ.get("XM_TEST_PG_USER"), "postgres", "root"):
-        if not user:
-            continue
-        try:
-            conn = psycopg.connect(host=host, port=port, user=user, dbname="test", autocommit=True)
-        except psycopg.OperationalError:
-            continue
-        name = f"xm_load_{secrets.token_hex(4)}"
-        conn.execute(f'CREATE DATABASE "{name}"')
-        conn.close()  # (the restart would end it: the drop connects again)
-        return f"postgresql://{user}@{host}:{port}/{name}", (user, name)
-    raise SystemExit("PostgreSQL is not reachable")
+    try:
+        conn, user = pg_admin_connection(host, port)
+    except RuntimeError as error:
+        raise SystemExit(str(error)) from error
+    name = f"xm_load_{secrets.token_hex(4)}"
+    conn.execute(f'CREATE DATABASE "{name}"')
+    conn.close()  # (the restart would end it: the drop connects again)
+    return f"postgresql://{user}@{host}:{port}/{name}", (user, name)
 
 
 def _start_server(database_url: str, root: Path) -> tuple[subprocess.Popen[bytes], str, Path]:

@@ -104,16 +104,19 @@ class Model(_Answer):
     artefacts: list[Artefact] = Field(default_factory=list)
 
 
-class ItemPrediction(_Answer):
-    """The active model's guess for one stored item (``GET /items/{id}/prediction``)."""
-
-    item_id: int
+class Prediction(_Answer):
     model_id: int
     model_version: int
     task: str
     prediction: dict[str, Any]
     heads: list[list[float]]
     disagreement: float
+
+
+class ItemPrediction(Prediction):
+    """The active model's guess for one stored item (``GET /items/{id}/prediction``)."""
+
+    item_id: int
 
 
 class SuggestedItem(_Answer):
@@ -133,15 +136,6 @@ class Suggestion(_Answer):
     lease_expires_at: datetime | None = None
     note: str | None = None
     items: list[SuggestedItem]
-
-
-class Prediction(_Answer):
-    model_id: int
-    model_version: int
-    task: str
-    prediction: dict[str, Any]
-    heads: list[list[float]]
-    disagreement: float
 
 
 class ImportReport(_Answer):

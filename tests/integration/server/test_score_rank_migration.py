@@ -9,11 +9,11 @@ import secrets
 from collections.abc import Iterator
 from datetime import UTC, datetime
 
-import psycopg
 import pytest
 from alembic import command
 from sqlalchemy import text
 
+from bench.common import pg_admin_connection
 from server.db.engine import make_engine
 from server.db.migrate import alembic_config
 from server.suggest.ranking import ranked_rows
@@ -29,22 +29,14 @@ def fresh_url(request: pytest.FixtureRequest, tmp_path) -> Iterator[str]:
         return
     host = os.environ.get("XM_TEST_PG_HOST", "127.0.0.1")
     port = int(os.environ.get("XM_TEST_PG_PORT", "5432"))
-    for user in (os.environ.get("XM_TEST_PG_USER"), "postgres", "root"):
-        if not user:
-            continue
-        try:
-            admin = psycopg.connect(host=host, port=port, user=user, dbname="test", autocommit=True)
-        except psycopg.OperationalError:
-            continue
-        name = f"xm_mig_{secrets.token_hex(4)}"
-        admin.execute(f'CREATE DATABASE "{name}"')
-        try:
-            yield f"postgresql://{user}@{host}:{port}/{name}"
-        finally:
-            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-            admin.close()
-        return
-    pytest.fail("PostgreSQL is required for the integration tests")
+    admin, user = pg_admin_connection(host, port)
+    name = f"xm_mig_{secrets.token_hex(4)}"
+    admin.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield f"postgresql://{user}@{host}:{port}/{name}"
+    finally:
+        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        admin.close()
 
 
 def test_upgrade_ranks_existing_scores_in_the_walk_order(fresh_url: str) -> None:
