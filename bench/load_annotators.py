@@ -4,7 +4,11 @@ job run (and, on PostgreSQL, the database restarts).
 The service is ``scripts/run_embedded.py`` (uvicorn and one Celery worker process) on the
 backend's database. Each of ``--annotators`` asyncio clients (one project token each) loops:
 ``GET /suggest`` (k items, leased to it), then ``PUT /items/{id}/label`` for each, pausing
-``--think-ms`` before each label as a person would (0: as fast as the server answers).
+before each label as a person would: ``--think-ms`` on average, each pause drawn uniformly
+from half to one and a half times it, and each annotator starting at a random moment of the
+first pause (0: no pause, everyone at once, each asking again as soon as it is answered).
+People do not label in lockstep; a fixed pause and a common start would send all 32 requests
+in the same millisecond, every second, and measure that burst instead.
 Meanwhile another client imports a zip of ``--import-images`` tiny images into the same
 project, the owner starts a training job after ``--train-after`` seconds (its scoring writes
 a score for every item while the annotators work), and on PostgreSQL the cluster is
@@ -37,6 +41,7 @@ import json
 import math
 import os
 import platform
+import random
 import secrets
 import socket
 import statistics
@@ -170,6 +175,13 @@ async def _annotator(
     holders: dict[int, int],
 ) -> None:
     mine: list[int] = []
+    pauses = random.Random(who)  # seeded: the same schedule for every backend and run
+
+    def think() -> float:
+        return args.think_ms / 1000 * pauses.uniform(0.5, 1.5)
+
+    if args.think_ms:
+        await asyncio.sleep(pauses.uniform(0, args.think_ms / 1000))
     while time.monotonic() < until:
         # This request replaces the batch: what is left of the last one (a label that failed,
         # or the load ending) is released by it and may go to someone else from now on.
@@ -200,7 +212,7 @@ async def _annotator(
             holders[item_id] = who
         for item_id in items:
             if args.think_ms:
-                await asyncio.sleep(args.think_ms / 1000)
+                await asyncio.sleep(think())
             if time.monotonic() >= until:
                 return
             started, sent = time.perf_counter(), time.monotonic()
@@ -476,7 +488,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seconds", type=float, default=120.0, help="load duration per backend")
     parser.add_argument("--k", type=int, default=5, help="items per /suggest")
     parser.add_argument(
-        "--think-ms", type=float, default=0.0, help="an annotator's pause before each label"
+        "--think-ms",
+        type=float,
+        default=0.0,
+        help="an annotator's mean pause before each label (each drawn from 0.5-1.5 times it)",
     )
     parser.add_argument(
         "--train-steps", type=int, default=300, help="steps of the concurrent job (0: no job)"

@@ -107,20 +107,33 @@ def allowed_methods(request: Request, fallback: str = "") -> list[str]:
 
 
 def _database_unreachable(exc: DBAPIError) -> bool:
-    """The connection to the database was refused or dropped (not a bug of the request)."""
+    """The connection to the database was refused or dropped (not a bug of the request).
+
+    PostgreSQL says so by SQLSTATE: class 08 (connection exception) and 57P (the server is
+    shutting down, starting up or unreachable). A driver error without a SQLSTATE (the socket
+    closed, the connection lost) is client-side and also means the connection; the phrases
+    cover drivers that give no SQLSTATE at all."""
     if exc.connection_invalidated:
         return True
-    return isinstance(exc, OperationalError | InterfaceError) and any(
-        phrase in str(exc)
-        for phrase in (
-            "connection failed",
-            "server closed the connection",
-            "terminating connection",
-            "the database system is",
-            "connection is closed",
-            "Connection refused",
-        )
-    )
+    if not isinstance(exc, OperationalError | InterfaceError):
+        return False
+    sqlstate = getattr(exc.orig, "sqlstate", None)
+    if sqlstate:
+        return str(sqlstate).startswith(("08", "57P"))
+    return any(phrase in str(exc) for phrase in _CONNECTION_PHRASES)
+
+
+_CONNECTION_PHRASES = (
+    "connection failed",
+    "server closed the connection",
+    "terminating connection",
+    "the database system is",
+    "connection is closed",
+    "connection is lost",
+    "connection socket closed",
+    "couldn't reset connection",
+    "Connection refused",
+)
 
 
 def install_error_handlers(app: FastAPI) -> None:
