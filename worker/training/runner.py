@@ -384,6 +384,8 @@ class TrainingRun:
             "scored_views": len(pool.item_ids)
             * (1 + cfg.strong_views if cached else cfg.score_views),
         }
+        if self.builder is not None:  # each image decoded once a job at most, none fully cached
+            self.metrics["images_decoded"] = self.builder.images_decoded
         self.lease.progress(
             force=True,
             phase=JobPhase.WRITING_SCORES,

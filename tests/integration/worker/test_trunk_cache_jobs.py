@@ -51,6 +51,7 @@ def test_second_job_reuses_the_cached_views(
     # 12 labels (train + val) and 12 unlabelled: every image computed once per kind it needs
     assert m["cache_misses"] > 0 and m["cache_hits"] == 0
     assert m["scored"] == 12 and m["scored_views"] == 12 * 3  # plain + 2 strong views each
+    assert m["images_decoded"] == 24  # each image once, though unlabelled ones need two kinds
     storage = Path(str(pg_setup["storage"]))
     entries = list((storage / "cache" / "trunk").rglob("*.safetensors"))
     assert entries, "the worker stored no cached views"
@@ -59,6 +60,7 @@ def test_second_job_reuses_the_cached_views(
     assert (
         second["metrics"]["cache_misses"] == 0
         and second["metrics"]["cache_hits"] == m["cache_misses"]
+        and second["metrics"]["images_decoded"] == 0
     )
     assert client.counts(project_id) == {
         "models": 2,
