@@ -90,6 +90,7 @@ import torch
 from PIL import Image
 
 from xmodel_contracts.exported import CONFIG_FILE, ONNX_FILE, open_session, read_export_config
+from xmodel_contracts.training_defaults import DEFAULT_BACKBONE, default_image_size
 from xmodel_core.export import atomic_write_bytes
 
 from .datasets import FASHION_CLASSES, Benchmark, fashion_mnist, kites, utkface
@@ -136,8 +137,50 @@ REGRESSION = ["xmodel", "xmodel_nodiv", "random", "mc_dropout"]
 CLASSIFICATION = [*REGRESSION, "entropy"]
 
 
+def product_settings(kite_pool: int = 2000, kite_test: int = 500) -> dict[str, Spec]:
+    """Each dataset as a user's project gets it: the task kind's default image size and the
+    product's training defaults (no overrides), MobileNetV2."""
+    common: dict[str, Any] = {"backbone": DEFAULT_BACKBONE, "training": {}}
+    age, fashion, kite = (
+        default_image_size(k) for k in ("regression", "classification", "keypoints")
+    )
+    return {
+        "utkface_age": Spec(
+            build=lambda: utkface(age, n_test=1000, pool_limit=4000),
+            task={"kind": "regression", "targets": ["age"], "ranges": {"age": [1, 116]}},
+            image_size=age,
+            strategies=["xmodel", "random"],
+            unit="MAE (years)",
+            balanced=True,
+            **common,
+        ),
+        "fashion_mnist": Spec(
+            build=lambda: fashion_mnist(pool_limit=4000, test_limit=2000),
+            task={"kind": "classification", "classes": list(FASHION_CLASSES)},
+            image_size=fashion,
+            strategies=["xmodel", "random"],
+            unit="error (%)",
+            **common,
+        ),
+        "kites_keypoints": Spec(
+            build=lambda: kites(kite, n_pool=kite_pool, n_test=kite_test),
+            task={
+                "kind": "keypoints",
+                "points": ["left", "right", "top", "bottom"],
+                "flip_pairs": [["left", "right"]],
+            },
+            image_size=kite,
+            strategies=["xmodel", "random"],
+            unit=f"mean point error (px at {kite} px)",
+            **common,
+        ),
+    }
+
+
 def settings(mode: str) -> dict[str, Spec]:
-    """``mode``: ``full``, ``quick`` or ``smoke``."""
+    """``mode``: ``full``, ``quick``, ``smoke`` or ``product`` (:func:`product_settings`)."""
+    if mode == "product":
+        return product_settings()
     quick, smoke = mode == "quick", mode == "smoke"
     steps = {"utkface_age": 60, "fashion_mnist": 100, "kites_keypoints": 100}
     if quick:
@@ -761,6 +804,12 @@ def main(argv: list[str] | None = None) -> int:
     mode.add_argument(
         "--smoke", action="store_true", help="CI: tiny kites, two rounds, a few steps"
     )
+    mode.add_argument(
+        "--product",
+        action="store_true",
+        help="each dataset at the product's defaults for its task kind (size, method, steps); "
+        "xmodel against random",
+    )
     parser.add_argument(
         "--seeds", type=int, default=None, help="number of seeds (default 3; quick/smoke 1)"
     )
@@ -806,15 +855,17 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
 
-    mode_name = "smoke" if args.smoke else "quick" if args.quick else "full"
-    suffix = {"full": "", "quick": "_quick", "smoke": "_smoke"}[mode_name]
+    mode_name = (
+        "smoke" if args.smoke else "quick" if args.quick else "product" if args.product else "full"
+    )
+    suffix = {"full": "", "quick": "_quick", "smoke": "_smoke", "product": "_product"}[mode_name]
     args.out_dir.mkdir(parents=True, exist_ok=True)
     if args.merge:
         print(merge(args.merge, args.out_dir / f"active_learning{suffix}.json", args.seed_ids))
         return 0
     threads = args.threads or os.cpu_count() or 1
     torch.set_num_threads(threads)
-    seeds = args.seeds or (3 if mode_name == "full" else 1)
+    seeds = args.seeds or (3 if mode_name in ("full", "product") else 1)
     specs = {
         n: s for n, s in settings(mode_name).items() if not args.datasets or n in args.datasets
     }

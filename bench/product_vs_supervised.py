@@ -34,63 +34,38 @@ import json
 import statistics
 import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from xmodel_contracts.training_defaults import (
-    DEFAULT_BACKBONE,
-    default_image_size,
-    product_defaults,
-)
+from xmodel_contracts.training_defaults import product_defaults
 from xmodel_core.export import atomic_write_bytes
 
-from .active_learning import Annotator, Spec, _demo, free_port, onnx_predict, test_errors
-from .datasets import FASHION_CLASSES, Benchmark, draw_labelled, fashion_mnist, kites, utkface
+from .active_learning import (
+    Annotator,
+    Spec,
+    _demo,
+    free_port,
+    onnx_predict,
+    product_settings,
+    test_errors,
+)
+from .datasets import Benchmark, draw_labelled
 
 RESULTS = Path(__file__).resolve().parent / "results"
 METHODS = {"product": {}, "supervised": {"method": "supervised"}}
 BUDGETS = [50, 250]
-KITE_TASK = {
-    "kind": "keypoints",
-    "points": ["left", "right", "top", "bottom"],
-    "flip_pairs": [["left", "right"]],
-}
 
 
 def specs(quick: bool) -> dict[str, Spec]:
-    """Each dataset at its task kind's default image size."""
-    common: dict[str, Any] = {
-        "backbone": DEFAULT_BACKBONE,
-        "training": {},
-        "strategies": ["xmodel"],
-    }
-    age, fashion, kite = (
-        default_image_size(k) for k in ("regression", "classification", "keypoints")
-    )
+    """Each dataset at its task kind's default image size (the kites smaller with ``quick``)."""
     return {
-        "utkface_age": Spec(
-            build=lambda: utkface(age, n_test=1000, pool_limit=4000),
-            task={"kind": "regression", "targets": ["age"], "ranges": {"age": [1, 116]}},
-            image_size=age,
-            unit="MAE (years)",
-            **common,
-        ),
-        "fashion_mnist": Spec(
-            build=lambda: fashion_mnist(pool_limit=4000, test_limit=2000),
-            task={"kind": "classification", "classes": list(FASHION_CLASSES)},
-            image_size=fashion,
-            unit="error (%)",
-            **common,
-        ),
-        "kites_keypoints": Spec(
-            build=lambda: kites(kite, n_pool=300 if quick else 2000, n_test=100 if quick else 500),
-            task=KITE_TASK,
-            image_size=kite,
-            unit=f"mean point error (px at {kite} px)",
-            **common,
-        ),
+        name: replace(spec, strategies=["xmodel"])
+        for name, spec in product_settings(
+            kite_pool=300 if quick else 2000, kite_test=100 if quick else 500
+        ).items()
     }
 
 
