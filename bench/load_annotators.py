@@ -38,7 +38,6 @@ import math
 import os
 import platform
 import secrets
-import socket
 import statistics
 import subprocess
 import sys
@@ -56,6 +55,7 @@ from PIL import Image
 
 from bench.common import pg_admin_connection
 from bench.live_api import wait_healthy
+from xmodel_contracts.launch import embedded_settings, free_port
 
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = Path(__file__).parent / "results" / "load_annotators.json"
@@ -104,12 +104,6 @@ def _zip(first: int, count: int) -> bytes:
     return buffer.getvalue()
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def _postgres_database(host: str, port: int) -> tuple[str, Any]:
     try:
         conn, user = pg_admin_connection(host, port)
@@ -122,13 +116,11 @@ def _postgres_database(host: str, port: int) -> tuple[str, Any]:
 
 
 def _start_server(database_url: str, root: Path) -> tuple[subprocess.Popen[bytes], str, Path]:
-    port = _free_port()
+    port = free_port()
     log = root / "uvicorn.log"
     env = {
         **os.environ,
-        "XM_DATABASE_URL": database_url,
-        "XM_STORAGE_DIR": str(root / "storage"),
-        "XM_BROKER_URL": f"sqla+sqlite:///{root / 'broker.sqlite'}",
+        **embedded_settings(root, database_url),
         "XM_ADMIN_TOKEN": ADMIN,
         "XM_AUTO_MIGRATE": "true",
         "XM_WORKER_PRELOAD": "false",
