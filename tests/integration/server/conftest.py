@@ -81,6 +81,15 @@ class Api:
         assert response.status_code == 201, response.text
         return response.json()["id"], {"Authorization": f"Bearer {response.json()['token']}"}
 
+    def import_zip(
+        self, project_id: int, headers: dict[str, str], archive: bytes, name: str = "data.zip"
+    ) -> Any:
+        return self.client.post(
+            f"/projects/{project_id}/items/import",
+            headers=headers,
+            files={"archive": (name, archive, "application/zip")},
+        )
+
     def upload(
         self,
         project_id: int,
