@@ -151,6 +151,22 @@ async def _call(
         return None
 
 
+async def _timed_call(
+    http: httpx.AsyncClient,
+    tally: Tally,
+    timings_ms: list[float],
+    method: str,
+    path: str,
+    **kwargs: Any,
+) -> httpx.Response | None:
+    """``_call``, its latency added to ``timings_ms`` and its answer counted in ``tally``."""
+    started, sent = time.perf_counter(), time.monotonic()
+    response = await _call(http, method, path, **kwargs)
+    timings_ms.append((time.perf_counter() - started) * 1000)
+    tally.answer(response.status_code if response is not None else 0, sent)
+    return response
+
+
 async def _annotator(
     http: httpx.AsyncClient,
     project_id: int,
@@ -168,16 +184,15 @@ async def _annotator(
         for item_id in mine:
             if holders.get(item_id) == who:
                 holders.pop(item_id)
-        started, sent = time.perf_counter(), time.monotonic()
-        response = await _call(
+        response = await _timed_call(
             http,
+            tally,
+            tally.suggest_ms,
             "GET",
             f"/projects/{project_id}/suggest",
             headers=headers,
             params={"k": args.k, "annotator": f"a{who}"},
         )
-        tally.suggest_ms.append((time.perf_counter() - started) * 1000)
-        tally.answer(response.status_code if response is not None else 0, sent)
         if response is None or response.status_code != 200:
             await asyncio.sleep(0.05)
             continue
@@ -195,16 +210,15 @@ async def _annotator(
                 await asyncio.sleep(args.think_ms / 1000)
             if time.monotonic() >= until:
                 return
-            started, sent = time.perf_counter(), time.monotonic()
-            answer = await _call(
+            answer = await _timed_call(
                 http,
+                tally,
+                tally.label_ms,
                 "PUT",
                 f"/items/{item_id}/label",
                 headers=headers,
                 json={"class": CLASSES[item_id % 2]},
             )
-            tally.label_ms.append((time.perf_counter() - started) * 1000)
-            tally.answer(answer.status_code if answer is not None else 0, sent)
             if answer is not None and answer.status_code == 200:
                 tally.confirmed.add(item_id)
                 tally.labelled_by[item_id].add(who)
