@@ -94,6 +94,16 @@ def onnx_rate(folder: Path, images: torch.Tensor, threads: int) -> float:
     return len(images) / (time.perf_counter() - start)
 
 
+def _record(
+    runs: list[dict[str, Any]], path: str, seed: int, result: dict[str, Any], warm: bool
+) -> None:
+    """Keep one job's figures and print them (a warm-cache rerun without its test error)."""
+    runs.append({"path": path, "seed": seed, "warm": warm, **result})
+    where = f"seed {seed} {path:9s}" + (" (warm cache)" if warm else "")
+    detail = "" if warm else f" test {result['test_error']:.3f} rss {result['rss_mb']}"
+    print(f"{where}: {result['total_seconds']:.1f} s {result['phases']}{detail}", flush=True)
+
+
 def one_job(
     who: Annotator,
     overrides: dict[str, Any],
@@ -214,22 +224,12 @@ def main(argv: list[str] | None = None) -> int:
                 who.upload()
                 who.label(labelled)
                 result = one_job(who, PATHS[path], pid, cache_dir, True, work, threads)
-                runs.append({"path": path, "seed": seed, "warm": False, **result})
-                print(
-                    f"seed {seed} {path:9s}: {result['total_seconds']:.1f} s {result['phases']} "
-                    f"test {result['test_error']:.3f} rss {result['rss_mb']}",
-                    flush=True,
-                )
+                _record(runs, path, seed, result, warm=False)
                 if path == "cached" and ort is None:
                     # the onnxruntime rate of this very model on the same pool images
                     ort = onnx_rate(Path(result["model_dir"]), bench.pool.images[labels:], threads)
                     again = one_job(who, PATHS[path], pid, cache_dir, False, work, threads)
-                    runs.append({"path": path, "seed": seed, "warm": True, **again})
-                    print(
-                        f"seed {seed} {path:9s} (warm cache): {again['total_seconds']:.1f} s "
-                        f"{again['phases']}",
-                        flush=True,
-                    )
+                    _record(runs, path, seed, again, warm=True)
                 save()
     finally:
         server.terminate()
