@@ -6,6 +6,7 @@ import io
 import struct
 import zipfile
 import zlib
+from collections.abc import Callable
 
 import pytest
 from server_test_helpers import image_bytes, row_counts, unique_png, zip_bytes
@@ -117,6 +118,11 @@ def test_bad_upload_changes_nothing(api, case: str) -> None:
     assert snapshot(api) == before
 
 
+def _one_image_with(labels_name: str, labels: bytes) -> Callable[[], bytes]:
+    """A zip of one image ``a.png`` and a labels file, made when the case runs."""
+    return lambda: zip_bytes({"a.png": unique_png(), labels_name: labels})
+
+
 ZIP_CASES = {
     "dotdot_name": (
         lambda: zip_bytes({"ok.png": unique_png(), "../evil.png": unique_png()}),
@@ -131,39 +137,27 @@ ZIP_CASES = {
         "not a supported image",
     ),
     "csv_unknown_class": (
-        lambda: zip_bytes({"a.png": unique_png(), "labels.csv": b"filename,label\na.png,horse\n"}),
+        _one_image_with("labels.csv", b"filename,label\na.png,horse\n"),
         "unknown class",
     ),
     "csv_columns_swapped_short_row": (
-        lambda: zip_bytes({"a.png": unique_png(), "labels.csv": b"label,filename\ncat\n"}),
+        _one_image_with("labels.csv", b"label,filename\ncat\n"),
         "line 2",
     ),
-    "csv_no_header": (
-        lambda: zip_bytes({"a.png": unique_png(), "labels.csv": b"a.png,cat\n"}),
-        "header",
-    ),
+    "csv_no_header": (_one_image_with("labels.csv", b"a.png,cat\n"), "header"),
     "csv_extra_cells": (
-        lambda: zip_bytes(
-            {"a.png": unique_png(), "labels.csv": b"filename,label\na.png,cat,dog\n"}
-        ),
+        _one_image_with("labels.csv", b"filename,label\na.png,cat,dog\n"),
         "line 2",
     ),
     "csv_huge_number": (
-        lambda: zip_bytes(
-            {"a.png": unique_png(), "labels.csv": b'filename,label\na.png,{"class": 1}\n'}
-        ),
+        _one_image_with("labels.csv", b'filename,label\na.png,{"class": 1}\n'),
         "classification",
     ),
     "csv_not_utf8": (
-        lambda: zip_bytes(
-            {"a.png": unique_png(), "labels.csv": b"filename,label\na.png,\xff\xfe\n"}
-        ),
+        _one_image_with("labels.csv", b"filename,label\na.png,\xff\xfe\n"),
         "labels.csv",
     ),
-    "jsonl_not_objects": (
-        lambda: zip_bytes({"a.png": unique_png(), "labels.jsonl": b"[1, 2]\n"}),
-        "labels.jsonl line 1",
-    ),
+    "jsonl_not_objects": (_one_image_with("labels.jsonl", b"[1, 2]\n"), "labels.jsonl line 1"),
 }
 REGRESSION_CSV_CASES = {
     "broken_json_list": (b'filename,label\na.png,"[1,2"\n', "line 2"),
