@@ -118,6 +118,18 @@ def test_bad_upload_changes_nothing(api, case: str) -> None:
     assert snapshot(api) == before
 
 
+# (labels file name, its bytes) beside one image ``a.png``, and the phrase the refusal names
+LABELS_FILE_CASES = {
+    "csv_unknown_class": ("labels.csv", b"filename,label\na.png,horse\n", "unknown class"),
+    "csv_columns_swapped_short_row": ("labels.csv", b"label,filename\ncat\n", "line 2"),
+    "csv_no_header": ("labels.csv", b"a.png,cat\n", "header"),
+    "csv_extra_cells": ("labels.csv", b"filename,label\na.png,cat,dog\n", "line 2"),
+    "csv_huge_number": ("labels.csv", b'filename,label\na.png,{"class": 1}\n', "classification"),
+    "csv_not_utf8": ("labels.csv", b"filename,label\na.png,\xff\xfe\n", "labels.csv"),
+    "jsonl_not_objects": ("labels.jsonl", b"[1, 2]\n", "labels.jsonl line 1"),
+}
+
+
 def _one_image_with(labels_name: str, labels: bytes) -> Callable[[], bytes]:
     """A zip of one image ``a.png`` and a labels file, made when the case runs."""
     return lambda: zip_bytes({"a.png": unique_png(), labels_name: labels})
@@ -136,28 +148,9 @@ ZIP_CASES = {
         lambda: zip_bytes({"ok.png": unique_png(), "bad.png": b"nope"}),
         "not a supported image",
     ),
-    "csv_unknown_class": (
-        _one_image_with("labels.csv", b"filename,label\na.png,horse\n"),
-        "unknown class",
-    ),
-    "csv_columns_swapped_short_row": (
-        _one_image_with("labels.csv", b"label,filename\ncat\n"),
-        "line 2",
-    ),
-    "csv_no_header": (_one_image_with("labels.csv", b"a.png,cat\n"), "header"),
-    "csv_extra_cells": (
-        _one_image_with("labels.csv", b"filename,label\na.png,cat,dog\n"),
-        "line 2",
-    ),
-    "csv_huge_number": (
-        _one_image_with("labels.csv", b'filename,label\na.png,{"class": 1}\n'),
-        "classification",
-    ),
-    "csv_not_utf8": (
-        _one_image_with("labels.csv", b"filename,label\na.png,\xff\xfe\n"),
-        "labels.csv",
-    ),
-    "jsonl_not_objects": (_one_image_with("labels.jsonl", b"[1, 2]\n"), "labels.jsonl line 1"),
+} | {
+    case: (_one_image_with(name, labels), phrase)
+    for case, (name, labels, phrase) in LABELS_FILE_CASES.items()
 }
 REGRESSION_CSV_CASES = {
     "broken_json_list": (b'filename,label\na.png,"[1,2"\n', "line 2"),
