@@ -75,7 +75,6 @@ import importlib.util
 import io
 import json
 import os
-import socket
 import statistics
 import sys
 import tempfile
@@ -90,6 +89,7 @@ import torch
 from PIL import Image
 
 from xmodel_contracts.exported import CONFIG_FILE, ONNX_FILE, open_session, read_export_config
+from xmodel_contracts.launch import free_port
 from xmodel_contracts.training_defaults import DEFAULT_BACKBONE, default_image_size
 from xmodel_core.export import atomic_write_bytes
 
@@ -373,6 +373,12 @@ class Annotator:
             )
         return job
 
+    def test_model(self, model_id: int, folder: Path, threads: int) -> dict[str, float]:
+        """Download model ``model_id`` into ``folder``; its errors on the benchmark's test set."""
+        folder = self.download(model_id, folder)
+        predicted = onnx_predict(folder, self.bench.test.images, threads)
+        return test_errors(self.spec, predicted, self.bench.test.targets)
+
     def download(self, model_id: int, folder: Path) -> Path:
         folder.mkdir(parents=True, exist_ok=True)
         for fmt, name in (("onnx", "model.onnx"), ("config", "config.json")):
@@ -485,11 +491,8 @@ def run_one(
         who.label(fresh)
         labelled += fresh
         job = who.train()
-        folder = who.download(
-            job["model_id"], work / f"{dataset}-{strategy}-s{seed}" / f"m{job['model_id']}"
-        )
-        errors = test_errors(
-            spec, onnx_predict(folder, bench.test.images, threads), bench.test.targets
+        errors = who.test_model(
+            job["model_id"], work / f"{dataset}-{strategy}-s{seed}" / f"m{job['model_id']}", threads
         )
         metrics = job.get("metrics") or {}
         rounds.append(
@@ -745,12 +748,6 @@ def wait_for_cold_start(
             log(f"waiting for the cold start {key} in {path}")
             logged = True
         time.sleep(poll)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def save(path: Path, document: dict[str, Any]) -> None:

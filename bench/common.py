@@ -51,3 +51,8 @@ def save_json(path: Path, document: dict[str, Any]) -> None:
     """Write ``document`` to ``path`` atomically (folders made as needed) and say so."""
     atomic_write_bytes(path, json.dumps(document, indent=1).encode())
     print(f"wrote {path}")
+
+
+def save_result(path: Path, document: dict[str, Any]) -> None:
+    """Save a benchmark's ``document`` stamped with where and when it was measured."""
+    save_json(path, document | {"machine": machine(), "date": now()})

@@ -33,7 +33,7 @@ from typing import Any
 
 import psycopg
 
-from bench.common import machine, now, pg_admin_connection, save_json
+from bench.common import pg_admin_connection, save_result
 from bench.live_api import start_uvicorn
 from server.db.migrate import upgrade_to_head
 from xmodel_client import XModelClient
@@ -210,10 +210,8 @@ def main(argv: list[str] | None = None) -> int:
         "meets_bar": all(
             f["rows_per_s"] >= 20_000 and f["rss_growth_mb"] < 50 for f in figures.values()
         ),
-        "machine": machine(),
-        "date": now(),
     }
-    save_json(args.out, document)
+    save_result(args.out, document)
     return 0
 
 

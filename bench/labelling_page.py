@@ -22,7 +22,6 @@ import os
 import platform
 import secrets
 import shutil
-import socket
 import statistics
 import subprocess
 import tempfile
@@ -36,6 +35,7 @@ import numpy as np
 from PIL import Image
 
 from bench.live_api import start_uvicorn
+from xmodel_contracts.launch import embedded_settings, free_port
 
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = Path(__file__).parent / "results" / "labelling_page.json"
@@ -45,17 +45,8 @@ BATCH = 250
 
 
 def _serve(data_dir: Path) -> tuple[subprocess.Popen[bytes], str]:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    env = {
-        **os.environ,
-        "XM_DATABASE_URL": f"sqlite:///{data_dir / 'xmodel.db'}",
-        "XM_STORAGE_DIR": str(data_dir / "storage"),
-        "XM_BROKER_URL": f"sqla+sqlite:///{data_dir / 'broker.sqlite'}",
-        "XM_ADMIN_TOKEN": ADMIN,
-    }
-    return start_uvicorn(port, env)
+    env = {**os.environ, **embedded_settings(data_dir), "XM_ADMIN_TOKEN": ADMIN}
+    return start_uvicorn(free_port(), env)
 
 
 def _image(index: int, rng: np.random.Generator) -> bytes:
@@ -89,10 +80,10 @@ def _install_model(data_dir: Path, project_id: int, item_ids: list[int]) -> None
     import torch
     from sqlalchemy.orm import Session
 
+    from bench.stub_model import add_model_row
     from server.db.engine import make_engine
     from server.db.models import ModelVersion
     from server.models import repository as models_repository
-    from server.storage.image_store import sha256_hex
     from server.suggest.ranking import ranked_rows
     from server.suggest.repository import write_scores
     from xmodel_core.export import export_onnx, save_model
@@ -108,30 +99,11 @@ def _install_model(data_dir: Path, project_id: int, item_ids: list[int]) -> None
     directory = data_dir / "storage" / relative
     save_model(model, task, directory)
     export_onnx(model, task, directory / "model.onnx")
-    digest = {
-        name: sha256_hex((directory / name).read_bytes())
-        for name in ("config.json", "model.safetensors", "model.onnx")
-    }
     rng = np.random.default_rng(1)
     engine = make_engine(f"sqlite:///{data_dir / 'xmodel.db'}")
     try:
         with Session(engine) as session, session.begin():
-            row = models_repository.add(
-                session,
-                ModelVersion(
-                    project_id=project_id,
-                    version=1,
-                    labelled_count=0,
-                    metrics={},
-                    config_path=f"{relative}/config.json",
-                    config_sha256=digest["config.json"],
-                    safetensors_path=f"{relative}/model.safetensors",
-                    safetensors_sha256=digest["model.safetensors"],
-                    onnx_path=f"{relative}/model.onnx",
-                    onnx_sha256=digest["model.onnx"],
-                ),
-            )
-            model_id = row.id
+            model_id = add_model_row(session, data_dir / "storage", relative, project_id).id
         rows = ranked_rows(
             list(
                 zip(

@@ -10,13 +10,12 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from xmodel_contracts.launch import api_command, embedded_command
+from xmodel_contracts.launch import api_command, embedded_command, free_port
 from xmodel_contracts.launch import wait_healthy as _wait_healthy
 
 REPO = Path(__file__).resolve().parents[1]
@@ -54,13 +53,6 @@ def start_uvicorn(
     base = f"http://127.0.0.1:{port}"
     wait_healthy(base, child, log, timeout)
     return child, base
-
-
-def free_port() -> int:
-    """A TCP port nothing listens on now."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def stop(child: subprocess.Popen[bytes], timeout: float = 20) -> None:

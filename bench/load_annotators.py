@@ -43,7 +43,6 @@ import os
 import platform
 import random
 import secrets
-import socket
 import statistics
 import subprocess
 import sys
@@ -61,6 +60,7 @@ from PIL import Image
 
 from bench.common import pg_admin_connection
 from bench.live_api import wait_healthy
+from xmodel_contracts.launch import embedded_settings, free_port
 
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = Path(__file__).parent / "results" / "load_annotators.json"
@@ -109,12 +109,6 @@ def _zip(first: int, count: int) -> bytes:
     return buffer.getvalue()
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def _postgres_database(host: str, port: int) -> tuple[str, Any]:
     try:
         conn, user = pg_admin_connection(host, port)
@@ -127,13 +121,11 @@ def _postgres_database(host: str, port: int) -> tuple[str, Any]:
 
 
 def _start_server(database_url: str, root: Path) -> tuple[subprocess.Popen[bytes], str, Path]:
-    port = _free_port()
+    port = free_port()
     log = root / "uvicorn.log"
     env = {
         **os.environ,
-        "XM_DATABASE_URL": database_url,
-        "XM_STORAGE_DIR": str(root / "storage"),
-        "XM_BROKER_URL": f"sqla+sqlite:///{root / 'broker.sqlite'}",
+        **embedded_settings(root, database_url),
         "XM_ADMIN_TOKEN": ADMIN,
         "XM_AUTO_MIGRATE": "true",
         "XM_WORKER_PRELOAD": "false",
@@ -164,6 +156,22 @@ async def _call(
         return None
 
 
+async def _timed_call(
+    http: httpx.AsyncClient,
+    tally: Tally,
+    timings_ms: list[float],
+    method: str,
+    path: str,
+    **kwargs: Any,
+) -> httpx.Response | None:
+    """``_call``, its latency added to ``timings_ms`` and its answer counted in ``tally``."""
+    started, sent = time.perf_counter(), time.monotonic()
+    response = await _call(http, method, path, **kwargs)
+    timings_ms.append((time.perf_counter() - started) * 1000)
+    tally.answer(response.status_code if response is not None else 0, sent)
+    return response
+
+
 async def _annotator(
     http: httpx.AsyncClient,
     project_id: int,
@@ -188,16 +196,15 @@ async def _annotator(
         for item_id in mine:
             if holders.get(item_id) == who:
                 holders.pop(item_id)
-        started, sent = time.perf_counter(), time.monotonic()
-        response = await _call(
+        response = await _timed_call(
             http,
+            tally,
+            tally.suggest_ms,
             "GET",
             f"/projects/{project_id}/suggest",
             headers=headers,
             params={"k": args.k, "annotator": f"a{who}"},
         )
-        tally.suggest_ms.append((time.perf_counter() - started) * 1000)
-        tally.answer(response.status_code if response is not None else 0, sent)
         if response is None or response.status_code != 200:
             await asyncio.sleep(0.05)
             continue
@@ -215,16 +222,15 @@ async def _annotator(
                 await asyncio.sleep(think())
             if time.monotonic() >= until:
                 return
-            started, sent = time.perf_counter(), time.monotonic()
-            answer = await _call(
+            answer = await _timed_call(
                 http,
+                tally,
+                tally.label_ms,
                 "PUT",
                 f"/items/{item_id}/label",
                 headers=headers,
                 json={"class": CLASSES[item_id % 2]},
             )
-            tally.label_ms.append((time.perf_counter() - started) * 1000)
-            tally.answer(answer.status_code if answer is not None else 0, sent)
             if answer is not None and answer.status_code == 200:
                 tally.confirmed.add(item_id)
                 tally.labelled_by[item_id].add(who)

@@ -43,15 +43,7 @@ import torch
 from xmodel_contracts.training_defaults import product_defaults
 from xmodel_core.export import atomic_write_bytes
 
-from .active_learning import (
-    Annotator,
-    Spec,
-    _demo,
-    free_port,
-    onnx_predict,
-    product_settings,
-    test_errors,
-)
+from .active_learning import Annotator, Spec, _demo, free_port, product_settings
 from .datasets import Benchmark, draw_labelled
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -117,11 +109,8 @@ def run_seed(
         if job["status"] != "succeeded":
             raise RuntimeError(f"job {job['id']} ended {job['status']}: {job.get('error')}")
         seconds = time.perf_counter() - started
-        folder = who.download(
-            job["model_id"], work / f"{dataset}-{method}-s{seed}" / f"m{job['model_id']}"
-        )
-        errors = test_errors(
-            spec, onnx_predict(folder, bench.test.images, threads), bench.test.targets
+        errors = who.test_model(
+            job["model_id"], work / f"{dataset}-{method}-s{seed}" / f"m{job['model_id']}", threads
         )
         metrics = job.get("metrics") or {}
         rows.append(

@@ -38,7 +38,7 @@ from xmodel_contracts.exported import CONFIG_FILE, ONNX_FILE, open_session, read
 from xmodel_contracts.training_defaults import default_image_size, product_defaults
 from xmodel_core.export import atomic_write_bytes
 
-from .active_learning import Annotator, Spec, _demo, free_port, onnx_predict, prepare, test_errors
+from .active_learning import Annotator, Spec, _demo, free_port, prepare
 from .datasets import utkface
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -95,6 +95,16 @@ def onnx_rate(folder: Path, images: torch.Tensor, threads: int) -> float:
     return len(images) / (time.perf_counter() - start)
 
 
+def _record(
+    runs: list[dict[str, Any]], path: str, seed: int, result: dict[str, Any], warm: bool
+) -> None:
+    """Keep one job's figures and print them (a warm-cache rerun without its test error)."""
+    runs.append({"path": path, "seed": seed, "warm": warm, **result})
+    where = f"seed {seed} {path:9s}" + (" (warm cache)" if warm else "")
+    detail = "" if warm else f" test {result['test_error']:.3f} rss {result['rss_mb']}"
+    print(f"{where}: {result['total_seconds']:.1f} s {result['phases']}{detail}", flush=True)
+
+
 def one_job(
     who: Annotator,
     overrides: dict[str, Any],
@@ -102,9 +112,7 @@ def one_job(
     cache_dir: Path,
     cold: bool,
     work: Path,
-    bench: Any,
     threads: int,
-    spec: Spec,
 ) -> dict[str, Any]:
     if cold:
         shutil.rmtree(cache_dir, ignore_errors=True)
@@ -126,8 +134,8 @@ def one_job(
     time.sleep(3)
     after = rss_mb(pid)
     m = job.get("metrics") or {}
-    folder = who.download(job["model_id"], work / f"m{job['model_id']}")
-    errors = test_errors(spec, onnx_predict(folder, bench.test.images, threads), bench.test.targets)
+    folder = work / f"m{job['model_id']}"
+    errors = who.test_model(job["model_id"], folder, threads)
     steps = m.get("steps_done") or 0
     return {
         "total_seconds": round(seconds, 2),
@@ -216,27 +224,15 @@ def main(argv: list[str] | None = None) -> int:
                 who = Annotator(api, spec, bench, f"speed-{path}-s{seed}", seed, "xmodel")
                 who.upload()
                 who.label(labelled)
-                result = one_job(who, PATHS[path], pid, cache_dir, True, work, bench, threads, spec)
-                runs.append({"path": path, "seed": seed, "warm": False, **result})
-                print(
-                    f"seed {seed} {path:9s}: {result['total_seconds']:.1f} s {result['phases']} "
-                    f"test {result['test_error']:.3f} rss {result['rss_mb']}",
-                    flush=True,
-                )
+                result = one_job(who, PATHS[path], pid, cache_dir, True, work, threads)
+                _record(runs, path, seed, result, warm=False)
                 if path == "cached":
                     if ort is None:  # the onnxruntime rate of this very model, same pool images
                         ort = onnx_rate(
                             Path(result["model_dir"]), bench.pool.images[labels:], threads
                         )
-                    again = one_job(
-                        who, PATHS[path], pid, cache_dir, False, work, bench, threads, spec
-                    )
-                    runs.append({"path": path, "seed": seed, "warm": True, **again})
-                    print(
-                        f"seed {seed} {path:9s} (warm cache): {again['total_seconds']:.1f} s "
-                        f"{again['phases']}",
-                        flush=True,
-                    )
+                    again = one_job(who, PATHS[path], pid, cache_dir, False, work, threads)
+                    _record(runs, path, seed, again, warm=True)
                 save()
     finally:
         server.terminate()

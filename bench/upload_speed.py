@@ -31,7 +31,7 @@ import httpx
 import numpy as np
 from PIL import Image
 
-from bench.common import machine, now, save_json
+from bench.common import save_result
 from bench.live_api import start_uvicorn
 from server.db.migrate import upgrade_to_head
 from xmodel_client import XModelClient
@@ -161,10 +161,8 @@ def main(argv: list[str] | None = None) -> int:
         "ratio_best": round(ratio, 3),
         "bar": 0.8,
         "meets_bar": ratio >= 0.8,
-        "machine": machine(),
-        "date": now(),
     }
-    save_json(args.out, document)
+    save_result(args.out, document)
     return 0
 
 

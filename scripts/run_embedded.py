@@ -44,13 +44,10 @@ def admin_token(data_dir: Path) -> str:
 
 
 def environment(data_dir: Path) -> dict[str, str]:
+    from xmodel_contracts.launch import embedded_settings
+
     data_dir.mkdir(parents=True, exist_ok=True)
-    defaults = {
-        "XM_DATABASE_URL": f"sqlite:///{data_dir / 'xmodel.db'}",
-        "XM_STORAGE_DIR": str(data_dir / "storage"),
-        "XM_BROKER_URL": f"sqla+sqlite:///{data_dir / 'broker.sqlite'}",
-    }
-    env = {**defaults, **os.environ}
+    env = {**embedded_settings(data_dir), **os.environ}
     env.setdefault("XM_ADMIN_TOKEN", admin_token(data_dir))
     env["XM_AUTO_MIGRATE"] = "false"  # done once here, before either child starts
     return env

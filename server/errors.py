@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import logging
+from typing import TypeVar
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -10,9 +12,10 @@ from fastapi.responses import JSONResponse, Response
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import BaseRoute, Match
-from starlette.types import Scope
+from starlette.types import Scope, Send
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 class AppError(Exception):
@@ -74,8 +77,26 @@ class ServiceUnavailable(AppError):
     status_code, code = 503, "service_unavailable"
 
 
+def found(resource: T | None, what: str) -> T:
+    """``resource``, or ``404 <what> not found`` when the lookup found none."""
+    if resource is None:
+        raise NotFound(f"{what} not found")
+    return resource
+
+
 def error_body(code: str, detail: str) -> dict[str, str]:
     return {"error": code, "detail": detail}
+
+
+async def send_error(send: Send, error: AppError, *, close: bool = False) -> None:
+    """Answer ``error`` from ASGI middleware, before any route or handler runs, in the one
+    body shape; ``close`` asks the client to drop the connection (a body left unread)."""
+    body = json.dumps(error_body(error.code, error.detail)).encode()
+    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+    if close:
+        headers.append((b"connection", b"close"))
+    await send({"type": "http.response.start", "status": error.status_code, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
 
 
 def _format_validation_errors(exc: RequestValidationError) -> str:

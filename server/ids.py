@@ -4,13 +4,12 @@ id past the limit answers 422 at the edge instead of overflowing in the database
 
 from __future__ import annotations
 
-import json
 from typing import Annotated
 
 from fastapi import Path, Query
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from server.errors import error_body
+from server.errors import NotFound, send_error
 
 MAX_DB_ID = 2**63 - 1
 
@@ -41,19 +40,6 @@ class OversizedIdMiddleware:
             part.isascii() and part.isdigit() and (len(part) > 19 or int(part) > MAX_DB_ID)
             for part in str(scope.get("path", "")).split("/")
         ):
-            body = json.dumps(
-                error_body("not_found", "no such resource: ids are at most 2^63-1")
-            ).encode()
-            await send(
-                {
-                    "type": "http.response.start",
-                    "status": 404,
-                    "headers": [
-                        (b"content-type", b"application/json"),
-                        (b"content-length", str(len(body)).encode()),
-                    ],
-                }
-            )
-            await send({"type": "http.response.body", "body": body})
+            await send_error(send, NotFound("no such resource: ids are at most 2^63-1"))
             return
         await self.app(scope, receive, send)

@@ -27,6 +27,20 @@ if TYPE_CHECKING:
 
 CONFIG_FILE = "config.json"
 ONNX_FILE = "model.onnx"
+ONNX_INPUT = "images"
+ONNX_OUTPUT = "predictions"
+
+
+def preprocess_recipe(size: int) -> dict[str, Any]:
+    """The ``preprocess`` entries every export carries (what :func:`prepare_image` follows):
+    the whole image resized bilinearly to ``size`` x ``size``, RGB, scaled to [0, 1], NCHW."""
+    return {
+        "size": [size, size],
+        "channels": "RGB",
+        "scale": 1 / 255,
+        "resize": "bilinear",
+        "layout": "NCHW",
+    }
 
 
 def read_export_config(path: Path) -> dict[str, Any]:
@@ -69,7 +83,7 @@ def run_heads(
     """``batch`` float32 ``[B, 3, H, W]`` -> every head's decoded output, float64 ``[H, B, D]``."""
     names = config.get("onnx", {})
     output = session.run(
-        [names.get("output", "predictions")], {names.get("input", "images"): batch}
+        [names.get("output", ONNX_OUTPUT)], {names.get("input", ONNX_INPUT): batch}
     )[0]
     return np.asarray(output, dtype=np.float64)
 

@@ -5,13 +5,14 @@ wait until the API answers. One definition for every launcher: ``scripts/run_emb
 
 from __future__ import annotations
 
+import socket
 import sys
 import time
 import urllib.error
 import urllib.request
 from collections.abc import Sequence
 from pathlib import Path
-from subprocess import Popen
+from subprocess import Popen, TimeoutExpired
 
 API_APP = "server.main:app"
 WORKER_APP = "worker.app"
@@ -22,6 +23,16 @@ def embedded_command(port: int, data_dir: Path) -> list[str]:
     on 127.0.0.1:``port`` over ``data_dir``; for a source checkout (demo, benchmarks, tests)."""
     script = Path(__file__).resolve().parents[1] / "scripts" / "run_embedded.py"
     return [sys.executable, str(script), "--port", str(port), "--data-dir", str(data_dir)]
+
+
+def embedded_settings(data_dir: Path, database_url: str | None = None) -> dict[str, str]:
+    """The ``XM_`` settings of a service kept in ``data_dir``: its database (a SQLite file
+    there unless ``database_url``), its storage folder and its embedded SQLite-file broker."""
+    return {
+        "XM_DATABASE_URL": database_url or f"sqlite:///{data_dir / 'xmodel.db'}",
+        "XM_STORAGE_DIR": str(data_dir / "storage"),
+        "XM_BROKER_URL": f"sqla+sqlite:///{data_dir / 'broker.sqlite'}",
+    }
 
 
 def api_command(host: str, port: int, *, log_level: str | None = None) -> list[str]:
@@ -79,3 +90,21 @@ def wait_healthy(
         f"the API {'process exited' if exited else f'did not answer on {url} within {timeout:.0f} s'}"
         + (f"\n{tail}" if tail else "")
     )
+
+
+def free_port() -> int:
+    """A TCP port nothing listens on now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def stop_process(process: Popen[bytes], timeout: float) -> None:
+    """Terminate ``process`` and wait for it; kill it if it has not exited within ``timeout``
+    seconds."""
+    process.terminate()
+    try:
+        process.wait(timeout)
+    except TimeoutExpired:
+        process.kill()
+        process.wait()

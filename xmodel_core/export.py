@@ -28,7 +28,7 @@ import safetensors.torch
 import torch
 from torch import nn
 
-from xmodel_contracts.exported import CONFIG_FILE
+from xmodel_contracts.exported import CONFIG_FILE, ONNX_INPUT, ONNX_OUTPUT, preprocess_recipe
 from xmodel_contracts.files import atomic_write, atomic_write_bytes, sha256_of_file
 from xmodel_contracts.names import EXPORT_FORMAT
 
@@ -38,8 +38,6 @@ from .tasks import TaskSpec, task_from_json
 FORMAT = EXPORT_FORMAT
 WEIGHTS_FILE = "model.safetensors"
 
-ONNX_INPUT = "images"
-ONNX_OUTPUT = "predictions"
 ONNX_EXPORTERS = ("classic", "dynamo")  # the first is the default
 DEFAULT_ATOL = 1e-4  # absolute, in output units (probabilities, fractions, target units)
 DEFAULT_RTOL = 1e-5  # relative, for regression targets in large units (float32 has ~7 digits)
@@ -77,12 +75,8 @@ def model_config_json(
         "task": task.to_json(),
         "model": model.config.to_json(),
         "num_heads": model.config.num_heads,
-        "preprocess": {
-            "size": [size, size],
-            "channels": "RGB",
-            "scale": 1 / 255,
-            "resize": "bilinear",
-            "layout": "NCHW",
+        "preprocess": preprocess_recipe(size)
+        | {
             "mean": [float(v) for v in model.mean.flatten()],
             "std": [float(v) for v in model.std.flatten()],
             "normalize_inside_model": True,

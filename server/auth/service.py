@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session
 from server.auth import repository
 from server.db.base import utcnow
 from server.db.models import ApiToken
-from server.errors import Conflict, Forbidden, NotFound, Unauthorized
+from server.errors import Conflict, Forbidden, NotFound, Unauthorized, found
 
 log = logging.getLogger(__name__)
 TOKEN_PREFIX = "xm_"
@@ -77,8 +77,7 @@ def accessible(principal: Principal, resource: T | None, what: str, *, owner: bo
 
     Missing resources and other projects' resources both answer ``404 <what> not found``, so a
     token cannot probe which ids exist elsewhere; ``owner=True`` as in ``check_project_access``."""
-    if resource is None:
-        raise NotFound(f"{what} not found")
+    resource = found(resource, what)
     try:
         check_project_access(principal, resource.project_id, owner=owner)
     except NotFound:
@@ -110,9 +109,7 @@ def create_project_token(
 
 
 def revoke_token(session: Session, project_id: int, token_id: int) -> ApiToken:
-    token = repository.get_in_project(session, project_id, token_id)
-    if token is None:
-        raise NotFound("token not found")
+    token = found(repository.get_in_project(session, project_id, token_id), "token")
     if token.revoked_at is None:
         if token.role == "owner" and not repository.other_live_owners(
             session, project_id, token.id, lock=session.get_bind().dialect.name == "postgresql"

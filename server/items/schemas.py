@@ -7,6 +7,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from server.uploads.openapi import multipart_body
+
 ItemStatus = Literal["all", "labelled", "unlabelled", "leased", "unlabellable"]
 
 
@@ -54,55 +56,35 @@ class ItemPage(BaseModel):
     )
 
 
-UPLOAD_OPENAPI: dict[str, Any] = {
-    "requestBody": {
-        "required": True,
-        "content": {
-            "multipart/form-data": {
-                "schema": {
-                    "type": "object",
-                    "required": ["files"],
-                    "properties": {
-                        "files": {
-                            "type": "array",
-                            "items": {"type": "string", "format": "binary"},
-                            "description": "one or more images (JPEG, PNG, WebP, BMP); repeat the field",
-                        },
-                        "labels": {
-                            "type": "string",
-                            "description": "optional JSON list aligned with `files`: one label object "
-                            "or null per file, e.g. "
-                            '[{"class": "cat"}, null]',
-                        },
-                    },
-                },
-            }
+UPLOAD_OPENAPI = multipart_body(
+    {
+        "files": {
+            "type": "array",
+            "items": {"type": "string", "format": "binary"},
+            "description": "one or more images (JPEG, PNG, WebP, BMP); repeat the field",
+        },
+        "labels": {
+            "type": "string",
+            "description": "optional JSON list aligned with `files`: one label object "
+            "or null per file, e.g. "
+            '[{"class": "cat"}, null]',
         },
     },
-}
+    required=["files"],
+)
 
-IMPORT_OPENAPI: dict[str, Any] = {
-    "requestBody": {
-        "required": True,
-        "content": {
-            "multipart/form-data": {
-                "schema": {
-                    "type": "object",
-                    "required": ["archive"],
-                    "properties": {
-                        "archive": {
-                            "type": "string",
-                            "format": "binary",
-                            "description": "a zip of images, optionally with labels.csv "
-                            "(columns filename,label) or labels.jsonl "
-                            '({"filename": ..., "label": {...}} per line)',
-                        },
-                    },
-                },
-            }
+IMPORT_OPENAPI = multipart_body(
+    {
+        "archive": {
+            "type": "string",
+            "format": "binary",
+            "description": "a zip of images, optionally with labels.csv "
+            "(columns filename,label) or labels.jsonl "
+            '({"filename": ..., "label": {...}} per line)',
         },
     },
-}
+    required=["archive"],
+)
 
 
 class UnlabellableCreate(BaseModel):

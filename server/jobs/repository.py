@@ -19,6 +19,20 @@ def _changed(result: Result[Any]) -> int:
     return int(cast(CursorResult[Any], result).rowcount)
 
 
+def _update_returning_ids(session: Session, where: ColumnElement[bool], **values: Any) -> list[int]:
+    """One conditional UPDATE of the jobs matching ``where``; the ids of the rows it changed."""
+    return [
+        int(i)
+        for i in session.scalars(
+            update(Job)
+            .where(where)
+            .values(**values)
+            .returning(Job.id)
+            .execution_options(synchronize_session=False)
+        )
+    ]
+
+
 def get(session: Session, job_id: int) -> Job | None:
     return session.get(Job, job_id)
 
@@ -238,55 +252,34 @@ def requeue_expired(session: Session, now: datetime, max_attempts: int = 3) -> R
     ``training.run`` for ``requeued`` after commit."""
     expired = and_(Job.status == JobStatus.RUNNING, Job.lease_expires_at < now)
     out = ReapResult()
-    out.cancelled = [
-        int(i)
-        for i in session.scalars(
-            update(Job)
-            .where(expired, Job.cancel_requested.is_(True))
-            .values(
-                status=JobStatus.CANCELLED,
-                finished_at=now,
-                lease_expires_at=None,
-                phase=JobPhase.CANCELLED,
-                error="cancelled; its worker stopped answering",
-            )
-            .returning(Job.id)
-            .execution_options(synchronize_session=False)
-        )
-    ]
-    out.failed = [
-        int(i)
-        for i in session.scalars(
-            update(Job)
-            .where(expired, Job.attempts >= max_attempts)
-            .values(
-                status=JobStatus.FAILED,
-                finished_at=now,
-                lease_expires_at=None,
-                phase=JobPhase.FAILED,
-                error=f"worker lost {max_attempts} times (lease expired without a heartbeat); giving up",
-            )
-            .returning(Job.id)
-            .execution_options(synchronize_session=False)
-        )
-    ]
-    out.requeued = [
-        int(i)
-        for i in session.scalars(
-            update(Job)
-            .where(expired)
-            .values(
-                status=JobStatus.QUEUED,
-                lease_owner=None,
-                lease_expires_at=None,
-                phase=JobPhase.REQUEUED,
-                error="worker stopped answering; requeued",
-                sent_at=now,  # the caller sends it after commit
-            )
-            .returning(Job.id)
-            .execution_options(synchronize_session=False)
-        )
-    ]
+    out.cancelled = _update_returning_ids(
+        session,
+        and_(expired, Job.cancel_requested.is_(True)),
+        status=JobStatus.CANCELLED,
+        finished_at=now,
+        lease_expires_at=None,
+        phase=JobPhase.CANCELLED,
+        error="cancelled; its worker stopped answering",
+    )
+    out.failed = _update_returning_ids(
+        session,
+        and_(expired, Job.attempts >= max_attempts),
+        status=JobStatus.FAILED,
+        finished_at=now,
+        lease_expires_at=None,
+        phase=JobPhase.FAILED,
+        error=f"worker lost {max_attempts} times (lease expired without a heartbeat); giving up",
+    )
+    out.requeued = _update_returning_ids(
+        session,
+        expired,
+        status=JobStatus.QUEUED,
+        lease_owner=None,
+        lease_expires_at=None,
+        phase=JobPhase.REQUEUED,
+        error="worker stopped answering; requeued",
+        sent_at=now,  # the caller sends it after commit
+    )
     for job_id in out.failed + out.requeued:
         attempt = _attempt(session, job_id)
         if not _has_event(session, job_id, attempt):
@@ -306,16 +299,7 @@ def mark_stale_queued_for_resend(
         Job.cancel_requested.is_(False),
         or_(Job.sent_at.is_(None), Job.sent_at < older_than),
     )
-    return [
-        int(i)
-        for i in session.scalars(
-            update(Job)
-            .where(stale)
-            .values(sent_at=now)
-            .returning(Job.id)
-            .execution_options(synchronize_session=False)
-        )
-    ]
+    return _update_returning_ids(session, stale, sent_at=now)
 
 
 def count_by_status(session: Session) -> dict[str, int]:

@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session
 from server.db.base import utcnow
 from server.db.models import Job, Project
 from server.db.session import after_commit
-from server.errors import BadRequest, NotFound
+from server.errors import BadRequest, found
 from server.jobs import repository
 from server.jobs.queue import JobQueue
 from xmodel_contracts.names import JobStatus
@@ -20,10 +20,7 @@ from xmodel_contracts.training_settings import check_training_settings
 
 
 def get_job(session: Session, job_id: int) -> Job:
-    job = repository.get(session, job_id)
-    if job is None:
-        raise NotFound("job not found")
-    return job
+    return found(repository.get(session, job_id), "job")
 
 
 def request_training(

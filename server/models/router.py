@@ -23,24 +23,13 @@ from server.models import predict as onnx_predict
 from server.models import repository, service
 from server.models.schemas import ArtefactFormat, ModelRead, PredictRead
 from server.uploads.images import check_image
+from server.uploads.openapi import multipart_body
 
 router = APIRouter(tags=["models"], responses=ERROR_RESPONSES)
-PREDICT_OPENAPI = {
-    "requestBody": {
-        "required": True,
-        "content": {
-            "multipart/form-data": {
-                "schema": {
-                    "type": "object",
-                    "required": ["file"],
-                    "properties": {
-                        "file": {"type": "string", "format": "binary", "description": "one image"}
-                    },
-                }
-            }
-        },
-    }
-}
+PREDICT_OPENAPI = multipart_body(
+    {"file": {"type": "string", "format": "binary", "description": "one image"}},
+    required=["file"],
+)
 
 
 def _load_model(session: SessionDep, principal: Principal, model_id: int) -> ModelVersion:

@@ -6,17 +6,14 @@ from sqlalchemy.orm import Session
 
 from server.auth.service import Principal, create_project_token
 from server.db.models import Project
-from server.errors import NotFound
+from server.errors import found
 from server.projects import repository
 from server.projects.schemas import ProjectCreate, ProjectUpdate
 from xmodel_contracts.training_defaults import default_image_size
 
 
 def get_project(session: Session, project_id: int) -> Project:
-    project = repository.get(session, project_id)
-    if project is None:
-        raise NotFound("project not found")
-    return project
+    return found(repository.get(session, project_id), "project")
 
 
 def create_project(

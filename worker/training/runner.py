@@ -246,13 +246,7 @@ class TrainingRun:
             score_views=self.ws.score_views,
         )
         scoring.check_strategies(cfg.score_strategies, task)  # before training, not after
-        self.lease.progress(
-            force=True,
-            phase=JobPhase.LOADING,
-            progress_step=0,
-            progress_total=cfg.train.steps,
-            metrics=self.metrics,
-        )
+        self._enter_phase(JobPhase.LOADING, cfg.train.steps)
         snapshot = self._snapshot(cfg)
         cached = cfg.uses_trunk_cache
         labelled = data.labelled_set(
@@ -288,13 +282,7 @@ class TrainingRun:
         training_views = None
         if cached:
             self.builder = self._view_builder(cfg, task, model, trainer.device)
-            self.lease.progress(
-                force=True,
-                phase=JobPhase.CACHING,
-                progress_step=0,
-                progress_total=len(snapshot.unlabelled) + len(labelled),
-                metrics=self.metrics,
-            )
+            self._enter_phase(JobPhase.CACHING, len(snapshot.unlabelled) + len(labelled))
             shas = [r.sha256 for r in snapshot.labelled]
             training_views = self.builder.training_views(
                 [shas[i] for i in train_idx.tolist()],
@@ -308,13 +296,7 @@ class TrainingRun:
                 "cache_hits": self.builder.stats.hits,
                 "cache_misses": self.builder.stats.computed,
             }
-        self.lease.progress(
-            force=True,
-            phase=JobPhase.TRAINING,
-            progress_step=0,
-            progress_total=cfg.train.steps,
-            metrics=self.metrics,
-        )
+        self._enter_phase(JobPhase.TRAINING, cfg.train.steps)
         t_train = time.monotonic()
         self._fetch_scratch("checkpoint.pt")
         result = trainer.fit(
@@ -355,13 +337,7 @@ class TrainingRun:
         )
         model_id = self._model_row(files, self.metrics["labelled"])
         self.metrics["export_seconds"] = round(time.monotonic() - t_export, 2)
-        self.lease.progress(
-            force=True,
-            phase=JobPhase.SCORING,
-            progress_step=0,
-            progress_total=None,
-            metrics=self.metrics,
-        )
+        self._enter_phase(JobPhase.SCORING, None)
         t_score = time.monotonic()
         model.to(trainer.device)
         pool = scoring.score_pool(
@@ -423,6 +399,12 @@ class TrainingRun:
             self.c.image_size,
             cache_for(root, self.ws.trunk_cache_mb * 2**20),
             device,
+        )
+
+    def _enter_phase(self, phase: JobPhase, total: int | None) -> None:
+        """Write the new phase now, its progress at 0 of ``total``, with the metrics so far."""
+        self.lease.progress(
+            force=True, phase=phase, progress_step=0, progress_total=total, metrics=self.metrics
         )
 
     def _fetch_scratch(self, name: str) -> None:

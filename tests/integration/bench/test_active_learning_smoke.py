@@ -16,27 +16,27 @@ pytestmark = pytest.mark.integration
 REPO = Path(__file__).resolve().parents[3]
 
 
-def test_active_learning_smoke(tmp_path: Path) -> None:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("XM_")}  # a service of its own
-    env |= {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
-    out = tmp_path / "results"
-    done = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "bench.active_learning",
-            "--smoke",
-            "--threads",
-            "1",
-            "--out-dir",
-            str(out),
-            "--data-dir",
-            str(tmp_path / "service"),
-        ],
+def _run_benchmark(
+    env: dict[str, str], args: list[str], timeout: float
+) -> subprocess.CompletedProcess[str]:
+    """``python -m bench.active_learning --smoke`` with ``args``, its output captured."""
+    return subprocess.run(
+        [sys.executable, "-m", "bench.active_learning", "--smoke", *args],
         cwd=REPO,
         env=env,
         capture_output=True,
         text=True,
+        timeout=timeout,
+    )
+
+
+def test_active_learning_smoke(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("XM_")}  # a service of its own
+    env |= {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+    out = tmp_path / "results"
+    done = _run_benchmark(
+        env,
+        ["--threads", "1", "--out-dir", str(out), "--data-dir", str(tmp_path / "service")],
         timeout=240,
     )
     log = tmp_path / "service" / "service.log"
@@ -72,22 +72,15 @@ def test_active_learning_smoke(tmp_path: Path) -> None:
 
     # a run split over processes merges into one document; a run found twice counts once
     merged_dir = tmp_path / "merged"
-    done = subprocess.run(
+    done = _run_benchmark(
+        env,
         [
-            sys.executable,
-            "-m",
-            "bench.active_learning",
-            "--smoke",
             "--out-dir",
             str(merged_dir),
             "--merge",
             str(out / "active_learning_smoke.json"),
             str(out / "active_learning_smoke.json"),
         ],
-        cwd=REPO,
-        env=env,
-        capture_output=True,
-        text=True,
         timeout=120,
     )
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]

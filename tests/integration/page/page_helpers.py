@@ -3,11 +3,8 @@ written the way the worker writes them, and test images (one with an EXIF rotati
 
 from __future__ import annotations
 
-import hashlib
 import io
-import json
 import os
-import socket
 import subprocess
 import time
 from collections.abc import Iterator
@@ -21,7 +18,8 @@ import numpy as np
 from PIL import Image
 
 from bench.live_api import start_uvicorn
-from xmodel_contracts.launch import worker_command
+from bench.stub_model import install_stub_model
+from xmodel_contracts.launch import embedded_settings, free_port, stop_process, worker_command
 
 REPO = Path(__file__).resolve().parents[3]
 ADMIN_TOKEN = "page-test-admin-token-0123456789abcdef"
@@ -42,24 +40,11 @@ class LiveServer:
         )
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @contextmanager
 def live_server(data_dir: Path) -> Iterator[LiveServer]:
     """Start ``uvicorn server.main:app`` as ``make run`` would (without its worker)."""
-    port = _free_port()
-    env = {
-        **os.environ,
-        "XM_DATABASE_URL": f"sqlite:///{data_dir / 'xmodel.db'}",
-        "XM_STORAGE_DIR": str(data_dir / "storage"),
-        "XM_BROKER_URL": f"sqla+sqlite:///{data_dir / 'broker.sqlite'}",
-        "XM_ADMIN_TOKEN": ADMIN_TOKEN,
-    }
-    process, url = start_uvicorn(port, env, data_dir / "uvicorn.log")
+    env = {**os.environ, **embedded_settings(data_dir), "XM_ADMIN_TOKEN": ADMIN_TOKEN}
+    process, url = start_uvicorn(free_port(), env, data_dir / "uvicorn.log")
     try:
         yield LiveServer(
             url=url,
@@ -68,12 +53,7 @@ def live_server(data_dir: Path) -> Iterator[LiveServer]:
             env={k: v for k, v in env.items() if k.startswith("XM_")},
         )
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        stop_process(process, timeout=15)
 
 
 def create_project(server: LiveServer, task: dict[str, Any], name: str = "p") -> tuple[int, str]:
@@ -136,71 +116,6 @@ def picture(
     return buffer.getvalue()
 
 
-def tiny_onnx(kind: str, outputs: int, num_heads: int = 2, seed: int = 0) -> bytes:
-    """images [B,3,H,W] → mean over H,W → [B,3] @ W_h + b_h → softmax (classification),
-    identity (regression) or sigmoid (keypoint fractions), stacked to [heads, B, D]."""
-    import onnx
-    from onnx import TensorProto, helper, numpy_helper
-
-    rng = np.random.default_rng(seed)
-    nodes = [helper.make_node("ReduceMean", ["images", "axes_hw"], ["pooled"], keepdims=0)]
-    initialisers = [
-        numpy_helper.from_array(np.array([2, 3], dtype=np.int64), "axes_hw"),
-        numpy_helper.from_array(np.array([0], dtype=np.int64), "axis0"),
-    ]
-    heads = []
-    for h in range(num_heads):
-        weight = rng.normal(size=(3, outputs)).astype(np.float32) * (h + 1)
-        bias = rng.normal(size=(outputs,)).astype(np.float32)
-        if kind == "regression":
-            weight, bias = weight * 10, bias * 5 + 40
-        initialisers += [
-            numpy_helper.from_array(weight, f"w{h}"),
-            numpy_helper.from_array(bias, f"b{h}"),
-        ]
-        nodes += [
-            helper.make_node("MatMul", ["pooled", f"w{h}"], [f"m{h}"]),
-            helper.make_node("Add", [f"m{h}", f"b{h}"], [f"z{h}"]),
-        ]
-        final = (
-            helper.make_node("Softmax", [f"z{h}"], [f"o{h}"], axis=1)
-            if kind == "classification"
-            else helper.make_node(
-                "Sigmoid" if kind == "keypoints" else "Identity", [f"z{h}"], [f"o{h}"]
-            )
-        )
-        nodes += [
-            final,
-            helper.make_node("Unsqueeze", [f"o{h}", "axis0"], [f"head{h}"]),
-        ]
-        heads.append(f"head{h}")
-    nodes.append(helper.make_node("Concat", heads, ["predictions"], axis=0))
-    graph = helper.make_graph(
-        nodes,
-        "tiny",
-        [helper.make_tensor_value_info("images", TensorProto.FLOAT, ["B", 3, "H", "W"])],
-        [
-            helper.make_tensor_value_info(
-                "predictions", TensorProto.FLOAT, [num_heads, "B", outputs]
-            )
-        ],
-        initialisers,
-    )
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)])
-    model.ir_version = 9
-    onnx.checker.check_model(model)
-    return model.SerializeToString()
-
-
-def output_dim(task: dict[str, Any]) -> int:
-    kind = task["kind"]
-    if kind == "classification":
-        return len(task["classes"])
-    if kind == "regression":
-        return len(task["targets"])
-    return 2 * len(task["points"])
-
-
 def register_model(
     server: LiveServer,
     project_id: int,
@@ -211,62 +126,13 @@ def register_model(
 ) -> int:
     """Do what the worker does at the end of a job: write the artefacts (ONNX + config.json),
     insert the model row, write the item scores, then activate the model."""
-    from sqlalchemy.orm import Session
-
     from server.db.engine import make_engine
-    from server.db.models import ModelVersion
-    from server.models import repository as models_repository
-    from server.suggest.ranking import ranked_rows
-    from server.suggest.repository import write_scores
 
     engine = make_engine(server.database_url)
     try:
-        with Session(engine) as session, session.begin():
-            version = models_repository.next_version(session, project_id)
-            relative = f"models/{project_id}/v{version}"
-            directory = server.storage_dir / relative
-            directory.mkdir(parents=True, exist_ok=True)
-            config = {
-                "format": "xmodel/1",
-                "task": task,
-                "num_heads": 2,
-                "preprocess": {
-                    "size": [16, 16],
-                    "channels": "RGB",
-                    "scale": 1 / 255,
-                    "resize": "bilinear",
-                    "layout": "NCHW",
-                },
-                "onnx": {"input": "images", "output": "predictions"},
-            }
-            files = {
-                "model.onnx": tiny_onnx(task["kind"], output_dim(task), seed=seed),
-                "config.json": json.dumps(config).encode(),
-                "model.safetensors": b"weights are not read by the API",
-            }
-            digests = {}
-            for name, data in files.items():
-                (directory / name).write_bytes(data)
-                digests[name] = hashlib.sha256(data).hexdigest()
-            model = models_repository.add(
-                session,
-                ModelVersion(
-                    project_id=project_id,
-                    version=version,
-                    labelled_count=0,
-                    metrics={},
-                    config_path=f"{relative}/config.json",
-                    config_sha256=digests["config.json"],
-                    onnx_path=f"{relative}/model.onnx",
-                    onnx_sha256=digests["model.onnx"],
-                    safetensors_path=f"{relative}/model.safetensors",
-                    safetensors_sha256=digests["model.safetensors"],
-                ),
-            )
-            if scores:
-                write_scores(session, model.id, "xmodel", ranked_rows(scores))
-            models_repository.activate(session, model)
-            return int(model.id)
+        return install_stub_model(
+            engine, server.storage_dir, project_id, task, seed=seed, scores=scores
+        )
     finally:
         engine.dispose()
 
@@ -293,9 +159,4 @@ def worker_process(server: LiveServer, log_dir: Path) -> Iterator[subprocess.Pop
             time.sleep(0.2)
         yield process
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        stop_process(process, timeout=30)

@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
+from in_process_api import in_process_settings
 from server_test_helpers import ADMIN_TOKEN
 from sqlalchemy import Engine, text
 from sqlalchemy.orm import Session
@@ -81,6 +82,15 @@ class Api:
         assert response.status_code == 201, response.text
         return response.json()["id"], {"Authorization": f"Bearer {response.json()['token']}"}
 
+    def import_zip(
+        self, project_id: int, headers: dict[str, str], archive: bytes, name: str = "data.zip"
+    ) -> Any:
+        return self.client.post(
+            f"/projects/{project_id}/items/import",
+            headers=headers,
+            files={"archive": (name, archive, "application/zip")},
+        )
+
     def upload(
         self,
         project_id: int,
@@ -121,16 +131,6 @@ def database_url(backend: str, request: pytest.FixtureRequest) -> str:
     return request.getfixturevalue("sqlite_url" if backend == "sqlite" else "postgres_url")
 
 
-def build_settings(database_url: str, storage: Path, **overrides: Any) -> Settings:
-    return Settings(
-        database_url=database_url,
-        storage_dir=storage,
-        admin_token=ADMIN_TOKEN,
-        auto_migrate=False,
-        **overrides,
-    )
-
-
 @pytest.fixture
 def settings_overrides() -> dict[str, Any]:
     return {}
@@ -142,7 +142,9 @@ def api(
 ) -> Iterator[Api]:
     engine = make_engine(database_url)
     _reset(engine)
-    settings = build_settings(database_url, tmp_path / "storage", **settings_overrides)
+    settings = in_process_settings(
+        database_url, tmp_path / "storage", ADMIN_TOKEN, **settings_overrides
+    )
     queue = CommitCheckingQueue(engine)
     store = FileImageStore(settings.storage_dir)
     app = create_app(settings, job_queue=queue, image_store=store)

@@ -1,4 +1,4 @@
-"""Helpers for the server tests: images, zips, a tiny ONNX model, row and file counts."""
+"""Helpers for the server tests: images, zips, a stub model, row and file counts."""
 
 from __future__ import annotations
 
@@ -8,10 +8,10 @@ import random
 import zipfile
 from typing import Any
 
-import numpy as np
 from PIL import Image
 from sqlalchemy import Engine, func, select
 
+from bench.stub_model import install_stub_model
 from server.db.base import Base
 
 ADMIN_TOKEN = "test-admin-token-0123456789abcdef"
@@ -56,57 +56,6 @@ def row_counts(engine: Engine) -> dict[str, int]:
         }
 
 
-def tiny_onnx_model(num_classes: int = 2, num_heads: int = 2) -> bytes:
-    """images [B,3,H,W] → mean over H,W → [B,3] @ W_h → softmax, stacked to [heads, B, D]."""
-    import onnx
-    from onnx import TensorProto, helper, numpy_helper
-
-    rng = np.random.default_rng(0)
-    nodes, initialisers, head_outputs = [], [], []
-    nodes.append(helper.make_node("ReduceMean", ["images", "axes_hw"], ["pooled"], keepdims=0))
-    initialisers.append(numpy_helper.from_array(np.array([2, 3], dtype=np.int64), "axes_hw"))
-    initialisers.append(numpy_helper.from_array(np.array([0], dtype=np.int64), "axis0"))
-    for h in range(num_heads):
-        weight = rng.normal(size=(3, num_classes)).astype(np.float32) * (h + 1)
-        initialisers.append(numpy_helper.from_array(weight, f"w{h}"))
-        nodes.append(helper.make_node("MatMul", ["pooled", f"w{h}"], [f"logits{h}"]))
-        nodes.append(helper.make_node("Softmax", [f"logits{h}"], [f"probs{h}"], axis=1))
-        nodes.append(helper.make_node("Unsqueeze", [f"probs{h}", "axis0"], [f"head{h}"]))
-        head_outputs.append(f"head{h}")
-    nodes.append(helper.make_node("Concat", head_outputs, ["predictions"], axis=0))
-    graph = helper.make_graph(
-        nodes,
-        "tiny",
-        [helper.make_tensor_value_info("images", TensorProto.FLOAT, ["B", 3, "H", "W"])],
-        [
-            helper.make_tensor_value_info(
-                "predictions", TensorProto.FLOAT, [num_heads, "B", num_classes]
-            )
-        ],
-        initialisers,
-    )
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)])
-    model.ir_version = 9
-    onnx.checker.check_model(model)
-    return model.SerializeToString()
-
-
-def model_config(classes: list[str], num_heads: int = 2, size: int = 16) -> dict[str, Any]:
-    return {
-        "format": "xmodel/1",
-        "task": {"kind": "classification", "classes": classes},
-        "num_heads": num_heads,
-        "preprocess": {
-            "size": [size, size],
-            "channels": "RGB",
-            "scale": 1 / 255,
-            "resize": "bilinear",
-            "layout": "NCHW",
-        },
-        "onnx": {"input": "images", "output": "predictions"},
-    }
-
-
 def dumps(value: Any) -> str:
     return json.dumps(value)
 
@@ -122,50 +71,13 @@ def register_model(
     scores: list[tuple[int, float, int]] | None = None,
 ) -> int:
     """Do what the worker does: write artefacts, insert the model row, write scores, activate."""
-    import hashlib
-
-    from sqlalchemy.orm import Session
-
-    from server.db.models import ModelVersion
-    from server.models import repository as models_repository
-    from server.suggest.ranking import ranked_rows
-    from server.suggest.repository import write_scores
-
-    classes = classes or ["cat", "dog"]
-    with Session(api.engine) as session, session.begin():
-        version = models_repository.next_version(session, project_id)
-        relative = f"models/{project_id}/v{version}"
-        directory = api.settings.storage_dir / relative
-        directory.mkdir(parents=True, exist_ok=True)
-        files = {
-            "model.onnx": tiny_onnx_model(len(classes)),
-            "config.json": json.dumps(model_config(classes)).encode(),
-            "model.safetensors": b"not really safetensors",
-            "model.torchscript.pt": b"not really torchscript",
-        }
-        digests = {}
-        for name, data in files.items():
-            (directory / name).write_bytes(data)
-            digests[name] = hashlib.sha256(data).hexdigest()
-        model = models_repository.add(
-            session,
-            ModelVersion(
-                project_id=project_id,
-                version=version,
-                labelled_count=labelled_count,
-                metrics=metrics or {},
-                config_path=f"{relative}/config.json",
-                config_sha256=digests["config.json"],
-                safetensors_path=f"{relative}/model.safetensors",
-                safetensors_sha256=digests["model.safetensors"],
-                onnx_path=f"{relative}/model.onnx",
-                onnx_sha256=digests["model.onnx"],
-                torchscript_path=f"{relative}/model.torchscript.pt",
-                torchscript_sha256=digests["model.torchscript.pt"],
-            ),
-        )
-        if scores:
-            write_scores(session, model.id, "xmodel", ranked_rows(scores))
-        if activate:
-            models_repository.activate(session, model)
-        return model.id
+    return install_stub_model(
+        api.engine,
+        api.settings.storage_dir,
+        project_id,
+        {"kind": "classification", "classes": classes or ["cat", "dog"]},
+        labelled_count=labelled_count,
+        metrics=metrics,
+        scores=scores,
+        activate=activate,
+    )

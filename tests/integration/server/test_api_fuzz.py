@@ -6,7 +6,6 @@ disagree with the schema (status code, content type, body, headers). Examples ar
 from __future__ import annotations
 
 import os
-import socket
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,6 +25,7 @@ from schemathesis.specs.openapi.checks import (
 from server_test_helpers import ADMIN_TOKEN, unique_png
 
 from bench.live_api import start_uvicorn
+from xmodel_contracts.launch import embedded_settings, free_port, stop_process
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -47,12 +47,6 @@ class Live:
     log: Path
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @pytest.fixture(params=["sqlite", "postgresql"])
 def live(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Live]:
     database_url = (
@@ -71,17 +65,14 @@ def live(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Live]:
             names = ", ".join(t.name for t in Base.metadata.sorted_tables)
             connection.execute(text(f"TRUNCATE {names} RESTART IDENTITY CASCADE"))
         engine.dispose()
-    port = _free_port()
     env = {
         **os.environ,
-        "XM_DATABASE_URL": database_url,
-        "XM_STORAGE_DIR": str(tmp_path / "storage"),
-        "XM_BROKER_URL": f"sqla+sqlite:///{tmp_path / 'broker.sqlite'}",
+        **embedded_settings(tmp_path, database_url),
         "XM_ADMIN_TOKEN": ADMIN_TOKEN,
         "XM_AUTO_MIGRATE": "true",
     }
     log = tmp_path / "uvicorn.log"
-    process, url = start_uvicorn(port, env, log)
+    process, url = start_uvicorn(free_port(), env, log)
     try:
         admin = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
         created = httpx.post(
@@ -102,8 +93,7 @@ def live(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Live]:
         )
         yield Live(url, {"admin": admin, "owner": owner}, log)
     finally:
-        process.terminate()
-        process.wait(20)
+        stop_process(process, timeout=20)
 
 
 def _fuzz(operation: schemathesis.APIOperation, base_url: str, headers: dict[str, str]) -> None:

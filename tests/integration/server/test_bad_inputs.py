@@ -6,6 +6,7 @@ import io
 import struct
 import zipfile
 import zlib
+from collections.abc import Callable
 
 import pytest
 from server_test_helpers import image_bytes, row_counts, unique_png, zip_bytes
@@ -50,6 +51,17 @@ def zip_ratio_bomb() -> bytes:
 
 def snapshot(api) -> tuple[dict[str, int], int]:
     return row_counts(api.engine), api.store.count()
+
+
+def _assert_import_refused(
+    api, project_id: int, owner: dict[str, str], archive: bytes, phrase: str
+) -> None:
+    """The import answers 4xx naming ``phrase`` and leaves every row and stored file as it was."""
+    before = snapshot(api)
+    response = api.import_zip(project_id, owner, archive)
+    assert 400 <= response.status_code < 500, response.text
+    assert phrase in response.json()["detail"], response.json()
+    assert snapshot(api) == before
 
 
 UPLOAD_CASES = {
@@ -106,6 +118,23 @@ def test_bad_upload_changes_nothing(api, case: str) -> None:
     assert snapshot(api) == before
 
 
+# (labels file name, its bytes) beside one image ``a.png``, and the phrase the refusal names
+LABELS_FILE_CASES = {
+    "csv_unknown_class": ("labels.csv", b"filename,label\na.png,horse\n", "unknown class"),
+    "csv_columns_swapped_short_row": ("labels.csv", b"label,filename\ncat\n", "line 2"),
+    "csv_no_header": ("labels.csv", b"a.png,cat\n", "header"),
+    "csv_extra_cells": ("labels.csv", b"filename,label\na.png,cat,dog\n", "line 2"),
+    "csv_huge_number": ("labels.csv", b'filename,label\na.png,{"class": 1}\n', "classification"),
+    "csv_not_utf8": ("labels.csv", b"filename,label\na.png,\xff\xfe\n", "labels.csv"),
+    "jsonl_not_objects": ("labels.jsonl", b"[1, 2]\n", "labels.jsonl line 1"),
+}
+
+
+def _one_image_with(labels_name: str, labels: bytes) -> Callable[[], bytes]:
+    """A zip of one image ``a.png`` and a labels file, made when the case runs."""
+    return lambda: zip_bytes({"a.png": unique_png(), labels_name: labels})
+
+
 ZIP_CASES = {
     "dotdot_name": (
         lambda: zip_bytes({"ok.png": unique_png(), "../evil.png": unique_png()}),
@@ -119,40 +148,9 @@ ZIP_CASES = {
         lambda: zip_bytes({"ok.png": unique_png(), "bad.png": b"nope"}),
         "not a supported image",
     ),
-    "csv_unknown_class": (
-        lambda: zip_bytes({"a.png": unique_png(), "labels.csv": b"filename,label\na.png,horse\n"}),
-        "unknown class",
-    ),
-    "csv_columns_swapped_short_row": (
-        lambda: zip_bytes({"a.png": unique_png(), "labels.csv": b"label,filename\ncat\n"}),
-        "line 2",
-    ),
-    "csv_no_header": (
-        lambda: zip_bytes({"a.png": unique_png(), "labels.csv": b"a.png,cat\n"}),
-        "header",
-    ),
-    "csv_extra_cells": (
-        lambda: zip_bytes(
-            {"a.png": unique_png(), "labels.csv": b"filename,label\na.png,cat,dog\n"}
-        ),
-        "line 2",
-    ),
-    "csv_huge_number": (
-        lambda: zip_bytes(
-            {"a.png": unique_png(), "labels.csv": b'filename,label\na.png,{"class": 1}\n'}
-        ),
-        "classification",
-    ),
-    "csv_not_utf8": (
-        lambda: zip_bytes(
-            {"a.png": unique_png(), "labels.csv": b"filename,label\na.png,\xff\xfe\n"}
-        ),
-        "labels.csv",
-    ),
-    "jsonl_not_objects": (
-        lambda: zip_bytes({"a.png": unique_png(), "labels.jsonl": b"[1, 2]\n"}),
-        "labels.jsonl line 1",
-    ),
+} | {
+    case: (_one_image_with(name, labels), phrase)
+    for case, (name, labels, phrase) in LABELS_FILE_CASES.items()
 }
 REGRESSION_CSV_CASES = {
     "broken_json_list": (b'filename,label\na.png,"[1,2"\n', "line 2"),
@@ -172,15 +170,7 @@ def test_bad_labels_csv_on_regression_is_a_400_naming_the_row(api, case: str) ->
     archive = zip_bytes(
         {"a.png": unique_png(), "labels.csv": table}, compression=zipfile.ZIP_STORED
     )
-    before = snapshot(api)
-    response = api.client.post(
-        f"/projects/{project_id}/items/import",
-        headers=owner,
-        files={"archive": ("data.zip", archive, "application/zip")},
-    )
-    assert 400 <= response.status_code < 500, response.text
-    assert phrase in response.json()["detail"], response.json()
-    assert snapshot(api) == before
+    _assert_import_refused(api, project_id, owner, archive, phrase)
 
 
 @pytest.mark.parametrize("case", list(ZIP_CASES))
@@ -188,15 +178,7 @@ def test_bad_zip_changes_nothing(api, case: str) -> None:
     project_id, owner = api.create_project()
     make, phrase = ZIP_CASES[case]
     archive = make()
-    before = snapshot(api)
-    response = api.client.post(
-        f"/projects/{project_id}/items/import",
-        headers=owner,
-        files={"archive": ("data.zip", archive, "application/zip")},
-    )
-    assert 400 <= response.status_code < 500, response.text
-    assert phrase in response.json()["detail"], response.json()
-    assert snapshot(api) == before
+    _assert_import_refused(api, project_id, owner, archive, phrase)
 
 
 @pytest.mark.parametrize(

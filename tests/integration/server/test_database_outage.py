@@ -13,10 +13,10 @@ from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 from fastapi.testclient import TestClient
+from in_process_api import in_process_settings
 
 from server.jobs.queue import RecordingJobQueue
 from server.main import create_app
-from server.settings import Settings
 
 pytestmark = pytest.mark.integration
 ADMIN = "outage-admin-token-0123456789abcdef"
@@ -88,9 +88,7 @@ def test_api_answers_503_while_the_database_is_away_then_recovers(postgres_url, 
     parts = urlsplit(postgres_url)
     relay = Relay((parts.hostname or "127.0.0.1", parts.port or 5432))
     relayed = urlunsplit(parts._replace(netloc=f"{parts.username}@127.0.0.1:{relay.port}"))
-    settings = Settings(
-        database_url=relayed, storage_dir=tmp_path / "s", admin_token=ADMIN, auto_migrate=False
-    )
+    settings = in_process_settings(relayed, tmp_path / "s", ADMIN)
     admin = {"Authorization": f"Bearer {ADMIN}"}
     body = {"name": "outage", "task": {"kind": "classification", "classes": ["a", "b"]}}
     try:

@@ -39,11 +39,7 @@ def test_other_requests_are_served_during_a_large_import(
     outcome: dict[str, object] = {}
 
     def run_import() -> None:
-        response = api.client.post(
-            f"/projects/{project_id}/items/import",
-            headers=owner,
-            files={"archive": ("big.zip", archive, "application/zip")},
-        )
+        response = api.import_zip(project_id, owner, archive, name="big.zip")
         outcome["status"], outcome["body"] = response.status_code, response.json()
 
     importer = threading.Thread(target=run_import)

@@ -81,11 +81,7 @@ def test_zip_import_with_labels_csv(api) -> None:
             "labels.csv": b"filename,label\nimgs/one.png,cat\ntwo.png,dog\n",
         }
     )
-    response = api.client.post(
-        f"/projects/{project_id}/items/import",
-        headers=owner,
-        files={"archive": ("data.zip", archive, "application/zip")},
-    )
+    response = api.import_zip(project_id, owner, archive)
     assert response.status_code == 201, response.text
     labels = {e["name"]: e["item"]["label"] for e in response.json()["items"]}
     assert labels == {
@@ -105,11 +101,7 @@ def test_zip_import_with_labels_jsonl_regression(api) -> None:
             "labels.jsonl": b'{"filename": "a.png", "label": {"values": {"age": 31}}}\n',
         }
     )
-    response = api.client.post(
-        f"/projects/{project_id}/items/import",
-        headers=owner,
-        files={"archive": ("data.zip", archive, "application/zip")},
-    )
+    response = api.import_zip(project_id, owner, archive)
     assert response.status_code == 201, response.text
     assert response.json()["items"][0]["item"]["label"] == {"values": {"age": 31.0}}
 

@@ -6,7 +6,9 @@ import hashlib
 
 import numpy as np
 import pytest
-from server_test_helpers import image_bytes, register_model, tiny_onnx_model
+from server_test_helpers import image_bytes, register_model
+
+from bench.stub_model import tiny_onnx
 
 pytestmark = pytest.mark.integration
 
@@ -67,7 +69,9 @@ def test_predict_matches_a_manual_forward_pass(api) -> None:
         )
         / 255
     )
-    session = ort.InferenceSession(tiny_onnx_model(2), providers=["CPUExecutionProvider"])
+    session = ort.InferenceSession(
+        tiny_onnx("classification", 2), providers=["CPUExecutionProvider"]
+    )
     expected = session.run(None, {"images": pixels.transpose(2, 0, 1)[None]})[0][:, 0, :]
     assert np.allclose(heads, expected, atol=1e-5)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 
 import pytest
 from server_test_helpers import register_model, unique_png
@@ -21,6 +22,35 @@ def _suggest(api, project_id, headers, **params):
     response = api.client.get(f"/projects/{project_id}/suggest", headers=headers, params=params)
     assert response.status_code == 200, response.text
     return response.json()
+
+
+def _scored_project_and_annotators(
+    api, items: int, *, scores: int, clusters: int, annotators: int = 8
+) -> tuple[int, list[dict[str, str]]]:
+    """A project whose model scores its n-th item ``n % scores`` in cluster ``n % clusters``,
+    and ``annotators`` annotator tokens' headers."""
+    project_id, owner = api.create_project()
+    ids = _items(api, project_id, owner, items)
+    register_model(
+        api, project_id, scores=[(i, float(n % scores), n % clusters) for n, i in enumerate(ids)]
+    )
+    tokens = [api.create_token(project_id, owner, name=f"a{n}")[1] for n in range(annotators)]
+    return project_id, tokens
+
+
+def _all_at_once(workers: int, work: Callable[[int], None]) -> None:
+    """Run ``work(0)`` to ``work(workers - 1)`` in threads released together; wait for all."""
+    barrier = threading.Barrier(workers)
+
+    def released(n: int) -> None:
+        barrier.wait()
+        work(n)
+
+    threads = [threading.Thread(target=released, args=(n,)) for n in range(workers)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
 
 
 def test_cold_start_says_so_and_leases(api) -> None:
@@ -129,22 +159,13 @@ def test_random_strategy_with_active_model(api) -> None:
 
 
 def test_concurrent_annotators_get_disjoint_items(api) -> None:
-    project_id, owner = api.create_project()
-    ids = _items(api, project_id, owner, 40)
-    register_model(api, project_id, scores=[(i, float(n % 7), n % 3) for n, i in enumerate(ids)])
-    tokens = [api.create_token(project_id, owner, name=f"a{n}")[1] for n in range(8)]
+    project_id, tokens = _scored_project_and_annotators(api, 40, scores=7, clusters=3)
     results: dict[int, list[int]] = {}
-    barrier = threading.Barrier(len(tokens))
 
     def work(n: int) -> None:
-        barrier.wait()
         results[n] = [i["item_id"] for i in _suggest(api, project_id, tokens[n], k=5)["items"]]
 
-    threads = [threading.Thread(target=work, args=(n,)) for n in range(len(tokens))]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    _all_at_once(len(tokens), work)
     everything = [i for batch in results.values() for i in batch]
     assert len(everything) == 40 and len(set(everything)) == 40
 
@@ -161,17 +182,11 @@ def test_many_annotators_at_once_never_share_and_keep_diversity(api) -> None:
     register_model(api, project_id, scores=scores)
     tokens = [api.create_token(project_id, owner, name=f"a{n}")[1] for n in range(16)]
     batches: dict[int, list[dict]] = {}
-    barrier = threading.Barrier(len(tokens))
 
     def work(n: int) -> None:
-        barrier.wait()
         batches[n] = _suggest(api, project_id, tokens[n], k=3)["items"]
 
-    threads = [threading.Thread(target=work, args=(n,)) for n in range(len(tokens))]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    _all_at_once(len(tokens), work)
     granted = [item for batch in batches.values() for item in batch]
     assert len(granted) == 48 and len({i["item_id"] for i in granted}) == 48
     # SQLite serialises the requests: exactly the first 48 of the order. On PostgreSQL a read
@@ -193,24 +208,15 @@ def test_many_annotators_at_once_never_share_and_keep_diversity(api) -> None:
 def test_refreshing_annotators_never_hold_the_same_item(api) -> None:
     """Annotators refresh their batches in a loop (each call releases the previous batch):
     at the end every lease in the database is held once and matches the last answer."""
-    project_id, owner = api.create_project()
-    ids = _items(api, project_id, owner, 60)
-    register_model(api, project_id, scores=[(i, float(n % 11), n % 5) for n, i in enumerate(ids)])
-    tokens = [api.create_token(project_id, owner, name=f"a{n}")[1] for n in range(8)]
+    project_id, tokens = _scored_project_and_annotators(api, 60, scores=11, clusters=5)
     last: dict[int, set[int]] = {}
-    barrier = threading.Barrier(len(tokens))
 
     def work(n: int) -> None:
-        barrier.wait()
         for _ in range(6):
             batch = _suggest(api, project_id, tokens[n], k=4)["items"]
             last[n] = {i["item_id"] for i in batch}
 
-    threads = [threading.Thread(target=work, args=(n,)) for n in range(len(tokens))]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    _all_at_once(len(tokens), work)
     held = {
         n: set(
             api.client.post(f"/projects/{project_id}/leases/renew", headers=t).json()["item_ids"]

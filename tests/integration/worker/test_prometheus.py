@@ -11,10 +11,11 @@ from worker_helpers import (
     Client,
     WorkerProcess,
     finished,
-    free_port,
     scrape,
     worker_env,
 )
+
+from xmodel_contracts.launch import free_port
 
 pytestmark = pytest.mark.integration
 

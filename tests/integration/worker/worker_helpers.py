@@ -8,7 +8,6 @@ import io
 import os
 import random
 import signal
-import socket
 import subprocess
 import time
 from collections.abc import Callable, Iterator
@@ -17,13 +16,13 @@ from pathlib import Path
 from typing import Any
 
 from fastapi.testclient import TestClient
+from in_process_api import in_process_settings
 from PIL import Image
 from sqlalchemy import Engine, func, select
 
 from server.db.engine import make_engine
 from server.db.models import ItemScore, Job, ModelVersion
 from server.main import create_app
-from server.settings import Settings
 from xmodel_client import UploadSource, XModelClient
 from xmodel_contracts.launch import worker_command
 
@@ -120,12 +119,6 @@ def worker_env(database_url: str, storage: Path, broker_url: str, queue: str) ->
         "XM_ADMIN_TOKEN": ADMIN_TOKEN,
         **FAST_WORKER_ENV,
     }
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def scrape(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
@@ -260,11 +253,10 @@ def make_client(
     database_url: str, storage: Path, broker_url: str, queue: str, **settings_extra: Any
 ) -> Iterator[Client]:
     """The in-process API; ``settings_extra`` adds settings (e.g. the S3 store's)."""
-    settings = Settings(
-        database_url=database_url,
-        storage_dir=storage,
-        admin_token=ADMIN_TOKEN,
-        auto_migrate=False,
+    settings = in_process_settings(
+        database_url,
+        storage,
+        ADMIN_TOKEN,
         broker_url=broker_url,
         broker_queue=queue,
         **settings_extra,

@@ -14,25 +14,16 @@ from xmodel_core.model import ModelConfig, XModel
 from xmodel_core.predict import collect_view_predictions
 from xmodel_core.tasks import ClassificationTask, RegressionTask
 
-ARGS: dict[str, Any] = {
-    "backbone": "small_cnn",
-    "image_size": 16,
-    "output_dim": 2,
-    "device": "cpu",
-    "checkpoint_every": 7,
-    "score_views": 2,
-}
 
-
-def test_score_strategies_parsed_and_checked() -> None:
-    assert job_config({}, **ARGS).score_strategies == ()
+def test_score_strategies_parsed_and_checked(job_args: dict[str, Any]) -> None:
+    assert job_config({}, **job_args).score_strategies == ()
     cfg = job_config(
-        {"score_strategies": ["xmodel", "mc_dropout", "entropy", "mc_dropout"]}, **ARGS
+        {"score_strategies": ["xmodel", "mc_dropout", "entropy", "mc_dropout"]}, **job_args
     )
     assert cfg.score_strategies == ("mc_dropout", "entropy")
     for bad in (["bald"], "mc_dropout", [3]):
         with pytest.raises(JobDataError, match="score_strategies"):
-            job_config({"score_strategies": bad}, **ARGS)
+            job_config({"score_strategies": bad}, **job_args)
     with pytest.raises(JobDataError, match="entropy"):
         scoring.check_strategies(("entropy",), RegressionTask(["age"]))
     scoring.check_strategies(("mc_dropout",), RegressionTask(["age"]))

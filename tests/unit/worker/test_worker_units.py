@@ -17,19 +17,10 @@ from worker.training.config import job_config
 from worker.training.data import ItemRow, core_task, load_image, targets
 from xmodel_core.tasks import KeypointTask, RegressionTask
 
-ARGS: dict[str, Any] = {
-    "backbone": "small_cnn",
-    "image_size": 16,
-    "output_dim": 2,
-    "device": "cpu",
-    "checkpoint_every": 7,
-    "score_views": 4,
-}
 
-
-def test_job_config_maps_params_and_defaults() -> None:
+def test_job_config_maps_params_and_defaults(job_args: dict[str, Any]) -> None:
     cfg = job_config(
-        {"steps": 30, "lr": 0.01, "num_heads": 3, "val_fraction": 0.25, "clusters": 5}, **ARGS
+        {"steps": 30, "lr": 0.01, "num_heads": 3, "val_fraction": 0.25, "clusters": 5}, **job_args
     )
     assert cfg.train.steps == 30 and cfg.train.lr == 0.01 and cfg.train.checkpoint_every == 7
     assert (
@@ -51,9 +42,9 @@ def test_job_config_maps_params_and_defaults() -> None:
         ({"backbone": "small_cnn"}, "unknown training settings"),
     ],
 )
-def test_job_config_refuses_bad_params(params: dict, words: str) -> None:
+def test_job_config_refuses_bad_params(params: dict, words: str, job_args: dict[str, Any]) -> None:
     with pytest.raises(JobDataError, match=words):
-        job_config(params, **ARGS)
+        job_config(params, **job_args)
 
 
 def test_training_settings_schema_matches_the_keys_the_worker_maps() -> None:

@@ -6,13 +6,16 @@ pytest import mode or neighbouring conftest is in use.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
+from typing import Any
 
 import pytest
 import torch
 
 from xmodel_core.model import ModelConfig, XModel
 from xmodel_core.tasks import ClassificationTask, KeypointTask, RegressionTask, TaskSpec
+from xmodel_core.trainer import TrainConfig
 
 SIZE = 16
 
@@ -57,6 +60,14 @@ def build_images(n: int, seed: int = 0, size: int = SIZE) -> torch.Tensor:
     )
 
 
+def build_train_config(method: str, steps: int, **overrides: Any) -> TrainConfig:
+    """A CPU run of ``steps`` steps on batches of 4 labelled and 4 unlabelled images."""
+    config = TrainConfig(
+        method=method, steps=steps, batch_size=4, unlabelled_batch_size=4, device="cpu"
+    )
+    return dataclasses.replace(config, **overrides)
+
+
 @pytest.fixture(params=["classification", "regression", "keypoints"])
 def task(request: pytest.FixtureRequest) -> TaskSpec:
     """Each task kind in turn."""
@@ -76,3 +87,8 @@ def make_model() -> Callable[..., XModel]:
 @pytest.fixture
 def make_images() -> Callable[..., torch.Tensor]:
     return build_images
+
+
+@pytest.fixture
+def make_train_config() -> Callable[..., TrainConfig]:
+    return build_train_config

@@ -10,7 +10,7 @@ import torch
 
 from xmodel_core.data import LabelledSet
 from xmodel_core.grl import GradientReversal, warmup_coefficient
-from xmodel_core.trainer import TrainConfig, Trainer
+from xmodel_core.trainer import Trainer
 
 
 def _labelled(task, images):
@@ -24,12 +24,11 @@ def _labelled(task, images):
 
 
 @pytest.mark.parametrize("method", ["xmodel", "mean_teacher"])
-def test_every_trainable_parameter_gets_a_nonzero_gradient(task, method, make_model, make_images):
+def test_every_trainable_parameter_gets_a_nonzero_gradient(
+    task, method, make_model, make_images, make_train_config
+):
     model = make_model(task)
-    config = TrainConfig(
-        method=method, steps=10, batch_size=4, unlabelled_batch_size=4, device="cpu"
-    )
-    trainer = Trainer(model, task, config)
+    trainer = Trainer(model, task, make_train_config(method, 10))
     trainer.step = 5  # past the ramp-up's near-zero start, reversal coefficient > 0
     model.train()
     losses = trainer._loss(_labelled(task, make_images(6)), make_images(8, seed=3))

@@ -28,20 +28,11 @@ def _classification_data(make_images) -> tuple[LabelledSet, torch.Tensor, Labell
 
 @pytest.mark.parametrize("method", ["xmodel", "mean_teacher"])
 def test_resume_from_checkpoint_equals_an_uninterrupted_run(
-    method, make_task, make_model, make_images, tmp_path: Path
+    method, make_task, make_model, make_images, make_train_config, tmp_path: Path
 ):
     task = make_task("classification")
     labelled, unlabelled, val = _classification_data(make_images)
-    config = TrainConfig(
-        method=method,
-        steps=6,
-        batch_size=4,
-        unlabelled_batch_size=4,
-        device="cpu",
-        eval_every=2,
-        checkpoint_every=3,
-        seed=4,
-    )
+    config = make_train_config(method, 6, eval_every=2, checkpoint_every=3, seed=4)
 
     straight = Trainer(make_model(task, seed=0), task, config)
     torch.manual_seed(123)  # dropout draws from the global RNG
@@ -108,7 +99,7 @@ def test_a_few_supervised_steps_lower_the_loss(make_task, make_model):
 
 @pytest.mark.parametrize("method", ["xmodel", "mean_teacher"])
 def test_bn_stats_from_labelled_keeps_strong_views_out_of_the_running_statistics(
-    method, make_task, make_model, make_images
+    method, make_task, make_model, make_images, make_train_config
 ):
     """With ``bn_stats_from_labelled`` a pool of saturated images does not move the running
     statistics (test-time normalisation comes from the labelled batch); without it, it does."""
@@ -118,15 +109,8 @@ def test_bn_stats_from_labelled_keeps_strong_views_out_of_the_running_statistics
     bright = torch.full((8, 3, 16, 16), 255, dtype=torch.uint8)
 
     def running_means(pool: torch.Tensor, split: bool) -> torch.Tensor:
-        config = TrainConfig(
-            method=method,
-            steps=1,
-            batch_size=4,
-            unlabelled_batch_size=4,
-            device="cpu",
-            seed=3,
-            rampup_fraction=0.0,
-            bn_stats_from_labelled=split,
+        config = make_train_config(
+            method, 1, seed=3, rampup_fraction=0.0, bn_stats_from_labelled=split
         )
         trainer = Trainer(make_model(task, seed=0), task, config)
         torch.manual_seed(5)
