@@ -10,7 +10,13 @@ images from the preprocessing in ``config.json``.
     python -m bench.active_learning                       # full run, 3 seeds, every dataset
     python -m bench.active_learning --quick               # 1 seed, small pools, 4 rounds (<30 min, 2 cores)
     python -m bench.active_learning --smoke --out-dir D   # CI: tiny kites, 2 rounds, a minute
+    python -m bench.active_learning --product             # the product's defaults, xmodel vs random
     python -m bench.active_learning --url URL --token ADMIN   # against a running service
+
+``--product`` runs each dataset as a user's project gets it: MobileNetV2 at the task kind's
+default image size and the service's own training defaults for that kind (supervised training
+for regression and classification, the X-model for keypoints; 500 steps), a 4,000-image
+Fashion-MNIST pool, ``xmodel`` against ``random``; results go to ``active_learning_product.*``.
 
 Without ``--url`` it starts its own API + worker (``scripts/run_embedded.py``, as
 ``scripts/demo.py`` does) on a fresh data folder and stops them at the end.
