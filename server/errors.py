@@ -9,7 +9,7 @@ from typing import TypeVar
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
-from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+from sqlalchemy.exc import DBAPIError, DisconnectionError, InterfaceError, OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import BaseRoute, Match
 from starlette.types import Scope, Send
@@ -192,18 +192,27 @@ def install_error_handlers(app: FastAPI) -> None:
         code = codes.get(exc.status_code, "http_error")
         return JSONResponse(error_body(code, str(exc.detail)), exc.status_code, headers=exc.headers)
 
+    def _unavailable(exc: Exception) -> JSONResponse:
+        # A restart or failover: the pool reconnects by itself (pre-ping) once it is back.
+        log.warning("database unavailable: %s", (str(exc) or repr(exc)).splitlines()[0][:300])
+        return JSONResponse(
+            error_body("database_unavailable", "the database is unavailable; retry shortly"),
+            503,
+            headers={"Retry-After": "1"},
+        )
+
     @app.exception_handler(DBAPIError)
     async def _database(_: Request, exc: DBAPIError) -> JSONResponse:
         if _database_unreachable(exc):
-            # A restart or failover: the pool reconnects by itself (pre-ping) once it is back.
-            log.warning("database unavailable: %s", str(exc).splitlines()[0][:300])
-            return JSONResponse(
-                error_body("database_unavailable", "the database is unavailable; retry shortly"),
-                503,
-                headers={"Retry-After": "1"},
-            )
+            return _unavailable(exc)
         log.exception("unhandled error", exc_info=exc)
         return JSONResponse(error_body("internal_error", "unexpected server error"), 500)
+
+    @app.exception_handler(DisconnectionError)
+    async def _disconnected(_: Request, exc: DisconnectionError) -> JSONResponse:
+        # The pool's pre-ping found the connection dead and could not open a new one
+        # (SQLAlchemy raises this, not a driver error, once its reconnect attempts fail).
+        return _unavailable(exc)
 
     @app.exception_handler(Exception)
     async def _unexpected(_: Request, exc: Exception) -> JSONResponse:

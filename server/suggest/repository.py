@@ -131,7 +131,10 @@ def top_scored(
 def random_unlabelled(
     session: Session, project_id: int, *, holder: str, now: datetime, start: float, limit: int
 ) -> list[int]:
-    """A uniform sample: items in ``random_key`` order from a random start, wrapping round."""
+    """A uniform sample: items in ``random_key`` order from a random start, wrapping round.
+    Rows locked by a concurrent /suggest are skipped as in the scored reads: without that,
+    two annotators refreshing at once pick overlapping samples, each claims some of the
+    other's items, and their claims wait on each other (a deadlock on PostgreSQL)."""
 
     def part(condition: Any) -> list[int]:
         query = (
@@ -146,7 +149,7 @@ def random_unlabelled(
             .order_by(Item.random_key)
             .limit(limit)
         )
-        return [int(r) for r in session.scalars(query)]
+        return [int(r) for r in session.scalars(_lock_free(session, query))]
 
     ids = part(Item.random_key >= start)
     if len(ids) < limit:

@@ -238,3 +238,28 @@ def test_labelled_items_at_the_front_of_the_order_are_skipped(api) -> None:
         api.client.put(f"/items/{item_id}/label", headers=owner, json={"class": "cat"})
     got = [i["item_id"] for i in _suggest(api, project_id, owner, k=3)["items"]]
     assert got == order[3:6]
+
+
+def test_refreshing_annotators_at_cold_start_all_get_answers(api) -> None:
+    """Before any model, the batches are random samples: annotators refreshing at once pick
+    overlapping items. Every request is answered (no deadlock between their claims) and no
+    item is held twice."""
+    project_id, owner = api.create_project()
+    _items(api, project_id, owner, 40)
+    tokens = [api.create_token(project_id, owner, name=f"a{n}")[1] for n in range(8)]
+    statuses: list[int] = []
+    last: dict[int, set[int]] = {}
+
+    def work(n: int) -> None:
+        for _ in range(8):
+            response = api.client.get(
+                f"/projects/{project_id}/suggest", headers=tokens[n], params={"k": 4}
+            )
+            statuses.append(response.status_code)
+            if response.status_code == 200:
+                last[n] = {i["item_id"] for i in response.json()["items"]}
+
+    _all_at_once(len(tokens), work)
+    assert statuses.count(200) == len(statuses) == 64, sorted(set(statuses))
+    everything = [i for batch in last.values() for i in batch]
+    assert len(everything) == len(set(everything)) == 32

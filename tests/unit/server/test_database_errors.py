@@ -7,18 +7,18 @@ import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from psycopg import errors as pg
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import InvalidatePoolError, OperationalError
 
 from server.errors import install_error_handlers
 
 
-def _answer(orig: Exception) -> tuple[int, dict]:
+def _answer(orig: Exception, wrap: bool = True) -> tuple[int, dict]:
     app = FastAPI()
     install_error_handlers(app)
 
     @app.get("/boom")
     def boom() -> None:
-        raise OperationalError("SELECT 1", {}, orig)
+        raise OperationalError("SELECT 1", {}, orig) if wrap else orig
 
     response = TestClient(app, raise_server_exceptions=False).get("/boom")
     return response.status_code, response.json()
@@ -52,3 +52,9 @@ def test_a_lost_connection_answers_503_with_retry(orig: Exception) -> None:
 def test_an_error_of_the_query_itself_stays_500(orig: Exception) -> None:
     status, body = _answer(orig)
     assert status == 500 and body["error"] == "internal_error"
+
+
+def test_a_pool_that_cannot_reconnect_answers_503() -> None:
+    """SQLAlchemy's own error once pre-ping's reconnect attempts fail (not a driver error)."""
+    status, body = _answer(InvalidatePoolError(), wrap=False)
+    assert status == 503 and body["error"] == "database_unavailable"
