@@ -82,6 +82,8 @@ class Tally:
     suggest_ok: list[float] = field(default_factory=list)  # monotonic time of each 200
     job: dict[str, Any] = field(default_factory=dict)
     restart: dict[str, float] = field(default_factory=dict)
+    suggest_sent: list[float] = field(default_factory=list)  # monotonic, beside suggest_ms
+    windows: dict[str, list[float]] = field(default_factory=dict)  # import / job: [start, end]
 
     def answer(self, status: int, sent: float | None = None) -> None:
         """Count one answer (0: no answer, a transport error) to a request sent at ``sent``
@@ -168,6 +170,8 @@ async def _timed_call(
     started, sent = time.perf_counter(), time.monotonic()
     response = await _call(http, method, path, **kwargs)
     timings_ms.append((time.perf_counter() - started) * 1000)
+    if timings_ms is tally.suggest_ms:
+        tally.suggest_sent.append(sent)
     tally.answer(response.status_code if response is not None else 0, sent)
     return response
 
@@ -258,6 +262,7 @@ async def _train(
         return
     job_id = response.json()["id"]
     started = time.monotonic()
+    tally.windows["job"] = [started, math.inf]
     while time.monotonic() < until + args.train_wait:
         await asyncio.sleep(1)
         answer = await _call(http, "GET", f"/jobs/{job_id}", headers=owner)
@@ -268,6 +273,7 @@ async def _train(
         if job["status"] in ("succeeded", "failed", "cancelled"):
             tally.job["seconds"] = round(time.monotonic() - started, 1)
             tally.job["finished_during_load"] = time.monotonic() <= until
+            tally.windows["job"][1] = time.monotonic()
             return
 
 
@@ -285,6 +291,7 @@ async def _import(
     http: httpx.AsyncClient, project_id: int, owner: dict[str, str], archive: bytes, tally: Tally
 ) -> None:
     started = time.perf_counter()
+    tally.windows["import"] = [time.monotonic(), math.inf]
     response = await http.post(
         f"/projects/{project_id}/items/import",
         headers=owner,
@@ -292,6 +299,7 @@ async def _import(
         timeout=600,
     )
     tally.import_seconds = time.perf_counter() - started
+    tally.windows["import"][1] = time.monotonic()
     tally.import_status = response.status_code
     tally.answer(response.status_code)
 
@@ -405,6 +413,24 @@ def _percentile(values: list[float], q: float) -> float | None:
     return round(ordered[min(len(ordered) - 1, int(q * len(ordered)))], 1)
 
 
+def _by_window(tally: Tally) -> dict[str, dict[str, Any]]:
+    """``/suggest`` p50 / p99 and count for requests sent during the import, during the
+    training job but not the import, and neither."""
+
+    def inside(name: str, sent: float) -> bool:
+        start, end = tally.windows.get(name, (math.inf, math.inf))
+        return start <= sent <= end
+
+    groups: dict[str, list[float]] = {"import": [], "job": [], "neither": []}
+    for sent, ms in zip(tally.suggest_sent, tally.suggest_ms, strict=True):
+        key = "import" if inside("import", sent) else "job" if inside("job", sent) else "neither"
+        groups[key].append(ms)
+    return {
+        name: {"requests": len(v), "p50_ms": _percentile(v, 0.5), "p99_ms": _percentile(v, 0.99)}
+        for name, v in groups.items()
+    }
+
+
 def run_backend(backend: str, args: argparse.Namespace) -> dict[str, Any]:
     TRANSPORT_ERRORS.clear()
     with tempfile.TemporaryDirectory(prefix="xm-load-") as tmp:
@@ -453,6 +479,9 @@ def run_backend(backend: str, args: argparse.Namespace) -> dict[str, Any]:
         "suggest_p95_ms": _percentile(tally.suggest_ms, 0.95),
         "suggest_p99_ms": _percentile(tally.suggest_ms, 0.99),
         "suggest_max_ms": round(max(tally.suggest_ms), 1) if tally.suggest_ms else None,
+        # where the tail is: requests sent while the import ran, while the job ran (and not the
+        # import), and the rest
+        "suggest_by_window": _by_window(tally),
         "suggest_mean_ms": round(statistics.fmean(tally.suggest_ms), 1)
         if tally.suggest_ms
         else None,
@@ -539,6 +568,7 @@ def main(argv: list[str] | None = None) -> int:
             f"job {result['training_job'].get('status')} | restart {result['pg_restart']}",
             flush=True,
         )
+        print(f"{'':10s} /suggest by window: {result['suggest_by_window']}", flush=True)
     output = {
         "benchmark": "load_annotators",
         "created_at": datetime.now(UTC).isoformat(),

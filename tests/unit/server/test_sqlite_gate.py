@@ -3,7 +3,9 @@ still runs, and the gate is free again however a transaction ends."""
 
 from __future__ import annotations
 
+import sqlite3
 import threading
+import time
 
 import pytest
 from sqlalchemy import text
@@ -63,3 +65,49 @@ def _free(gate: FairGate) -> bool:
         gate.release()
         return True
     return False
+
+
+def _hold_write_lock(path, seconds: float, started: threading.Event) -> None:
+    """Another process's writer, as the worker is: a plain connection holding the lock."""
+    other = sqlite3.connect(path, isolation_level=None)
+    other.execute("BEGIN IMMEDIATE")
+    started.set()
+    time.sleep(seconds)
+    other.execute("COMMIT")
+    other.close()
+
+
+def test_the_queue_head_waits_for_another_writer_then_writes(tmp_path) -> None:
+    path = tmp_path / "g.db"
+    engine = make_engine(f"sqlite:///{path}", sqlite_busy_timeout_ms=10_000)
+    with engine.begin() as conn:
+        conn.execute(text("CREATE TABLE t (id INTEGER PRIMARY KEY)"))
+    started = threading.Event()
+    holder = threading.Thread(target=_hold_write_lock, args=(path, 0.3, started))
+    holder.start()
+    started.wait()
+    with engine.begin() as conn:  # polls SQLite's lock until the other writer commits
+        conn.execute(text("INSERT INTO t VALUES (1)"))
+        # the connection's own busy timeout is back for the statements of the transaction
+        assert conn.execute(text("PRAGMA busy_timeout")).scalar_one() == 10_000
+    holder.join()
+    with engine.connect() as conn:
+        assert conn.execute(text("SELECT count(*) FROM t")).scalar_one() == 1
+    assert _free(_gate(str(engine.url.database)))
+    engine.dispose()
+
+
+def test_a_writer_that_never_gets_the_lock_fails_and_frees_the_gate(tmp_path) -> None:
+    path = tmp_path / "g.db"
+    engine = make_engine(f"sqlite:///{path}", sqlite_busy_timeout_ms=100)
+    with engine.begin() as conn:
+        conn.execute(text("CREATE TABLE t (id INTEGER PRIMARY KEY)"))
+    started = threading.Event()
+    holder = threading.Thread(target=_hold_write_lock, args=(path, 1.0, started))
+    holder.start()
+    started.wait()
+    with pytest.raises(Exception, match="database is locked"), engine.begin() as conn:
+        conn.execute(text("INSERT INTO t VALUES (1)"))
+    assert _free(_gate(str(engine.url.database)))
+    holder.join()
+    engine.dispose()
