@@ -8,7 +8,7 @@ import threading
 import time
 
 import pytest
-from sqlalchemy import text
+from sqlalchemy import Engine, text
 
 from server.db.engine import FairGate, _gate, make_engine
 
@@ -67,25 +67,32 @@ def _free(gate: FairGate) -> bool:
     return False
 
 
-def _hold_write_lock(path, seconds: float, started: threading.Event) -> None:
-    """Another process's writer, as the worker is: a plain connection holding the lock."""
-    other = sqlite3.connect(path, isolation_level=None)
-    other.execute("BEGIN IMMEDIATE")
-    started.set()
-    time.sleep(seconds)
-    other.execute("COMMIT")
-    other.close()
-
-
-def test_the_queue_head_waits_for_another_writer_then_writes(tmp_path) -> None:
-    path = tmp_path / "g.db"
-    engine = make_engine(f"sqlite:///{path}", sqlite_busy_timeout_ms=10_000)
+def _engine_while_another_writer_holds_the_lock(
+    path, busy_timeout_ms: int, hold_s: float
+) -> tuple[Engine, threading.Thread]:
+    """An engine on a fresh file with table ``t``, and a running thread that holds the file's
+    write lock for ``hold_s`` through a plain connection, as the worker's process would."""
+    engine = make_engine(f"sqlite:///{path}", sqlite_busy_timeout_ms=busy_timeout_ms)
     with engine.begin() as conn:
         conn.execute(text("CREATE TABLE t (id INTEGER PRIMARY KEY)"))
     started = threading.Event()
-    holder = threading.Thread(target=_hold_write_lock, args=(path, 0.3, started))
+
+    def hold() -> None:
+        other = sqlite3.connect(path, isolation_level=None)
+        other.execute("BEGIN IMMEDIATE")
+        started.set()
+        time.sleep(hold_s)
+        other.execute("COMMIT")
+        other.close()
+
+    holder = threading.Thread(target=hold)
     holder.start()
     started.wait()
+    return engine, holder
+
+
+def test_the_queue_head_waits_for_another_writer_then_writes(tmp_path) -> None:
+    engine, holder = _engine_while_another_writer_holds_the_lock(tmp_path / "g.db", 10_000, 0.3)
     with engine.begin() as conn:  # polls SQLite's lock until the other writer commits
         conn.execute(text("INSERT INTO t VALUES (1)"))
         # the connection's own busy timeout is back for the statements of the transaction
@@ -98,14 +105,7 @@ def test_the_queue_head_waits_for_another_writer_then_writes(tmp_path) -> None:
 
 
 def test_a_writer_that_never_gets_the_lock_fails_and_frees_the_gate(tmp_path) -> None:
-    path = tmp_path / "g.db"
-    engine = make_engine(f"sqlite:///{path}", sqlite_busy_timeout_ms=100)
-    with engine.begin() as conn:
-        conn.execute(text("CREATE TABLE t (id INTEGER PRIMARY KEY)"))
-    started = threading.Event()
-    holder = threading.Thread(target=_hold_write_lock, args=(path, 1.0, started))
-    holder.start()
-    started.wait()
+    engine, holder = _engine_while_another_writer_holds_the_lock(tmp_path / "g.db", 100, 1.0)
     with pytest.raises(Exception, match="database is locked"), engine.begin() as conn:
         conn.execute(text("INSERT INTO t VALUES (1)"))
     assert _free(_gate(str(engine.url.database)))
