@@ -146,7 +146,11 @@ CLASSIFICATION = [*REGRESSION, "entropy"]
 def product_settings(kite_pool: int = 2000, kite_test: int = 500) -> dict[str, Spec]:
     """Each dataset as a user's project gets it: the task kind's default image size and the
     product's training defaults (no overrides), MobileNetV2."""
-    common: dict[str, Any] = {"backbone": DEFAULT_BACKBONE, "training": {}}
+    common: dict[str, Any] = {
+        "backbone": DEFAULT_BACKBONE,
+        "training": {},
+        "strategies": ["xmodel", "random"],
+    }
     age, fashion, kite = (
         default_image_size(k) for k in ("regression", "classification", "keypoints")
     )
@@ -155,7 +159,6 @@ def product_settings(kite_pool: int = 2000, kite_test: int = 500) -> dict[str, S
             build=lambda: utkface(age, n_test=1000, pool_limit=4000),
             task={"kind": "regression", "targets": ["age"], "ranges": {"age": [1, 116]}},
             image_size=age,
-            strategies=["xmodel", "random"],
             unit="MAE (years)",
             balanced=True,
             **common,
@@ -164,7 +167,6 @@ def product_settings(kite_pool: int = 2000, kite_test: int = 500) -> dict[str, S
             build=lambda: fashion_mnist(pool_limit=4000, test_limit=2000),
             task={"kind": "classification", "classes": list(FASHION_CLASSES)},
             image_size=fashion,
-            strategies=["xmodel", "random"],
             unit="error (%)",
             **common,
         ),
@@ -176,7 +178,6 @@ def product_settings(kite_pool: int = 2000, kite_test: int = 500) -> dict[str, S
                 "flip_pairs": [["left", "right"]],
             },
             image_size=kite,
-            strategies=["xmodel", "random"],
             unit=f"mean point error (px at {kite} px)",
             **common,
         ),

@@ -23,7 +23,8 @@ from typing import Any
 
 import httpx
 
-from bench.live_api import QUICK_SERVICE_ENV, embedded_service, free_port, stop, wait_healthy
+from bench.live_api import QUICK_SERVICE_ENV, embedded_service, stop, wait_healthy
+from xmodel_contracts.launch import free_port
 
 REPO = Path(__file__).resolve().parents[1]
 LABEL_STUDIO_VENV = REPO / ".venv-label-studio"

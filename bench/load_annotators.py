@@ -164,14 +164,16 @@ async def _timed_call(
     timings_ms: list[float],
     method: str,
     path: str,
+    sent_log: list[float] | None = None,
     **kwargs: Any,
 ) -> httpx.Response | None:
-    """``_call``, its latency added to ``timings_ms`` and its answer counted in ``tally``."""
+    """``_call``, its latency added to ``timings_ms`` (and its monotonic send time to
+    ``sent_log``) and its answer counted in ``tally``."""
     started, sent = time.perf_counter(), time.monotonic()
     response = await _call(http, method, path, **kwargs)
     timings_ms.append((time.perf_counter() - started) * 1000)
-    if timings_ms is tally.suggest_ms:
-        tally.suggest_sent.append(sent)
+    if sent_log is not None:
+        sent_log.append(sent)
     tally.answer(response.status_code if response is not None else 0, sent)
     return response
 
@@ -206,6 +208,7 @@ async def _annotator(
             tally.suggest_ms,
             "GET",
             f"/projects/{project_id}/suggest",
+            sent_log=tally.suggest_sent,
             headers=headers,
             params={"k": args.k, "annotator": f"a{who}"},
         )

@@ -40,10 +40,11 @@ from typing import Any
 
 import torch
 
+from xmodel_contracts.launch import free_port
 from xmodel_contracts.training_defaults import product_defaults
 from xmodel_core.export import atomic_write_bytes
 
-from .active_learning import Annotator, Spec, _demo, free_port, product_settings
+from .active_learning import Annotator, Spec, _demo, product_settings
 from .datasets import Benchmark, draw_labelled
 
 RESULTS = Path(__file__).resolve().parent / "results"

@@ -35,10 +35,11 @@ from typing import Any
 import torch
 
 from xmodel_contracts.exported import CONFIG_FILE, ONNX_FILE, open_session, read_export_config
+from xmodel_contracts.launch import free_port
 from xmodel_contracts.training_defaults import default_image_size, product_defaults
 from xmodel_core.export import atomic_write_bytes
 
-from .active_learning import Annotator, Spec, _demo, free_port, prepare
+from .active_learning import Annotator, Spec, _demo, prepare
 from .datasets import utkface
 
 RESULTS = Path(__file__).resolve().parent / "results"

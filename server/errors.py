@@ -127,6 +127,19 @@ def allowed_methods(request: Request, fallback: str = "") -> list[str]:
     return sorted(methods | {"OPTIONS"})
 
 
+_CONNECTION_PHRASES = (
+    "connection failed",
+    "server closed the connection",
+    "terminating connection",
+    "the database system is",
+    "connection is closed",
+    "connection is lost",
+    "connection socket closed",
+    "couldn't reset connection",
+    "Connection refused",
+)
+
+
 def _database_unreachable(exc: DBAPIError) -> bool:
     """The connection to the database was refused or dropped (not a bug of the request).
 
@@ -142,19 +155,6 @@ def _database_unreachable(exc: DBAPIError) -> bool:
     if sqlstate:
         return str(sqlstate).startswith(("08", "57P"))
     return any(phrase in str(exc) for phrase in _CONNECTION_PHRASES)
-
-
-_CONNECTION_PHRASES = (
-    "connection failed",
-    "server closed the connection",
-    "terminating connection",
-    "the database system is",
-    "connection is closed",
-    "connection is lost",
-    "connection socket closed",
-    "couldn't reset connection",
-    "Connection refused",
-)
 
 
 def install_error_handlers(app: FastAPI) -> None:

@@ -78,7 +78,7 @@ class ViewBuilder:
 
     The last ``DECODED_MEMO_IMAGES`` decoded images are kept: scoring asks for a batch's plain
     views and then for the same batch's strong views, and a cold cache would otherwise decode
-    every pool image twice (decoding is a third of a cold scoring pass on a CPU)."""
+    every pool image twice (decoding once is a tenth of a cold scoring pass on a CPU)."""
 
     model: XModel
     plan: ViewPlan
