@@ -69,6 +69,8 @@ def create_app(
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         _ensure_sqlite_dir(settings.database_url)
+        if settings.gil_switch_interval_ms > 0:
+            sys.setswitchinterval(settings.gil_switch_interval_ms / 1000)
         if settings.auto_migrate:
             from server.db.migrate import upgrade_to_head
 

@@ -63,6 +63,11 @@ class Settings(BaseSettings):
     max_suggest_k: int = 200
     sqlite_busy_timeout_ms: int = 30_000
     predict_session_cache: int = 4
+    # How long a thread may hold the GIL before another waiting thread gets it (CPython's
+    # default is 5 ms). A request thread waits for the GIL after each database round trip;
+    # while an import decodes images on another thread, 5 ms per wait made /suggest's tail
+    # several times longer (docs/RESULTS.md, load test). 0 keeps the interpreter's default.
+    gil_switch_interval_ms: float = 1.0
 
     def check_safe(self) -> None:
         """Raise :class:`UnsafeSettingsError` for settings the service must not run with."""
@@ -98,6 +103,8 @@ class Settings(BaseSettings):
             problems.append("XM_MAX_FILE_BYTES cannot exceed XM_MAX_REQUEST_BYTES")
         if self.max_suggest_k > MAX_SUGGEST_K:
             problems.append(f"XM_MAX_SUGGEST_K cannot exceed {MAX_SUGGEST_K}")
+        if self.gil_switch_interval_ms < 0:
+            problems.append("XM_GIL_SWITCH_INTERVAL_MS cannot be negative")
         if self.max_zip_compression_ratio < 1:
             problems.append("XM_MAX_ZIP_COMPRESSION_RATIO must be at least 1")
         unknown = set(self.allowed_image_formats) - {"JPEG", "PNG", "WEBP", "BMP", "GIF", "TIFF"}

@@ -46,6 +46,8 @@ class WorkerSettings(BaseSettings):
     # later jobs; a cache local to the worker, trimmed to this budget after every job
     trunk_cache_dir: str | None = None  # default <storage>/cache/trunk
     trunk_cache_mb: int = Field(default=2048, ge=0)  # 0 keeps views in memory for one job only
+    # compute a project's views after each upload, so its next job finds them (prefill.py)
+    prefill_views: bool = True
     # Prometheus metrics of this worker on http://<addr>:<port>/metrics (monitoring.py); off
     # when no port is set
     worker_metrics_port: int | None = Field(default=None, ge=1, le=65535)

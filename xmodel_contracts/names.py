@@ -16,10 +16,14 @@ from typing import Final, Literal, get_args
 
 # ---- Celery ------------------------------------------------------------------------------
 TRAINING_TASK: Final = "training.run"  # args: [job_id]; the job row holds everything else
+PREFILL_TASK: Final = "views.prefill"  # args: [project_id, sent at (epoch s)]; no job row
 
 # ---- training ----------------------------------------------------------------------------
 Method = Literal["supervised", "mean_teacher", "xmodel"]  # the trainer's methods
 TRAINING_METHODS: tuple[Method, ...] = get_args(Method)
+# where the X-model's minimax disagreement comes from: two views, or dropout on one view
+MinimaxNoise = Literal["views", "dropout"]
+MINIMAX_NOISE: tuple[MinimaxNoise, ...] = get_args(MinimaxNoise)
 
 # ---- exported models ---------------------------------------------------------------------
 EXPORT_FORMAT: Final = "xmodel/1"  # config.json "format" of a model directory

@@ -17,7 +17,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictFloat, StrictInt
 
-from xmodel_contracts.names import Method, ScoreStrategy
+from xmodel_contracts.names import Method, MinimaxNoise, ScoreStrategy
 
 MAX_STEPS = 10_000_000
 MAX_BATCH = 65_536
@@ -92,6 +92,13 @@ class TrainingSettings(BaseModel):
         le=1.0,
         allow_inf_nan=False,
         description="share of the steps the consistency weight ramps up over",
+    )
+    crossed_stop_gradient: StrictBool | None = Field(
+        default=None, description="the crossed term's second view is a fixed target"
+    )
+    minimax_noise: MinimaxNoise | None = Field(
+        default=None,
+        description="the minimax game's disagreement: two views, or dropout on one view",
     )
     ema_decay: Float = Field(
         default=None,

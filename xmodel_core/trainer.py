@@ -26,7 +26,7 @@ from typing import Any
 import torch
 
 from xmodel_contracts.files import atomic_write
-from xmodel_contracts.names import TRAINING_METHODS
+from xmodel_contracts.names import MINIMAX_NOISE, TRAINING_METHODS
 
 from .augment import (
     STRONG,
@@ -61,6 +61,12 @@ class TrainConfig:
     consistency_weight: float = 1.0
     minimax_weight: float = 0.3
     rampup_fraction: float = 0.2  # consistency weight ramps up over this share of the steps
+    # True: in the crossed term, view b's predictions are a fixed target (no gradient flows
+    # through them), the asymmetric form; False: both views are pulled towards each other.
+    crossed_stop_gradient: bool = False
+    # Where the minimax game's disagreement comes from: "views" (heads on the two views: data
+    # and model noise) or "dropout" (heads on view a twice: model noise only).
+    minimax_noise: str = "views"
     ema_decay: float = 0.99
     # True: batch-norm running statistics come from the labelled (weak) batch only; strongly
     # augmented consistency views are normalised by their own batch but do not shift the
@@ -169,6 +175,10 @@ class Trainer:
     def __init__(self, model: XModel, task: TaskSpec, config: TrainConfig) -> None:
         if config.method not in METHODS:
             raise ValueError(f"unknown method {config.method!r}; choose one of {METHODS}")
+        if config.minimax_noise not in MINIMAX_NOISE:
+            raise ValueError(
+                f"unknown minimax_noise {config.minimax_noise!r}; choose one of {MINIMAX_NOISE}"
+            )
         self.model = model
         self.task = task
         self.config = config
@@ -315,14 +325,17 @@ class Trainer:
         losses["supervised"] = self.supervised(self.model.heads_forward(f_l), target, visible)
         pa = predictions_in_original_frame(self.task, self.model.heads_forward(f_a), view_a)
         pb = predictions_in_original_frame(self.task, self.model.heads_forward(f_b), view_b)
+        if cfg.crossed_stop_gradient:
+            pb = pb.detach()
         losses["crossed"] = cfg.consistency_weight * ramp * self.crossed(pa, pb)
         if cfg.minimax_weight > 0:
             self.model.reversal.coeff = warmup_coefficient(progress)
             ra = predictions_in_original_frame(
                 self.task, self.model.heads_forward(f_a, reverse=True), view_a
             )
+            f_other, view_other = (f_a, view_a) if cfg.minimax_noise == "dropout" else (f_b, view_b)
             rb = predictions_in_original_frame(
-                self.task, self.model.heads_forward(f_b, reverse=True), view_b
+                self.task, self.model.heads_forward(f_other, reverse=True), view_other
             )
             losses["minimax"] = cfg.minimax_weight * ramp * self.minimax(ra, rb)
         return losses

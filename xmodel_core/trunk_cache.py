@@ -164,6 +164,11 @@ class TrunkCache:
     def _path(self, key: str, sha256: str, kind: ViewKind) -> Path:
         return self.root / key / sha256[:2] / f"{sha256}.{kind}.safetensors"
 
+    def contains(self, key: str, sha256: str, kind: ViewKind) -> bool:
+        """Whether an entry is stored (without reading it; an unreadable one is rebuilt by
+        the job that finds it so)."""
+        return self._path(key, sha256, kind).is_file()
+
     def get(self, key: str, sha256: str, kind: ViewKind, views: int) -> CachedViews | None:
         path = self._path(key, sha256, kind)
         try:

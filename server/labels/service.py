@@ -9,9 +9,10 @@ from sqlalchemy.orm import Session
 
 from server.db.base import utcnow
 from server.db.models import Item, Job, LabelRevision, Project
+from server.db.session import after_commit
 from server.errors import BadRequest
 from server.items import repository as items_repository
-from server.jobs.queue import JobQueue
+from server.jobs.queue import LABEL_PREFILLS, JobQueue, request_prefill
 from server.jobs.service import request_training
 from server.labels.validation import validate_label
 from server.projects import repository as projects_repository
@@ -48,8 +49,11 @@ def _record(session: Session, item: Item, value: Any, token_id: int) -> None:
 
 
 def maybe_retrain(session: Session, queue: JobQueue, project: Project, token_id: int) -> Job | None:
-    """Create (or return) a training job once ``retrain_every`` labels were added since the
-    active model was trained."""
+    """After new labels: ask (now and then) for a prefill of their views, so the next job
+    finds them; create (or return) a training job once ``retrain_every`` labels were added
+    since the active model was trained. Both are sent after the commit, the prefill first."""
+    project_id = project.id
+    after_commit(session, lambda: request_prefill(queue, project_id, LABEL_PREFILLS))
     if not project.retrain_every:
         return None
     labelled = projects_repository.labelled_count(session, project.id)

@@ -9,9 +9,12 @@ from typing import Any
 from pydantic import ValidationError
 
 from worker.errors import JobDataError
+from worker.settings import WorkerSettings
 from xmodel_contracts.names import ScoreStrategy
+from xmodel_contracts.training_defaults import product_defaults
 from xmodel_contracts.training_settings import TRAINING_SETTING_KEYS, TrainingSettings
 from xmodel_core.model import ModelConfig
+from xmodel_core.tasks import TaskSpec
 from xmodel_core.trainer import TrainConfig
 
 MODEL_KEYS = {"num_heads", "head_hidden", "dropout", "freeze_blocks", "pretrained"}
@@ -126,4 +129,25 @@ def job_config(
         warm_start=bool(params.get("warm_start", True)),
         weak_views=int(params.get("weak_views", 8)),
         strong_views=int(params.get("strong_views", max(2, views - 1))),
+    )
+
+
+def effective_params(kind: str, backbone: str, params: dict[str, Any]) -> dict[str, Any]:
+    """What a job of a ``kind`` project on ``backbone`` runs with: the product's defaults for
+    the kind, overridden by ``params`` (the project's settings and the request's)."""
+    return {**product_defaults(kind, backbone), **params}
+
+
+def worker_job_config(
+    params: dict[str, Any], backbone: str, image_size: int, task: TaskSpec, ws: WorkerSettings
+) -> JobConfig:
+    """:func:`job_config` with this worker's device, checkpoint period and score views."""
+    return job_config(
+        params,
+        backbone=backbone,
+        image_size=image_size,
+        output_dim=task.output_dim,
+        device=ws.device,
+        checkpoint_every=ws.checkpoint_every,
+        score_views=ws.score_views,
     )

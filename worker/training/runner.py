@@ -37,17 +37,15 @@ from worker.settings import WorkerSettings, server_settings, worker_settings
 from worker.storage import stores
 from worker.training import data, scoring
 from worker.training.artefacts import models_prefix, publish_artefacts, write_artefacts
-from worker.training.config import JobConfig, job_config
+from worker.training.config import JobConfig, effective_params, worker_job_config
 from worker.training.lease import JobLease
 from worker.training.memory import release_memory
-from worker.training.views import ViewBuilder, cache_for, view_plan
+from worker.training.views import ViewBuilder, builder_for
 from xmodel_contracts.files import atomic_write_bytes
 from xmodel_contracts.names import JobPhase, JobStatus
-from xmodel_contracts.training_defaults import product_defaults
 from xmodel_core.data import split_train_val
 from xmodel_core.export import load_warm_start
 from xmodel_core.model import XModel
-from xmodel_core.tasks import TaskSpec
 from xmodel_core.trainer import Progress, Trainer
 
 log = logging.getLogger(__name__)
@@ -234,17 +232,9 @@ class TrainingRun:
     # ---- phases ------------------------------------------------------------------------------
     def execute(self) -> None:
         task = data.core_task(self.c.task)
-        params = {**product_defaults(self.c.task["kind"], self.c.backbone), **self.c.params}
+        params = effective_params(self.c.task["kind"], self.c.backbone, self.c.params)
         self.metrics["settings"] = params  # what this job ran with: defaults, project, request
-        cfg = job_config(
-            params,
-            backbone=self.c.backbone,
-            image_size=self.c.image_size,
-            output_dim=task.output_dim,
-            device=self.ws.device,
-            checkpoint_every=self.ws.checkpoint_every,
-            score_views=self.ws.score_views,
-        )
+        cfg = worker_job_config(params, self.c.backbone, self.c.image_size, task, self.ws)
         scoring.check_strategies(cfg.score_strategies, task)  # before training, not after
         self._enter_phase(JobPhase.LOADING, cfg.train.steps)
         snapshot = self._snapshot(cfg)
@@ -281,7 +271,16 @@ class TrainingRun:
         }
         training_views = None
         if cached:
-            self.builder = self._view_builder(cfg, task, model, trainer.device)
+            self.builder = builder_for(
+                cfg,
+                task,
+                model,
+                trainer.device,
+                self.store,
+                self.c.image_size,
+                self.storage,
+                self.ws,
+            )
             self._enter_phase(JobPhase.CACHING, len(snapshot.unlabelled) + len(labelled))
             shas = [r.sha256 for r in snapshot.labelled]
             training_views = self.builder.training_views(
@@ -383,23 +382,6 @@ class TrainingRun:
         self.lease.progress(force=True, phase=JobPhase.ACTIVATING)
         self._activate(model_id)
         self.cleanup(artefacts=False)
-
-    def _view_builder(
-        self, cfg: JobConfig, task: TaskSpec, model: XModel, device: torch.device
-    ) -> ViewBuilder:
-        root = (
-            Path(self.ws.trunk_cache_dir)
-            if self.ws.trunk_cache_dir
-            else self.storage / "cache" / "trunk"
-        )
-        return ViewBuilder(
-            model,
-            view_plan(task, cfg.train, cfg.weak_views, cfg.strong_views),
-            self.store,
-            self.c.image_size,
-            cache_for(root, self.ws.trunk_cache_mb * 2**20),
-            device,
-        )
 
     def _enter_phase(self, phase: JobPhase, total: int | None) -> None:
         """Write the new phase now, its progress at 0 of ``total``, with the metrics so far."""

@@ -17,6 +17,8 @@ from pathlib import Path
 import torch
 
 from server.storage import ImageStore
+from worker.settings import WorkerSettings
+from worker.training.config import JobConfig
 from worker.training.data import load_images
 from xmodel_core.model import XModel
 from xmodel_core.tasks import TaskSpec
@@ -141,6 +143,19 @@ class ViewBuilder:
         finally:
             self.seconds += time.monotonic() - start
 
+    def fill(self, shas: Sequence[str], kind: ViewKind, chunk: int = 256) -> int:
+        """Compute and store the ``kind`` views of those of ``shas`` that the disk cache lacks,
+        ``chunk`` images at a time, keeping none of them in memory. Returns how many images
+        were computed (0 without a disk cache: there is nowhere to keep them)."""
+        disk = self.memo.disk
+        if disk is None:
+            return 0
+        missing = [sha for sha in shas if not disk.contains(self.key, sha, kind)]
+        for start in range(0, len(missing), chunk):
+            self.views(missing[start : start + chunk], kind)
+            self.memo.entries.clear()
+        return len(missing)
+
     def _load(self, shas: list[str]) -> torch.Tensor:
         """uint8 images ``[n, 3, S, S]`` of ``shas``, decoding only those not decoded lately."""
         missing = [sha for sha in shas if sha not in self._decoded]
@@ -178,3 +193,26 @@ class ViewBuilder:
 def cache_for(root: Path | None, max_bytes: int) -> TrunkCache | None:
     """The worker's cache folder, or None to keep entries in memory for one job only."""
     return TrunkCache(root, max_bytes) if root is not None and max_bytes > 0 else None
+
+
+def builder_for(
+    cfg: JobConfig,
+    task: TaskSpec,
+    model: XModel,
+    device: torch.device,
+    store: ImageStore,
+    image_size: int,
+    storage: Path,
+    ws: WorkerSettings,
+) -> ViewBuilder:
+    """The view builder of a job (or of a prefill) with config ``cfg`` on this worker's cache
+    (``XM_TRUNK_CACHE_DIR``, default ``<storage>/cache/trunk``)."""
+    root = Path(ws.trunk_cache_dir) if ws.trunk_cache_dir else storage / "cache" / "trunk"
+    return ViewBuilder(
+        model,
+        view_plan(task, cfg.train, cfg.weak_views, cfg.strong_views),
+        store,
+        image_size,
+        cache_for(root, ws.trunk_cache_mb * 2**20),
+        device,
+    )

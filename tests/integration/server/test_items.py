@@ -57,6 +57,25 @@ def test_duplicate_returns_existing_item(api) -> None:
     assert row_counts(api.engine)["items"] == 1 and api.store.count() == 1
 
 
+def test_uploads_that_add_images_ask_for_a_prefill_of_their_views(api) -> None:
+    """New images: the worker is asked to compute their cached views ahead of the next job;
+    an upload of duplicates only, which adds nothing, asks for nothing."""
+    project_id, owner = api.create_project()
+    png = unique_png()
+    assert api.upload(project_id, owner, [("a.png", png)]).status_code == 201
+    assert api.queue.prefilled == [project_id]
+    assert api.upload(project_id, owner, [("again.png", png)]).status_code == 200
+    archive = zip_bytes({"b.png": unique_png(), "c.png": unique_png()})
+    response = api.client.post(
+        f"/projects/{project_id}/items/import",
+        headers=owner,
+        files={"archive": ("b.zip", archive, "application/zip")},
+    )
+    assert response.status_code == 201, response.text
+    assert api.queue.prefilled == [project_id, project_id]
+    assert api.queue.enqueued == []  # no labels, no training
+
+
 def test_same_image_in_two_projects_is_two_items_one_file(api) -> None:
     png = unique_png()
     p1, o1 = api.create_project()

@@ -168,3 +168,28 @@ def test_diversity_rank_matches_the_walk_with_ties_and_uneven_clusters() -> None
 def test_diversity_rank_refuses_ragged_input() -> None:
     with pytest.raises(ValueError, match="same length"):
         diversity_ranks([1, 2], [0.5], [0, 0])
+
+
+def test_the_api_sets_the_interpreters_switch_interval(tmp_path) -> None:
+    """A request thread waits at most this long for the interpreter lock while an upload
+    decodes images on another thread; a negative value is refused."""
+    import sys
+
+    from fastapi.testclient import TestClient
+
+    from server.jobs.queue import RecordingJobQueue
+    from server.main import create_app
+
+    before = sys.getswitchinterval()
+    settings = Settings(
+        database_url=f"sqlite:///{tmp_path}/xmodel.db",
+        storage_dir=tmp_path / "storage",
+        gil_switch_interval_ms=2.0,
+    )
+    try:
+        with TestClient(create_app(settings, job_queue=RecordingJobQueue())):
+            assert sys.getswitchinterval() == pytest.approx(0.002)
+    finally:
+        sys.setswitchinterval(before)
+    with pytest.raises(UnsafeSettingsError, match="GIL_SWITCH_INTERVAL"):
+        Settings(gil_switch_interval_ms=-1).check_safe()

@@ -75,3 +75,46 @@ def test_reversed_heads_forward_flips_extractor_gradient_only(make_task, make_mo
 def test_warmup_coefficient_rises_from_zero_towards_one():
     values = [warmup_coefficient(p) for p in (0.0, 0.1, 0.5, 1.0)]
     assert values[0] == 0.0 and values == sorted(values) and 0.99 < values[-1] <= 1.0
+
+
+def _losses_and_grads(task, make_model, make_images, config, seed: int = 0):
+    """One step's losses and the gradient of the X-model terms (supervised left out)."""
+    torch.manual_seed(seed)
+    model = make_model(task)
+    trainer = Trainer(model, task, config)
+    trainer.step = 5
+    model.eval()  # no dropout: the two configurations see the same function
+    losses = trainer._loss(_labelled(task, make_images(6)), make_images(8, seed=3))
+    (losses["crossed"] + losses["minimax"]).backward()
+    grads = torch.cat([p.grad.flatten() for p in model.parameters() if p.grad is not None])
+    return {k: float(v.detach()) for k, v in losses.items()}, grads
+
+
+def test_crossed_stop_gradient_keeps_the_loss_and_changes_what_flows(
+    make_task, make_model, make_images, make_train_config
+):
+    """The asymmetric crossed term has the same value; its gradient comes from view a only."""
+    task = make_task("regression")
+    both = make_train_config("xmodel", 10, minimax_weight=1e-9)
+    fixed = make_train_config("xmodel", 10, minimax_weight=1e-9, crossed_stop_gradient=True)
+    losses_both, grads_both = _losses_and_grads(task, make_model, make_images, both)
+    losses_fixed, grads_fixed = _losses_and_grads(task, make_model, make_images, fixed)
+    assert losses_fixed["crossed"] == pytest.approx(losses_both["crossed"])
+    assert grads_fixed.abs().sum() > 0
+    assert not torch.allclose(grads_fixed, grads_both)
+
+
+def test_minimax_on_dropout_compares_the_heads_on_one_view(
+    make_task, make_model, make_images, make_train_config
+):
+    """Model noise only: the game's two predictions share view a (in eval mode they differ by
+    head alone), so its value changes while the crossed term does not."""
+    task = make_task("regression")
+    views = make_train_config("xmodel", 10)
+    dropout = make_train_config("xmodel", 10, minimax_noise="dropout")
+    losses_views, _ = _losses_and_grads(task, make_model, make_images, views)
+    losses_dropout, _ = _losses_and_grads(task, make_model, make_images, dropout)
+    assert losses_dropout["crossed"] == pytest.approx(losses_views["crossed"])
+    assert losses_dropout["minimax"] != pytest.approx(losses_views["minimax"])
+    with pytest.raises(ValueError, match="minimax_noise"):
+        Trainer(make_model(task), task, make_train_config("xmodel", 10, minimax_noise="both"))
