@@ -60,6 +60,17 @@ def product_defaults(kind: str, backbone: str = DEFAULT_BACKBONE) -> dict[str, A
     return {**PRODUCT_DEFAULTS[kind], "freeze_blocks": frozen, "trunk_cache": True}
 
 
+def caches_trunk(kind: str, backbone: str, training: dict[str, Any]) -> bool:
+    """Whether jobs of a ``kind`` project on ``backbone`` with its ``training`` settings train on
+    cached trunk views (some stages frozen, the cache on): only then are views worth computing
+    ahead of a job. False for settings that name an unknown kind."""
+    try:
+        params = {**product_defaults(kind, backbone), **training}
+        return bool(params.get("trunk_cache", True)) and int(params.get("freeze_blocks") or 0) > 0
+    except (TypeError, ValueError):  # the job will say what is wrong with such settings
+        return False
+
+
 def default_image_size(kind: str) -> int:
     """The image size a new project of task kind ``kind`` gets when it names none."""
     _check_kind(kind)

@@ -18,7 +18,8 @@ from server.db.models import Item, Job, Project
 from server.db.session import after_commit, after_rollback, run_in_transaction
 from server.errors import BadRequest, InvalidLabel
 from server.items import repository
-from server.jobs.queue import JobQueue, request_prefill
+from server.jobs.queue import JobQueue
+from server.jobs.service import prefill_sender
 from server.labels.service import apply_label, maybe_retrain
 from server.labels.validation import parse_label_text, validate_label
 from server.settings import Settings
@@ -168,8 +169,9 @@ def add_images(
         written = _write_files(store, [image for _, image in batch])
         for session in run_in_transaction(factory):
             results.extend(_store_batch(session, store, project, batch, written, token_id))
-    if any(stored.created for stored in results):
-        request_prefill(queue, project.id)
+    send_prefill = prefill_sender(queue, project)
+    if send_prefill is not None and any(stored.created for stored in results):
+        send_prefill()  # (the batches are committed)
     job = None
     if any(entry.label is not None for entry in incoming):
         for session in run_in_transaction(factory):

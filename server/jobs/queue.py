@@ -134,21 +134,3 @@ class PrefillThrottle:
 
 # labels: the worker computes the new labels' weak views while annotators go on labelling
 LABEL_PREFILLS = PrefillThrottle(seconds=30.0)
-
-
-def request_prefill(
-    queue: JobQueue, project_id: int, throttle: PrefillThrottle | None = None
-) -> None:
-    """Ask for a prefill of the project's views (through ``throttle`` when given). Best
-    effort: a prefill that is never sent only leaves the views to the next job."""
-
-    def send() -> None:
-        try:
-            queue.prefill(project_id)
-        except Exception as exc:  # the broker is down: the upload itself succeeded
-            log.warning("project %s: could not ask for a prefill of its views: %s", project_id, exc)
-
-    if throttle is None:
-        send()
-    else:
-        throttle.request(project_id, send)

@@ -1,8 +1,10 @@
 """Job rules: one active training per project (enforced by a partial unique index),
-enqueue only after commit, cancellation."""
+enqueue only after commit, cancellation; asking workers to prefill a project's views."""
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Callable
 from typing import Any
 
 from pydantic import ValidationError
@@ -14,9 +16,34 @@ from server.db.models import Job, Project
 from server.db.session import after_commit
 from server.errors import BadRequest, found
 from server.jobs import repository
-from server.jobs.queue import JobQueue
+from server.jobs.queue import JobQueue, PrefillThrottle
 from xmodel_contracts.names import JobStatus
+from xmodel_contracts.training_defaults import caches_trunk
 from xmodel_contracts.training_settings import check_training_settings
+
+log = logging.getLogger(__name__)
+
+
+def prefill_sender(
+    queue: JobQueue, project: Project, throttle: PrefillThrottle | None = None
+) -> Callable[[], None] | None:
+    """A function that asks a worker to compute the project's missing trunk views ahead of its
+    next job (through ``throttle`` when given), or None when its jobs use no cached views.
+    Call it once what the worker should see is committed. Best effort: a prefill that is
+    never sent only leaves the views to the next job."""
+    if not caches_trunk(project.task.get("kind", ""), project.backbone, project.training or {}):
+        return None
+    project_id = project.id
+
+    def send() -> None:
+        try:
+            queue.prefill(project_id)
+        except Exception as exc:  # the broker is down: the request that asked succeeded
+            log.warning("project %s: could not ask for a prefill of its views: %s", project_id, exc)
+
+    if throttle is None:
+        return send
+    return lambda: throttle.request(project_id, send)
 
 
 def get_job(session: Session, job_id: int) -> Job:

@@ -12,8 +12,8 @@ from server.db.models import Item, Job, LabelRevision, Project
 from server.db.session import after_commit
 from server.errors import BadRequest
 from server.items import repository as items_repository
-from server.jobs.queue import LABEL_PREFILLS, JobQueue, request_prefill
-from server.jobs.service import request_training
+from server.jobs.queue import LABEL_PREFILLS, JobQueue
+from server.jobs.service import prefill_sender, request_training
 from server.labels.validation import validate_label
 from server.projects import repository as projects_repository
 from server.suggest import repository as scores_repository
@@ -52,8 +52,9 @@ def maybe_retrain(session: Session, queue: JobQueue, project: Project, token_id:
     """After new labels: ask (now and then) for a prefill of their views, so the next job
     finds them; create (or return) a training job once ``retrain_every`` labels were added
     since the active model was trained. Both are sent after the commit, the prefill first."""
-    project_id = project.id
-    after_commit(session, lambda: request_prefill(queue, project_id, LABEL_PREFILLS))
+    send_prefill = prefill_sender(queue, project, LABEL_PREFILLS)
+    if send_prefill is not None:
+        after_commit(session, send_prefill)
     if not project.retrain_every:
         return None
     labelled = projects_repository.labelled_count(session, project.id)

@@ -59,8 +59,11 @@ def test_duplicate_returns_existing_item(api) -> None:
 
 def test_uploads_that_add_images_ask_for_a_prefill_of_their_views(api) -> None:
     """New images: the worker is asked to compute their cached views ahead of the next job;
-    an upload of duplicates only, which adds nothing, asks for nothing."""
-    project_id, owner = api.create_project()
+    an upload of duplicates only, which adds nothing, asks for nothing, nor does a project
+    whose jobs use no cached views (nothing frozen)."""
+    plain_id, plain_owner = api.create_project()  # small_cnn: every stage trains
+    assert api.upload(plain_id, plain_owner, [("a.png", unique_png())]).status_code == 201
+    project_id, owner = api.create_project(backbone="mobilenet_v2")
     png = unique_png()
     assert api.upload(project_id, owner, [("a.png", png)]).status_code == 201
     assert api.queue.prefilled == [project_id]
