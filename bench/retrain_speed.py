@@ -234,7 +234,7 @@ def main(argv: list[str] | None = None) -> int:
                 "image_size": size,
                 "threads": threads,
                 "training": defaults,
-                "seeds": seeds,
+                "seeds": sorted({r["seed"] for r in runs} | set(seeds)),
             },
             "runs": runs,
             **summary,
