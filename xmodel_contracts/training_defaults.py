@@ -60,12 +60,18 @@ def product_defaults(kind: str, backbone: str = DEFAULT_BACKBONE) -> dict[str, A
     return {**PRODUCT_DEFAULTS[kind], "freeze_blocks": frozen, "trunk_cache": True}
 
 
+def effective_params(kind: str, backbone: str, params: dict[str, Any]) -> dict[str, Any]:
+    """What a job of a ``kind`` project on ``backbone`` runs with: the product's defaults for
+    the kind, overridden by ``params`` (the project's settings and the request's)."""
+    return {**product_defaults(kind, backbone), **params}
+
+
 def caches_trunk(kind: str, backbone: str, training: dict[str, Any]) -> bool:
     """Whether jobs of a ``kind`` project on ``backbone`` with its ``training`` settings train on
     cached trunk views (some stages frozen, the cache on): only then are views worth computing
     ahead of a job. False for settings that name an unknown kind."""
     try:
-        params = {**product_defaults(kind, backbone), **training}
+        params = effective_params(kind, backbone, training)
         return bool(params.get("trunk_cache", True)) and int(params.get("freeze_blocks") or 0) > 0
     except (TypeError, ValueError):  # the job will say what is wrong with such settings
         return False

@@ -11,7 +11,6 @@ from pydantic import ValidationError
 from worker.errors import JobDataError
 from worker.settings import WorkerSettings
 from xmodel_contracts.names import ScoreStrategy
-from xmodel_contracts.training_defaults import product_defaults
 from xmodel_contracts.training_settings import TRAINING_SETTING_KEYS, TrainingSettings
 from xmodel_core.model import ModelConfig
 from xmodel_core.tasks import TaskSpec
@@ -130,12 +129,6 @@ def job_config(
         weak_views=int(params.get("weak_views", 8)),
         strong_views=int(params.get("strong_views", max(2, views - 1))),
     )
-
-
-def effective_params(kind: str, backbone: str, params: dict[str, Any]) -> dict[str, Any]:
-    """What a job of a ``kind`` project on ``backbone`` runs with: the product's defaults for
-    the kind, overridden by ``params`` (the project's settings and the request's)."""
-    return {**product_defaults(kind, backbone), **params}
 
 
 def worker_job_config(

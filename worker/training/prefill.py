@@ -27,9 +27,10 @@ from worker.errors import JobDataError
 from worker.settings import server_settings, worker_settings
 from worker.storage import stores
 from worker.training import data
-from worker.training.config import effective_params, worker_job_config
+from worker.training.config import worker_job_config
 from worker.training.memory import release_memory
 from worker.training.views import builder_for
+from xmodel_contracts.training_defaults import effective_params
 from xmodel_core.model import XModel
 from xmodel_core.trainer import pick_device
 from xmodel_core.trunk_cache import ViewKind

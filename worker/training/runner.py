@@ -37,12 +37,13 @@ from worker.settings import WorkerSettings, server_settings, worker_settings
 from worker.storage import stores
 from worker.training import data, scoring
 from worker.training.artefacts import models_prefix, publish_artefacts, write_artefacts
-from worker.training.config import JobConfig, effective_params, worker_job_config
+from worker.training.config import JobConfig, worker_job_config
 from worker.training.lease import JobLease
 from worker.training.memory import release_memory
 from worker.training.views import ViewBuilder, builder_for
 from xmodel_contracts.files import atomic_write_bytes
 from xmodel_contracts.names import JobPhase, JobStatus
+from xmodel_contracts.training_defaults import effective_params
 from xmodel_core.data import split_train_val
 from xmodel_core.export import load_warm_start
 from xmodel_core.model import XModel
