@@ -18,8 +18,11 @@ import argparse
 import getpass
 import json
 import os
+import signal
 import sys
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -320,22 +323,52 @@ def _describe(job: Job) -> str:
     return "  ".join(p for p in parts if p)
 
 
+@contextmanager
+def _ctrl_c_deferred() -> Iterator[threading.Event]:
+    """Ctrl-C sets the event instead of raising wherever the main thread happens to be.
+
+    A ``KeyboardInterrupt`` raised while the live bar's lock is held leaves the bar's refresh
+    thread waiting on it, and stopping the bar then hangs; the caller checks the event at a safe
+    point instead; a second Ctrl-C before that raises at once (a poll stuck on the network).
+    Outside the main thread signals cannot be caught, and nothing changes.
+    """
+    pressed = threading.Event()
+    if threading.current_thread() is not threading.main_thread():
+        yield pressed
+        return
+
+    def on_sigint(*_: object) -> None:
+        if pressed.is_set():
+            raise KeyboardInterrupt
+        pressed.set()
+
+    previous = signal.signal(signal.SIGINT, on_sigint)
+    try:
+        yield pressed
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
 def wait_with_bar(client: XModelClient, job: Job, console: Console, interval: float = 1.0) -> Job:
     """Follow a job with a live bar (phase, step, loss, ETA); Ctrl-C asks whether to cancel."""
     with _bar(console) as bar:
         task = bar.add_task(_describe(job), total=job.progress_total or None)
 
-        def show(current: Job) -> None:
-            bar.update(
-                task,
-                description=_describe(current),
-                completed=current.progress_step,
-                total=current.progress_total or None,
-            )
-
         while True:
             try:
-                return client.wait_for_job(job.id, interval=interval, on_progress=show)
+                with _ctrl_c_deferred() as pressed:
+
+                    def show(current: Job) -> None:
+                        if pressed.is_set():  # between polls: no lock of the bar is held here
+                            raise KeyboardInterrupt
+                        bar.update(
+                            task,
+                            description=_describe(current),
+                            completed=current.progress_step,
+                            total=current.progress_total or None,
+                        )
+
+                    return client.wait_for_job(job.id, interval=interval, on_progress=show)
             except KeyboardInterrupt:
                 bar.stop()
                 answer = input(f"\ncancel job {job.id}? [y/N] ") if sys.stdin.isatty() else "n"

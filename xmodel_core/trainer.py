@@ -169,6 +169,24 @@ def running_stats_frozen(model: torch.nn.Module, frozen: bool = True) -> Iterato
             m.momentum = momentum
 
 
+@contextmanager
+def channels_last(model: torch.nn.Module | None, enabled: bool = True) -> Iterator[None]:
+    """The model's 4-d weights in NHWC order while inside, back in the default order after.
+
+    On a CPU, oneDNN convolutions and batch norms run in NHWC natively; in the default NCHW
+    order every call reorders its tensors (docs/RESULTS.md §8 has the measured step times).
+    Weights saved or exported later (safetensors, ONNX) must be in the default order again.
+    """
+    if model is None or not enabled:
+        yield
+        return
+    model.to(memory_format=torch.channels_last)
+    try:
+        yield
+    finally:
+        model.to(memory_format=torch.contiguous_format)
+
+
 class Trainer:
     """Trains ``model`` on ``task``; see the module docstring for the methods."""
 
@@ -211,6 +229,7 @@ class Trainer:
         self.views: TrainingViews | None = None
         self._val: LabelledSet | None = None
         self._last_view = torch.empty(0, dtype=torch.long)
+        self._nhwc = False  # inside fit on a CPU: convolutions in NHWC order (``channels_last``)
 
     def _check_views(
         self,
@@ -256,6 +275,8 @@ class Trainer:
         return model.heads_forward(self._features_of(model, inputs))
 
     def _features_of(self, model: XModel, inputs: torch.Tensor) -> torch.Tensor:
+        if self._nhwc:
+            inputs = inputs.contiguous(memory_format=torch.channels_last)
         return (
             model.features_from_trunk(inputs) if self.views is not None else model.features(inputs)
         )
@@ -456,7 +477,6 @@ class Trainer:
         With ``val``, the best evaluated weights are restored at the end. With ``views``, the
         frozen stages' activations come from those cached views instead of the images.
         """
-        cfg = self.config
         if len(labelled) == 0:
             raise ValueError("training needs at least one labelled image")
         self._check_views(views, labelled, unlabelled, val)
@@ -468,8 +488,36 @@ class Trainer:
             pool = (
                 labelled.images if unlabelled is None else torch.cat([unlabelled, labelled.images])
             )
-        use_amp = cfg.amp and self.device.type == "cuda"
         self.model.train()
+        self._nhwc = self.trains_in_nhwc()
+        try:
+            with channels_last(self.model, self._nhwc), channels_last(self.teacher, self._nhwc):
+                stopped_early = self._steps(labelled, pool, val, callback, checkpoint_path)
+        finally:
+            self._nhwc = False
+        if self.best_state is not None:
+            target = self.teacher if self.teacher is not None else self.model
+            target.load_state_dict(self.best_state)
+            if self.teacher is not None:
+                self.model.load_state_dict(self.best_state)
+        return TrainResult(self.step, self.best_step, self.best_error, self.history, stopped_early)
+
+    def trains_in_nhwc(self) -> bool:
+        """Whether :meth:`fit` runs the convolutions in NHWC order: on a CPU (see
+        :func:`channels_last`)."""
+        return self.device.type == "cpu"
+
+    def _steps(
+        self,
+        labelled: LabelledSet,
+        pool: torch.Tensor | None,
+        val: LabelledSet | None,
+        callback: Callable[[Progress], None] | None,
+        checkpoint_path: str | Path | None,
+    ) -> bool:
+        """Steps until ``config.steps`` or an early stop (returns whether it stopped early)."""
+        cfg = self.config
+        use_amp = cfg.amp and self.device.type == "cuda"
         stopped_early = False
         while self.step < cfg.steps:
             for group in self.optimizer.param_groups:
@@ -505,12 +553,7 @@ class Trainer:
                 callback(Progress(self.step, cfg.steps, logged, val_error))
             if stopped_early:
                 break
-        if self.best_state is not None:
-            target = self.teacher if self.teacher is not None else self.model
-            target.load_state_dict(self.best_state)
-            if self.teacher is not None:
-                self.model.load_state_dict(self.best_state)
-        return TrainResult(self.step, self.best_step, self.best_error, self.history, stopped_early)
+        return stopped_early
 
     def _track_best(self, val_error: float) -> bool:
         if self.best_error is None or val_error < self.best_error - 1e-9:

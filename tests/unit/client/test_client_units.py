@@ -175,3 +175,26 @@ def test_credentials_are_saved_for_the_owner_only(
     assert (loaded.url, loaded.token, loaded.project) == ("http://x", "secret", 3)
     monkeypatch.setenv("XMODEL_TOKEN", "from-env")
     assert credentials.load().token == "from-env"
+
+
+def test_ctrl_c_while_following_a_job_is_held_for_a_safe_point_and_a_second_one_raises() -> None:
+    """The first Ctrl-C only sets the event (the bar checks it between polls); a second one,
+    for a poll stuck on the network, interrupts at once; afterwards Ctrl-C raises as before."""
+    import signal
+    import time
+
+    from xmodel_client.cli import _ctrl_c_deferred
+
+    def wait_for_signal() -> None:
+        time.sleep(0.05)  # the handler runs in the main thread between bytecodes
+
+    with _ctrl_c_deferred() as pressed:
+        os.kill(os.getpid(), signal.SIGINT)
+        wait_for_signal()
+        assert pressed.is_set()
+        with pytest.raises(KeyboardInterrupt):
+            os.kill(os.getpid(), signal.SIGINT)
+            wait_for_signal()
+    with pytest.raises(KeyboardInterrupt):
+        os.kill(os.getpid(), signal.SIGINT)
+        wait_for_signal()

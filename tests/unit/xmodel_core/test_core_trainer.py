@@ -125,3 +125,27 @@ def test_bn_stats_from_labelled_keeps_strong_views_out_of_the_running_statistics
 
     assert torch.equal(running_means(dark, True), running_means(bright, True))
     assert not torch.allclose(running_means(dark, False), running_means(bright, False))
+
+
+def test_training_on_a_cpu_runs_in_nhwc_and_hands_back_default_layout_weights(
+    make_task, make_model, make_images, make_train_config, tmp_path: Path
+):
+    """Convolutions train in channels-last order on a CPU (oneDNN's own layout); afterwards every
+    weight is contiguous again, as safetensors and the exporters need."""
+    from safetensors.torch import save_file
+
+    task = make_task("classification")
+    labelled, unlabelled, val = _classification_data(make_images)
+    model = make_model(task)
+    conv = next(m for m in model.modules() if isinstance(m, torch.nn.Conv2d))
+    layouts: list[bool] = []
+
+    def record(_: Progress) -> None:
+        layouts.append(conv.weight.is_contiguous(memory_format=torch.channels_last))
+
+    Trainer(model, task, make_train_config("xmodel", 3, eval_every=2)).fit(
+        labelled, unlabelled, val, callback=record
+    )
+    assert layouts == [True, True, True]
+    assert all(t.is_contiguous() for t in model.state_dict().values())
+    save_file(model.state_dict(), str(tmp_path / "model.safetensors"))
