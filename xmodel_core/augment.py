@@ -57,37 +57,88 @@ class Views:
     flipped: torch.Tensor
 
 
-def _uniform(
-    n: int, lo: float, hi: float, gen: torch.Generator, device: torch.device
-) -> torch.Tensor:
-    return lo + (hi - lo) * torch.rand(n, generator=gen, device="cpu").to(device)
+def _uniform(n: int, lo: float, hi: float, gen: torch.Generator) -> torch.Tensor:
+    return lo + (hi - lo) * torch.rand(n, generator=gen)
 
 
 def sample_theta(
     n: int, cfg: AugmentConfig, gen: torch.Generator, allow_hflip: bool, device: torch.device
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Random affine matrices ``[n, 2, 3]`` and flip flags ``[n]`` (parameters drawn from ``gen``)."""
-    angle = _uniform(n, -cfg.max_rotate, cfg.max_rotate, gen, device) * math.pi / 180
-    scale = _uniform(n, cfg.scale[0], cfg.scale[1], gen, device)
-    tx = _uniform(n, -cfg.max_translate, cfg.max_translate, gen, device) * 2
-    ty = _uniform(n, -cfg.max_translate, cfg.max_translate, gen, device) * 2
-    flip_draw = torch.rand(n, generator=gen).to(device) < 0.5
+    angle = _uniform(n, -cfg.max_rotate, cfg.max_rotate, gen) * math.pi / 180
+    scale = _uniform(n, cfg.scale[0], cfg.scale[1], gen)
+    tx = _uniform(n, -cfg.max_translate, cfg.max_translate, gen) * 2
+    ty = _uniform(n, -cfg.max_translate, cfg.max_translate, gen) * 2
+    flip_draw = torch.rand(n, generator=gen) < 0.5
     flipped = flip_draw & (cfg.hflip and allow_hflip)
     sign = 1.0 - 2.0 * flipped.float()
     cos, sin = torch.cos(angle) / scale, torch.sin(angle) / scale
     theta = torch.stack(
         [torch.stack([cos * sign, -sin, tx], -1), torch.stack([sin * sign, cos, ty], -1)], 1
     )
-    return theta, flipped
+    return theta.to(device), flipped.to(device)
 
 
-def _photometric(x: torch.Tensor, cfg: AugmentConfig, gen: torch.Generator) -> torch.Tensor:
-    b = x.shape[0]
-    dev = x.device
+@dataclass
+class ViewDraw:
+    """The random parameters of ``n`` views, drawn on the CPU: the warp (``theta`` ``[n, 2, 3]``,
+    ``flipped`` ``[n]``) and, where the config asks for them, the colour factors ``[n, 3]``
+    (brightness, saturation, contrast), the pixel noise ``[n, C, S, S]`` and the cutout squares
+    ``[n, 4]`` (applied 0/1, side, centre x, centre y in pixels).
+
+    Drawing apart from applying lets a batch of views whose parameters come from different
+    generators (one per image, say) be warped in one batched call.
+    """
+
+    theta: torch.Tensor
+    flipped: torch.Tensor
+    colour: torch.Tensor | None = None
+    noise: torch.Tensor | None = None
+    cutout: torch.Tensor | None = None
+
+    @staticmethod
+    def concat(parts: list[ViewDraw]) -> ViewDraw:
+        def cat(name: str) -> torch.Tensor | None:
+            values = [getattr(p, name) for p in parts]
+            return None if values[0] is None else torch.cat(values)
+
+        return ViewDraw(
+            torch.cat([p.theta for p in parts]),
+            torch.cat([p.flipped for p in parts]),
+            cat("colour"),
+            cat("noise"),
+            cat("cutout"),
+        )
+
+
+def draw_views(
+    shape: tuple[int, ...], cfg: AugmentConfig, gen: torch.Generator, allow_hflip: bool = True
+) -> ViewDraw:
+    """The parameters of one view per image of a batch of ``shape`` ``[n, C, S, S]``, from
+    ``gen`` in a fixed order (warp, colour, noise, cutout)."""
+    n, side = shape[0], shape[-1]
+    theta, flipped = sample_theta(n, cfg, gen, allow_hflip, torch.device("cpu"))
+    out = ViewDraw(theta, flipped)
     if cfg.colour > 0:
-        bright = _uniform(b, 1 - cfg.colour, 1 + cfg.colour, gen, dev).view(b, 1, 1, 1)
-        contrast = _uniform(b, 1 - cfg.colour, 1 + cfg.colour, gen, dev).view(b, 1, 1, 1)
-        satur = _uniform(b, 1 - cfg.colour, 1 + cfg.colour, gen, dev).view(b, 1, 1, 1)
+        bright = _uniform(n, 1 - cfg.colour, 1 + cfg.colour, gen)
+        contrast = _uniform(n, 1 - cfg.colour, 1 + cfg.colour, gen)
+        satur = _uniform(n, 1 - cfg.colour, 1 + cfg.colour, gen)
+        out.colour = torch.stack([bright, satur, contrast], 1)
+    if cfg.noise > 0:
+        out.noise = cfg.noise * torch.randn(shape, generator=gen)
+    if cfg.cutout > 0:
+        apply = (torch.rand(n, generator=gen) < cfg.cutout).float()
+        square = (_uniform(n, 0.25, 0.5, gen) * side).long()
+        cx = (torch.rand(n, generator=gen) * side).long()
+        cy = (torch.rand(n, generator=gen) * side).long()
+        out.cutout = torch.stack([apply.long(), square, cx, cy], 1)
+    return out
+
+
+def _photometric(x: torch.Tensor, d: ViewDraw) -> torch.Tensor:
+    b, dev = x.shape[0], x.device
+    if d.colour is not None:
+        bright, satur, contrast = d.colour.to(dev).view(b, 3, 1, 1, 1).unbind(1)
         x = x * bright
         grey = x.mean(dim=1, keepdim=True)
         x = grey + (x - grey) * satur
@@ -95,27 +146,22 @@ def _photometric(x: torch.Tensor, cfg: AugmentConfig, gen: torch.Generator) -> t
             x.mean(dim=(1, 2, 3), keepdim=True)
             + (x - x.mean(dim=(1, 2, 3), keepdim=True)) * contrast
         )
-    if cfg.noise > 0:
-        x = x + cfg.noise * torch.randn(x.shape, generator=gen).to(dev)
-    if cfg.cutout > 0:
+    if d.noise is not None:
+        x = x + d.noise.to(dev)
+    if d.cutout is not None:
         s = x.shape[-1]
-        apply = (torch.rand(b, generator=gen) < cfg.cutout).to(dev)
-        side = (_uniform(b, 0.25, 0.5, gen, dev) * s).long()
-        cx = (torch.rand(b, generator=gen).to(dev) * s).long()
-        cy = (torch.rand(b, generator=gen).to(dev) * s).long()
+        apply, side, cx, cy = d.cutout.to(dev).unbind(1)
         idx = torch.arange(s, device=dev)
         in_x = (idx.view(1, -1) - cx.view(-1, 1)).abs() <= side.view(-1, 1) // 2
         in_y = (idx.view(1, -1) - cy.view(-1, 1)).abs() <= side.view(-1, 1) // 2
-        mask = (in_y.unsqueeze(2) & in_x.unsqueeze(1) & apply.view(-1, 1, 1)).unsqueeze(1)
+        mask = (in_y.unsqueeze(2) & in_x.unsqueeze(1) & apply.bool().view(-1, 1, 1)).unsqueeze(1)
         x = torch.where(mask, torch.full_like(x, 0.5), x)
     return x.clamp(0, 1)
 
 
-def augment(
-    images: torch.Tensor, cfg: AugmentConfig, gen: torch.Generator, allow_hflip: bool = True
-) -> Views:
-    """Apply one random view to every image of ``[B, 3, S, S]`` float images in [0, 1]."""
-    theta, flipped = sample_theta(images.shape[0], cfg, gen, allow_hflip, images.device)
+def apply_views(images: torch.Tensor, d: ViewDraw) -> Views:
+    """The views ``d`` of ``[B, 3, S, S]`` float images in [0, 1] (one batched warp)."""
+    theta, flipped = d.theta.to(images.device), d.flipped.to(images.device)
     identity = torch.tensor([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]], device=images.device)
     if torch.allclose(theta, identity.expand_as(theta)):
         warped = images
@@ -124,7 +170,14 @@ def augment(
         warped = F.grid_sample(
             images, grid, mode="bilinear", padding_mode="zeros", align_corners=False
         )
-    return Views(_photometric(warped, cfg, gen), theta, flipped)
+    return Views(_photometric(warped, d), theta, flipped)
+
+
+def augment(
+    images: torch.Tensor, cfg: AugmentConfig, gen: torch.Generator, allow_hflip: bool = True
+) -> Views:
+    """Apply one random view to every image of ``[B, 3, S, S]`` float images in [0, 1]."""
+    return apply_views(images, draw_views(tuple(images.shape), cfg, gen, allow_hflip))
 
 
 def _permute_flipped(

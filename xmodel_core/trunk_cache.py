@@ -2,9 +2,10 @@
 
 On a CPU the frozen early stages of the extractor (high resolution, most of the FLOPs) cost far
 more than the trainable top. Recomputing them for every view at every step is the old path;
-here each image gets a fixed set of views, drawn once (from a generator seeded by the sha256s of
-the images computed together), and the frozen stages run once per view. Training and pool scoring then run only the trainable
-stages and the heads on the stored activations.
+here each image gets a fixed set of views, drawn once (from a generator seeded by the image's
+sha256 and the view kind, so the same image always gets the same views), and the frozen stages
+run once per view. Training and pool scoring then run only the trainable stages and the heads on
+the stored activations.
 
 View kinds (one entry per image and kind):
 
@@ -44,7 +45,7 @@ from safetensors.torch import load_file, save_file
 
 from xmodel_contracts.files import atomic_write
 
-from .augment import NONE, AugmentConfig, Views, augment
+from .augment import NONE, AugmentConfig, ViewDraw, Views, apply_views, draw_views
 from .model import XModel
 
 ViewKind = Literal["plain", "strong", "weak"]
@@ -78,7 +79,7 @@ class ViewPlan:
             "strong": asdict(self.strong),
             "allow_hflip": self.allow_hflip,
             "dtype": str(CACHE_DTYPE),
-            "version": 1,
+            "version": 2,  # 2: each image's views seeded by its own sha256
         }
         digest = hashlib.sha256(json.dumps(recipe, sort_keys=True).encode()).hexdigest()[:16]
         return (
@@ -101,20 +102,27 @@ def frozen_weights_digest(model: XModel) -> str:
 def batch_views(images: torch.Tensor, shas: Sequence[str], kind: ViewKind, plan: ViewPlan) -> Views:
     """The views of float images ``[n, 3, S, S]``: ``images`` ``[n * V, 3, S, S]``, image-major.
 
-    One batched warp for the whole chunk (per-image calls cost far more on a CPU). The
-    parameters come from a generator seeded by the chunk's sha256s and the kind: the same
-    images in the same chunk get the same views; a rebuilt entry may get others, which is
-    harmless (they are random augmentations, and an entry, once stored, is what jobs reuse).
+    Each image's view parameters come from a generator seeded by its own sha256 and the kind,
+    so an image gets the same views whichever images it is computed with (a rebuilt entry, a
+    prefill or another project's job); the warp and the photometric ops then run in one batched
+    call for the whole chunk (per-image calls cost far more on a CPU).
     """
     count = plan.count(kind)
     n = images.shape[0]
     if kind == "plain":
         eye = torch.tensor([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]])
         return Views(images, eye.expand(n, 2, 3).clone(), torch.zeros(n, dtype=torch.bool))
-    digest = hashlib.sha256(f"{kind}:{','.join(shas)}".encode()).hexdigest()
-    gen = torch.Generator().manual_seed(int(digest[:15], 16))
-    batch = images.repeat_interleave(count, dim=0)
-    return augment(batch, plan.config(kind), gen, plan.allow_hflip)
+    shape = (count, *images.shape[1:])
+    draws = [
+        draw_views(shape, plan.config(kind), _view_generator(sha, kind), plan.allow_hflip)
+        for sha in shas
+    ]
+    return apply_views(images.repeat_interleave(count, dim=0), ViewDraw.concat(draws))
+
+
+def _view_generator(sha256: str, kind: ViewKind) -> torch.Generator:
+    digest = hashlib.sha256(f"{kind}:{sha256}".encode()).hexdigest()
+    return torch.Generator().manual_seed(int(digest[:15], 16))
 
 
 @dataclass

@@ -64,14 +64,19 @@ def test_trunk_then_trainable_part_equals_the_whole_extractor() -> None:
         )
 
 
-def test_views_are_seeded_by_the_images() -> None:
+def test_each_image_gets_its_own_views_whatever_it_is_computed_with() -> None:
     x = images(3).float() / 255
     first = batch_views(x, shas(3), "strong", PLAN)
     again = batch_views(x, shas(3), "strong", PLAN)
-    other = batch_views(x, shas(4)[1:], "strong", PLAN)
     assert first.images.shape == (6, 3, SIZE, SIZE)
     assert torch.equal(first.images, again.images) and torch.equal(first.theta, again.theta)
-    assert not torch.equal(first.theta, other.theta)  # other images, other views
+    # the last two images computed without the first: the same views, pixel for pixel
+    alone = batch_views(x[1:], shas(3)[1:], "strong", PLAN)
+    assert torch.equal(alone.theta, first.theta[2:]) and torch.equal(alone.images, first.images[2:])
+    # another image (another sha256) gets other views; so does another kind
+    other = batch_views(x[:1], shas(4)[3:], "strong", PLAN)
+    assert not torch.equal(other.theta, first.theta[:2])
+    assert not torch.equal(batch_views(x, shas(3), "weak", PLAN).theta[:2], first.theta[:2])
     plain = batch_views(x, shas(3), "plain", PLAN)
     assert torch.equal(plain.images, x) and not plain.flipped.any()
 
@@ -98,7 +103,7 @@ def test_cache_hits_return_the_computed_views(tmp_path: Path) -> None:
     assert loads == [] and stats.hits == 6  # nothing decoded, nothing recomputed
     assert torch.equal(first.trunk, second.trunk) and torch.equal(first.theta, second.theta)
     # the cached activations are what the model computes on that view
-    view = batch_views(pics.float() / 255, shas(6), "weak", PLAN)  # the chunk computed above
+    view = batch_views(pics.float() / 255, shas(6), "weak", PLAN)
     with torch.no_grad():
         direct = model.trunk(view.images[6:9])
     assert torch.allclose(first.trunk[2].float(), direct, atol=1e-2, rtol=1e-2)
