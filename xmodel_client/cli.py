@@ -330,6 +330,8 @@ def _ctrl_c_deferred() -> Iterator[threading.Event]:
     A ``KeyboardInterrupt`` raised while the live bar's lock is held leaves the bar's refresh
     thread waiting on it, and stopping the bar then hangs; the caller checks the event at a safe
     point instead; a second Ctrl-C before that raises at once (a poll stuck on the network).
+    The handler is installed even where the process started with SIGINT ignored (launched in
+    the background by a shell without job control), and the previous one is restored after.
     Outside the main thread signals cannot be caught, and nothing changes.
     """
     pressed = threading.Event()
