@@ -62,9 +62,9 @@ def _uniform(n: int, lo: float, hi: float, gen: torch.Generator) -> torch.Tensor
 
 
 def sample_theta(
-    n: int, cfg: AugmentConfig, gen: torch.Generator, allow_hflip: bool, device: torch.device
+    n: int, cfg: AugmentConfig, gen: torch.Generator, allow_hflip: bool
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Random affine matrices ``[n, 2, 3]`` and flip flags ``[n]`` (parameters drawn from ``gen``)."""
+    """Random affine matrices ``[n, 2, 3]`` and flip flags ``[n]`` on the CPU (drawn from ``gen``)."""
     angle = _uniform(n, -cfg.max_rotate, cfg.max_rotate, gen) * math.pi / 180
     scale = _uniform(n, cfg.scale[0], cfg.scale[1], gen)
     tx = _uniform(n, -cfg.max_translate, cfg.max_translate, gen) * 2
@@ -76,7 +76,7 @@ def sample_theta(
     theta = torch.stack(
         [torch.stack([cos * sign, -sin, tx], -1), torch.stack([sin * sign, cos, ty], -1)], 1
     )
-    return theta.to(device), flipped.to(device)
+    return theta, flipped
 
 
 @dataclass
@@ -117,7 +117,7 @@ def draw_views(
     """The parameters of one view per image of a batch of ``shape`` ``[n, C, S, S]``, from
     ``gen`` in a fixed order (warp, colour, noise, cutout)."""
     n, side = shape[0], shape[-1]
-    theta, flipped = sample_theta(n, cfg, gen, allow_hflip, torch.device("cpu"))
+    theta, flipped = sample_theta(n, cfg, gen, allow_hflip)
     out = ViewDraw(theta, flipped)
     if cfg.colour > 0:
         bright = _uniform(n, 1 - cfg.colour, 1 + cfg.colour, gen)
@@ -127,11 +127,11 @@ def draw_views(
     if cfg.noise > 0:
         out.noise = cfg.noise * torch.randn(shape, generator=gen)
     if cfg.cutout > 0:
-        apply = (torch.rand(n, generator=gen) < cfg.cutout).float()
+        apply = (torch.rand(n, generator=gen) < cfg.cutout).long()
         square = (_uniform(n, 0.25, 0.5, gen) * side).long()
         cx = (torch.rand(n, generator=gen) * side).long()
         cy = (torch.rand(n, generator=gen) * side).long()
-        out.cutout = torch.stack([apply.long(), square, cx, cy], 1)
+        out.cutout = torch.stack([apply, square, cx, cy], 1)
     return out
 
 

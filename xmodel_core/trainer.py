@@ -229,7 +229,6 @@ class Trainer:
         self.views: TrainingViews | None = None
         self._val: LabelledSet | None = None
         self._last_view = torch.empty(0, dtype=torch.long)
-        self._nhwc = False  # inside fit on a CPU: convolutions in NHWC order (``channels_last``)
 
     def _check_views(
         self,
@@ -275,8 +274,6 @@ class Trainer:
         return model.heads_forward(self._features_of(model, inputs))
 
     def _features_of(self, model: XModel, inputs: torch.Tensor) -> torch.Tensor:
-        if self._nhwc:
-            inputs = inputs.contiguous(memory_format=torch.channels_last)
         return (
             model.features_from_trunk(inputs) if self.views is not None else model.features(inputs)
         )
@@ -489,12 +486,9 @@ class Trainer:
                 labelled.images if unlabelled is None else torch.cat([unlabelled, labelled.images])
             )
         self.model.train()
-        self._nhwc = self.trains_in_nhwc()
-        try:
-            with channels_last(self.model, self._nhwc), channels_last(self.teacher, self._nhwc):
-                stopped_early = self._steps(labelled, pool, val, callback, checkpoint_path)
-        finally:
-            self._nhwc = False
+        nhwc = self.trains_in_nhwc()  # inputs follow: a convolution with NHWC weights runs NHWC
+        with channels_last(self.model, nhwc), channels_last(self.teacher, nhwc):
+            stopped_early = self._steps(labelled, pool, val, callback, checkpoint_path)
         if self.best_state is not None:
             target = self.teacher if self.teacher is not None else self.model
             target.load_state_dict(self.best_state)
