@@ -158,8 +158,7 @@ def bridge(
                 str(port),
                 "--xmodel-url",
                 xmodel_url,
-                "--xmodel-token",
-                admin_token,
+                f"--xmodel-token={admin_token}",  # "=": a token may start with "-"
                 "--data-dir",
                 str(data_dir / "bridge"),
                 "--project",

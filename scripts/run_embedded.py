@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import secrets
 import signal
 import subprocess
 import sys
@@ -36,7 +35,9 @@ def admin_token(data_dir: Path) -> str:
     path = data_dir / "admin_token"
     if path.exists():
         return path.read_text().strip()
-    token = secrets.token_urlsafe(32)
+    from server.auth.service import new_secret
+
+    token = new_secret()  # prefixed: never starts with "-", which argparse would read as an option
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "w") as handle:
         handle.write(token + "\n")
