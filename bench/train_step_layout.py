@@ -8,7 +8,9 @@ settings (MobileNetV2, 128 px, first 14 stages frozen, supervised, batch 32):
 - ``recompute``: the old path, the whole network on images at every step.
 
 The four configurations run in turn, ``--repeats`` times, so machine noise hits them alike; the
-medians and the NHWC / NCHW speed-ups are printed and saved.
+medians and the NHWC / NCHW speed-ups are printed and saved. Beside them, the optimizer step
+alone on the cached path's trainable parameters (AdamW, random gradients): PyTorch's default
+per-tensor loop on a CPU against the fused kernel the trainer uses.
 
     python -m bench.train_step_layout                 # 60 steps, 3 repeats
     python -m bench.train_step_layout --steps 20 --repeats 1
@@ -75,6 +77,27 @@ def step_ms(cached: bool, nhwc: bool, steps: int, warmup: int = 5) -> float:
     return 1000 * (marks[-1] - marks[warmup - 1]) / steps
 
 
+def optimizer_ms(fused: bool, steps: int = 100, warmup: int = 5) -> float:
+    """Milliseconds per AdamW step over the cached path's trainable parameters."""
+    trainer, _, _ = _setup(True, 1)
+    groups = [
+        {"params": g["params"], "lr_scale": g["lr_scale"]} for g in trainer.optimizer.param_groups
+    ]
+    for group in groups:
+        for param in group["params"]:
+            param.grad = torch.randn_like(param)
+    config = trainer.config
+    optimizer = torch.optim.AdamW(
+        groups, lr=config.lr, weight_decay=config.weight_decay, fused=fused, foreach=False
+    )
+    for _ in range(warmup):
+        optimizer.step()
+    start = time.perf_counter()
+    for _ in range(steps):
+        optimizer.step()
+    return 1000 * (time.perf_counter() - start) / steps
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--steps", type=int, default=60)
@@ -83,12 +106,18 @@ def main() -> None:
     args = parser.parse_args()
     configs = [(p, o) for p in ("cached", "recompute") for o in ("nchw", "nhwc")]
     times: dict[str, list[float]] = {f"{p}_{o}": [] for p, o in configs}
+    optimizer: dict[str, list[float]] = {"loop": [], "fused": []}
     for repeat in range(args.repeats):
         for path, order in configs:
             ms = step_ms(path == "cached", order == "nhwc", args.steps)
             times[f"{path}_{order}"].append(round(ms, 1))
             print(f"repeat {repeat}: {path:9s} {order}: {ms:7.1f} ms/step", flush=True)
+        for kind in optimizer:
+            ms = optimizer_ms(kind == "fused")
+            optimizer[kind].append(round(ms, 2))
+            print(f"repeat {repeat}: AdamW {kind}: {ms:6.2f} ms/step", flush=True)
     median = {k: statistics.median(v) for k, v in times.items()}
+    optimizer_median = {k: statistics.median(v) for k, v in optimizer.items()}
     speedup = {
         p: round(median[f"{p}_nchw"] / median[f"{p}_nhwc"], 3) for p in ("cached", "recompute")
     }
@@ -101,10 +130,13 @@ def main() -> None:
         "cached_vs_recompute": {
             o: round(median[f"recompute_{o}"] / median[f"cached_{o}"], 3) for o in ("nchw", "nhwc")
         },
+        "optimizer_ms_per_step": optimizer,
+        "optimizer_fused_speedup": round(optimizer_median["loop"] / optimizer_median["fused"], 2),
     }
     print(
         f"NHWC speed-up (median): {speedup}; cached path against the old path per step: "
-        f"{document['cached_vs_recompute']}"
+        f"{document['cached_vs_recompute']}; AdamW fused against the per-tensor loop: "
+        f"{document['optimizer_fused_speedup']}x"
     )
     save_result(args.out, document)
 
