@@ -154,3 +154,28 @@ def draw_labelled(bench: Benchmark, budget: int, seed: int) -> torch.Tensor:
         share = budget // len(classes) + (1 if i < budget % len(classes) else 0)
         picks.append(idx[torch.randperm(len(idx), generator=gen)[:share]])
     return torch.cat(picks)
+
+
+def at_product_size(name: str, size: int) -> Benchmark:
+    """Dataset ``name`` as the product-path benchmarks use it, at ``size`` px: every UTKFace
+    face; a 10,000-image Fashion-MNIST pool with 2,000 test images, upsampled from 28 px as the
+    worker's resize does; 2,000 kites with 500 test images."""
+    if name == "utkface_age":
+        return utkface(size)
+    if name == "fashion_mnist":
+        return resized(fashion_mnist(pool_limit=10_000, test_limit=2000), size)
+    return kites(size, n_pool=2000, n_test=500)
+
+
+def resized(bench: Benchmark, size: int) -> Benchmark:
+    """Upsample a small-image benchmark to ``size`` px (bilinear, as the worker's resize does)."""
+
+    def up(s: LabelledSet) -> LabelledSet:
+        x = torch.nn.functional.interpolate(
+            s.images.float(), size=(size, size), mode="bilinear", align_corners=False
+        )
+        return LabelledSet(x.round().clamp(0, 255).to(torch.uint8), s.targets, s.visible)
+
+    return Benchmark(
+        bench.name, bench.task, up(bench.pool), up(bench.val), up(bench.test), bench.balanced
+    )

@@ -11,8 +11,17 @@ only drops the minimax term. Test sets are fixed and only produce the final figu
 
     python -m bench.label_efficiency            # full run (see docs/RESULTS.md)
     python -m bench.label_efficiency --quick    # smoke of every cell, ~15 min on 2 CPU cores
+    python -m bench.label_efficiency --product  # at the product's operating point
 
-Writes ``bench/results/label_efficiency[_quick].json`` (every run) and a Markdown summary.
+Writes ``bench/results/label_efficiency[_product][_quick].json`` (every run) and a Markdown summary.
+
+``--product`` measures at the operating point users get: ImageNet MobileNetV2 with the first
+14 stages frozen, each task kind's image size (UTKFace 128 px, Fashion-MNIST and the kites
+96 px), 500 steps, the product's learning rates, trained on cached trunk views as the worker
+does (``bench/cached_training.py``; the views live in an on-disk cache shared by every run).
+Each method's most important knob gets three points on validation at the smallest budget:
+supervised training its learning rate (×0.3, ×1, ×3), the consistency methods their weight
+(0.1, 0.3, 1).
 """
 
 from __future__ import annotations
@@ -27,11 +36,14 @@ from typing import Any
 
 import torch
 
+from xmodel_contracts.training_defaults import FROZEN_STAGES, IMAGE_SIZES
 from xmodel_core.export import atomic_write_bytes
 from xmodel_core.model import ModelConfig, XModel
 from xmodel_core.trainer import TrainConfig, Trainer
+from xmodel_core.trunk_cache import TrunkCache
 
-from .datasets import Benchmark, draw_labelled, fashion_mnist, kites, utkface
+from .cached_training import train_cached
+from .datasets import Benchmark, at_product_size, draw_labelled, fashion_mnist, kites, utkface
 
 RESULTS = Path(__file__).resolve().parent / "results"
 METHODS: dict[str, dict[str, Any]] = {
@@ -61,6 +73,7 @@ class Setting:
     weight_grid: list[float] = field(
         default_factory=lambda: [1.0]
     )  # consistency weight η (MT: its weight)
+    cache: TrunkCache | None = None  # set: train on cached trunk views, as the product does
 
 
 def method_overrides(method: str, weight: float) -> dict[str, Any]:
@@ -80,7 +93,14 @@ def candidates(setting: Setting, method: str) -> list[tuple[float, float]]:
     return [(f, w) for f in setting.lr_grid for w in setting.weight_grid]
 
 
-def settings(quick: bool) -> dict[str, Setting]:
+def settings(
+    quick: bool, product: bool = False, cache_dir: Path | None = None
+) -> dict[str, Setting]:
+    """Per dataset: the benchmark's own small operating point, or with ``product`` the
+    product's (views cached under ``cache_dir``)."""
+    if product:
+        root = cache_dir or Path("var/bench_cache/label_efficiency_views")
+        return product_settings(quick, TrunkCache(root, max_bytes=20 * 2**30))
     steps = (
         {"utkface_age": 30, "fashion_mnist": 40, "kites_keypoints": 40}
         if quick
@@ -147,6 +167,58 @@ def settings(quick: bool) -> dict[str, Setting]:
     }
 
 
+KIND = {
+    "utkface_age": "regression",
+    "fashion_mnist": "classification",
+    "kites_keypoints": "keypoints",
+}
+
+
+def product_settings(quick: bool, cache: TrunkCache) -> dict[str, Setting]:
+    """The product's operating point per dataset (see the module docstring)."""
+    grid: dict[str, Any] = (
+        {"lr_grid": [1.0], "supervised_lr_grid": [1.0], "weight_grid": [1.0]}
+        if quick
+        else {
+            "lr_grid": [1.0],
+            "supervised_lr_grid": [0.3, 1.0, 3.0],
+            "weight_grid": [0.1, 0.3, 1.0],
+        }
+    )
+    defaults = TrainConfig()
+    train = {
+        "steps": 40 if quick else defaults.steps,
+        "lr": defaults.lr,
+        "extractor_lr_scale": defaults.extractor_lr_scale,
+        "eval_every": 20 if quick else 50,
+    }
+    budgets = {
+        "utkface_age": [50, 250, 1000],
+        "fashion_mnist": [40, 250, 1000],
+        "kites_keypoints": [50, 250],
+    }
+    units = {"utkface_age": "MAE (years)", "fashion_mnist": "error (%)"}
+    out = {}
+    for name, kind in KIND.items():
+        size = IMAGE_SIZES[kind]
+        out[name] = Setting(
+            build=lambda name=name, size=size: at_product_size(name, size),
+            budgets=budgets[name][:2] if quick else budgets[name],
+            model={
+                "backbone": "mobilenet_v2",
+                "image_size": size,
+                "freeze_blocks": FROZEN_STAGES["mobilenet_v2"],
+                "pretrained": True,
+            },
+            train=train,
+            error_scale={"fashion_mnist": 100.0, "kites_keypoints": float(size)}.get(name, 1.0),
+            unit=units.get(name, f"mean point error (px at {size} px)"),
+            cache=cache,
+            **grid,
+        )
+    return out
+
+
 def train_once(
     bench: Benchmark,
     labelled_idx: torch.Tensor,
@@ -157,6 +229,22 @@ def train_once(
     weight: float = 1.0,
 ) -> dict[str, Any]:
     """Train one method on one labelled subset; return validation and test errors."""
+    overrides = {**method_overrides(method, weight), **setting.train}
+    overrides["lr"] = overrides["lr"] * lr_factor
+    if setting.cache is not None:
+        cached = train_cached(
+            bench, labelled_idx, setting.model, overrides, cache=setting.cache, seed=seed
+        )
+        return {
+            "val_error": cached["val_error"],
+            "test_error": cached["test_error"] * setting.error_scale,
+            "best_step": cached["best_step"],
+            "seconds": cached["seconds"],
+            "cache_seconds": cached["cache_seconds"],
+            "lr": overrides["lr"],
+            "consistency_weight": overrides.get("consistency_weight", 0.0),
+            "minimax_weight": overrides.get("minimax_weight", 0.0),
+        }
     torch.manual_seed(seed)
     labelled = bench.pool.subset(labelled_idx)
     mask = torch.ones(len(bench.pool), dtype=torch.bool)
@@ -164,13 +252,7 @@ def train_once(
     unlabelled = bench.pool.images[mask]
     bench.task.fit(labelled.targets)
     model = XModel(ModelConfig(output_dim=bench.task.output_dim, **setting.model))
-    overrides = {
-        **method_overrides(method, weight),
-        **setting.train,
-        "seed": seed,
-    }  # a probe's train wins
-    overrides["lr"] = overrides["lr"] * lr_factor
-    trainer = Trainer(model, bench.task, TrainConfig(**overrides))
+    trainer = Trainer(model, bench.task, TrainConfig(**overrides, seed=seed))
     start = time.perf_counter()
     result = trainer.fit(labelled, unlabelled, val=bench.val)
     return {
@@ -295,6 +377,17 @@ def main() -> None:
     parser.add_argument(
         "--seeds", type=int, default=None, help="number of seeds (default 3, quick 1)"
     )
+    parser.add_argument(
+        "--product",
+        action="store_true",
+        help="at the product's operating point, on cached trunk views (module docstring)",
+    )
+    parser.add_argument(
+        "--cache-dir",
+        type=Path,
+        default=Path("var/bench_cache/label_efficiency_views"),
+        help="--product: the trunk-view cache shared by the runs (and by processes)",
+    )
     parser.add_argument("--datasets", nargs="*", default=None, help="subset of datasets to run")
     parser.add_argument(
         "--budgets", nargs="*", type=int, default=None, help="subset of budgets to run"
@@ -334,14 +427,17 @@ def main() -> None:
             for r in json.loads(path.read_text())["runs"]:
                 unique.setdefault((r["dataset"], r["budget"], r["method"], r["seed"]), r)
         rows = list(unique.values())
-        units = {name: s.unit for name, s in settings(False).items()}
+        units = {name: s.unit for name, s in settings(False, args.product).items()}
         summary = summarise(rows, units) + "\n" + tuning_table(stored_tunings(args.report, {}))
         args.report[0].with_suffix(".md").write_text(summary)
         print(summary)
         return
     seeds = args.seeds or (1 if args.quick else 3)
     out = args.out or RESULTS / (
-        "label_efficiency_quick.json" if args.quick else "label_efficiency.json"
+        "label_efficiency"
+        + ("_product" if args.product else "")
+        + ("_quick" if args.quick else "")
+        + ".json"
     )
     out.parent.mkdir(parents=True, exist_ok=True)
     previous = json.loads(out.read_text()) if out.exists() else {}
@@ -349,7 +445,7 @@ def main() -> None:
     tuning = stored_tunings(args.tuning_from, previous.get("meta", {}).get("tuning", {}))
     key = lambda r: (r["dataset"], r["budget"], r["method"], r["seed"])  # noqa: E731
     finished = {key(r) for r in done}
-    chosen = settings(args.quick)
+    chosen = settings(args.quick, args.product, args.cache_dir)
     units = {name: s.unit for name, s in chosen.items()}
     started = time.perf_counter()
     benches = {
@@ -366,6 +462,7 @@ def main() -> None:
     )
     meta = {
         "quick": args.quick,
+        "product": args.product,
         "seeds": seeds,
         "tuning": tuning,
         "settings": {  # tuning fills in as we go

@@ -19,12 +19,10 @@ import statistics
 from pathlib import Path
 from typing import Any
 
-import torch
-
 from xmodel_core.export import atomic_write_bytes
 
 from .cached_training import train_cached
-from .datasets import Benchmark, draw_labelled, fashion_mnist, kites, utkface
+from .datasets import Benchmark, at_product_size, draw_labelled
 
 MODEL_KEYS = {
     "backbone",
@@ -57,29 +55,6 @@ BASE: dict[str, dict[str, Any]] = {
     },
 }
 SCALE = {"utkface_age": 1.0, "fashion_mnist": 100.0, "kites_keypoints": 96.0}
-
-
-def build(dataset: str, size: int) -> Benchmark:
-    if dataset == "utkface_age":
-        return utkface(size)
-    if dataset == "fashion_mnist":
-        return resized(fashion_mnist(pool_limit=10_000, test_limit=2000), size)
-    return kites(size, n_pool=2000, n_test=500)
-
-
-def resized(bench: Benchmark, size: int) -> Benchmark:
-    """Upsample a small-image benchmark to the project's size (as the worker's resize does)."""
-    from xmodel_core.data import LabelledSet
-
-    def up(s: LabelledSet) -> LabelledSet:
-        x = torch.nn.functional.interpolate(
-            s.images.float(), size=(size, size), mode="bilinear", align_corners=False
-        )
-        return LabelledSet(x.round().clamp(0, 255).to(torch.uint8), s.targets, s.visible)
-
-    return Benchmark(
-        bench.name, bench.task, up(bench.pool), up(bench.val), up(bench.test), bench.balanced
-    )
 
 
 def run_variant(
@@ -118,7 +93,7 @@ def main(argv: list[str] | None = None) -> int:
             if (args.dataset, args.budget, name, seed) in done:
                 continue
             if size not in benches:
-                benches[size] = build(args.dataset, size)
+                benches[size] = at_product_size(args.dataset, size)
             result = run_variant(benches[size], args.dataset, args.budget, seed, variant)
             document["runs"].append(
                 {
