@@ -3,7 +3,9 @@
 Every training job exports safetensors + config, ONNX and TorchScript, so export time is part
 of every retrain an annotator waits for. For each backbone the same model is exported with both
 ONNX exporters in alternation (``repeats`` times each, so machine noise hits both alike),
-verified against the eager model, and the medians are compared.
+verified against the eager model, and the medians are compared. Beside them, the two traced
+formats as a job writes them: one trace shared by ONNX and TorchScript, without torch's own
+trace check (``shared_trace``), against a trace per format with the check (``separate_traces``).
 
     python -m bench.export_speed            # mobilenet_v2 at 48 px, small_cnn at 28 px, 3 repeats
     python -m bench.export_speed --repeats 1
@@ -27,7 +29,13 @@ from typing import Any
 
 import torch
 
-from xmodel_core.export import ONNX_EXPORTERS, export_onnx, export_torchscript, save_model
+from xmodel_core.export import (
+    ONNX_EXPORTERS,
+    export_onnx,
+    export_torchscript,
+    save_model,
+    trace_decoded,
+)
 from xmodel_core.model import ModelConfig, XModel
 from xmodel_core.tasks import RegressionTask
 
@@ -42,6 +50,12 @@ MODELS: dict[
         "pretrained": True,
     },
     "small_cnn@28": {"backbone": "small_cnn", "image_size": 28, "pretrained": False},
+    "mobilenet_v2@128": {  # the regression default
+        "backbone": "mobilenet_v2",
+        "image_size": 128,
+        "freeze_blocks": 14,
+        "pretrained": True,
+    },
 }
 
 
@@ -57,7 +71,14 @@ def measure(name: str, repeats: int) -> dict[str, Any]:
     task.fit(torch.tensor([[10.0], [50.0]]))
     model = XModel(ModelConfig(output_dim=1, **MODELS[name])).eval()
     times: dict[str, list[float]] = {
-        kind: [] for kind in ("safetensors", "torchscript", *ONNX_EXPORTERS)
+        kind: []
+        for kind in (
+            "safetensors",
+            "torchscript",
+            *ONNX_EXPORTERS,
+            "separate_traces",
+            "shared_trace",
+        )
     }
     diffs: dict[str, float] = {}
     with tempfile.TemporaryDirectory() as tmp:
@@ -77,13 +98,32 @@ def measure(name: str, repeats: int) -> dict[str, Any]:
                     raise RuntimeError(f"{exporter} export fell back to {info['exporter']}")
                 times[exporter].append(seconds)
                 diffs[exporter] = max(diffs.get(exporter, 0.0), info["max_abs_diff"])
+            times["separate_traces"].append(
+                _timed(lambda: _both_formats(model, task, out, shared=False))[0]
+            )
+            times["shared_trace"].append(
+                _timed(lambda: _both_formats(model, task, out, shared=True))[0]
+            )
     median = {kind: statistics.median(values) for kind, values in times.items()}
     return {
         "median_seconds": median,
         "all_seconds": times,
         "max_abs_diff": diffs,
         "dynamo_over_classic": median["dynamo"] / median["classic"],
+        "shared_trace_speedup": median["separate_traces"] / median["shared_trace"],
     }
+
+
+def _both_formats(model: XModel, task: RegressionTask, out: Path, shared: bool) -> None:
+    """ONNX (classic) and TorchScript, each verified: from one unchecked trace, or each from
+    its own trace with torch's trace check."""
+    if shared:
+        traced = trace_decoded(model, task)
+        export_onnx(model, task, out / "both.onnx", traced=traced)
+        export_torchscript(model, task, out / "both.pt", traced=traced)
+        return
+    export_onnx(model, task, out / "both.onnx")
+    export_torchscript(model, task, out / "both.pt", traced=trace_decoded(model, task, True))
 
 
 def main() -> None:
@@ -96,13 +136,17 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     results = {name: measure(name, args.repeats) for name in MODELS}
-    print("| model | safetensors | TorchScript | ONNX classic | ONNX dynamo | dynamo / classic |")
-    print("|---|---|---|---|---|---|")
+    print(
+        "| model | safetensors | TorchScript | ONNX classic | ONNX dynamo | dynamo / classic "
+        "| both, a trace each | both, one trace | speed-up |"
+    )
+    print("|---|---|---|---|---|---|---|---|---|")
     for name, r in results.items():
         m = r["median_seconds"]
         print(
             f"| {name} | {m['safetensors']:.2f} s | {m['torchscript']:.2f} s | {m['classic']:.2f} s | "
-            f"{m['dynamo']:.2f} s | {r['dynamo_over_classic']:.1f}x |"
+            f"{m['dynamo']:.2f} s | {r['dynamo_over_classic']:.1f}x | {m['separate_traces']:.2f} s "
+            f"| {m['shared_trace']:.2f} s | {r['shared_trace_speedup']:.2f}x |"
         )
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(

@@ -26,6 +26,9 @@ class WorkerSettings(BaseSettings):
         default=1.0, ge=0
     )  # at most one progress write per this many seconds
     checkpoint_every: int = Field(default=50, ge=0)  # steps; a job's params may override
+    # ...but a checkpoint (saved locally and copied to the artefact store) is written at most
+    # once per this many seconds: a fast job does not upload a full one every few seconds
+    checkpoint_min_seconds: float = Field(default=20.0, ge=0)
     max_attempts: int = Field(
         default=3, ge=1
     )  # claims of one job (crashes) before it fails for good

@@ -195,6 +195,21 @@ def _example_images(model: XModel, batch: int, seed: int = 0) -> torch.Tensor:
     return torch.rand(batch, 3, size, size, generator=torch.Generator().manual_seed(seed))
 
 
+def trace_decoded(
+    model: XModel, task: TaskSpec, check_trace: bool = False
+) -> torch.jit.ScriptModule:
+    """:class:`DecodedModel` traced with ``torch.jit.trace`` on a batch of 2: one trace serves
+    the TorchScript file and the classic ONNX exporter alike.
+
+    ``check_trace`` (torch's own check: trace again and compare) is off because every export
+    is verified against the eager model on other batch sizes anyway; skipping it halves the
+    tracing time (``bench/export_speed.py``)."""
+    with torch.no_grad(), _torchscript_deprecation_silenced():
+        return torch.jit.trace(
+            _cpu_decoded(model, task), (_example_images(model, 2),), check_trace=check_trace
+        )
+
+
 def export_onnx(
     model: XModel,
     task: TaskSpec,
@@ -203,6 +218,7 @@ def export_onnx(
     verify: bool = True,
     atol: float = DEFAULT_ATOL,
     exporter: str = "classic",
+    traced: torch.jit.ScriptModule | None = None,
 ) -> dict[str, Any]:
     """Export :class:`DecodedModel` to ONNX with a dynamic batch dimension, atomically.
 
@@ -210,6 +226,7 @@ def export_onnx(
     models it is ~20x faster than the dynamo exporter (0.7 s against 15.5 s for MobileNetV2 at
     48 px on one CPU thread, verification included; ``bench/export_speed.py``), which matters
     because every training job exports.
+    ``traced`` (from :func:`trace_decoded`) spares the classic exporter its own trace.
     ``"dynamo"`` uses ``torch.export`` + onnxscript. If the chosen exporter fails, the other one
     runs; the result records which did. Returns ``file_info`` plus ``"exporter"`` and, with
     ``verify``, ``"max_abs_diff"`` against the eager model.
@@ -243,7 +260,7 @@ def export_onnx(
                 warnings.filterwarnings("ignore", message="The feature will be removed")
                 warnings.simplefilter("ignore", category=DeprecationWarning)
                 torch.onnx.export(
-                    wrapper,
+                    wrapper if traced is None else traced,
                     example,
                     str(tmp),
                     input_names=[ONNX_INPUT],
@@ -339,18 +356,22 @@ def _torchscript_deprecation_silenced() -> Iterator[None]:
 
 
 def export_torchscript(
-    model: XModel, task: TaskSpec, path: str | Path, verify: bool = True, atol: float = DEFAULT_ATOL
+    model: XModel,
+    task: TaskSpec,
+    path: str | Path,
+    verify: bool = True,
+    atol: float = DEFAULT_ATOL,
+    traced: torch.jit.ScriptModule | None = None,
 ) -> dict[str, Any]:
-    """Trace :class:`DecodedModel` with ``torch.jit.trace`` and save it atomically.
+    """Save :class:`DecodedModel` traced (``traced``, else :func:`trace_decoded`) atomically.
 
     Tracing records one batch size's ops, none of which depend on the batch size here; the
-    check runs a different batch size to prove it. Returns ``file_info`` (+ ``max_abs_diff``).
+    check runs other batch sizes to prove it. Returns ``file_info`` (+ ``max_abs_diff``).
     """
     path = Path(path)
-    wrapper = _cpu_decoded(model, task)
-    with torch.no_grad(), _torchscript_deprecation_silenced():
-        traced = torch.jit.trace(wrapper, (_example_images(model, 2),))
-        atomic_write(path, lambda tmp: torch.jit.save(traced, str(tmp)))
+    module = trace_decoded(model, task) if traced is None else traced
+    with _torchscript_deprecation_silenced():
+        atomic_write(path, lambda tmp: torch.jit.save(module, str(tmp)))
     info = file_info(path)
     if verify:
         info["max_abs_diff"] = verify_torchscript(model, task, path, atol=atol)
@@ -442,6 +463,7 @@ __all__ = [
     "WarmStartReport",
     "export_onnx",
     "export_torchscript",
+    "trace_decoded",
     "load_model",
     "load_warm_start",
     "read_config",

@@ -17,6 +17,7 @@ import functools
 import json
 import math
 import operator
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
@@ -81,6 +82,10 @@ class TrainConfig:
     eval_every: int = 50
     patience: int | None = None  # early stopping after this many evaluations without progress
     checkpoint_every: int = 0
+    # a checkpoint falls due every ``checkpoint_every`` steps, but is only written once this
+    # many seconds have passed since the last one (or the start): fast steps then do not write
+    # a full checkpoint every few seconds, slow ones still save every ``checkpoint_every``
+    checkpoint_min_seconds: float = 0.0
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -109,6 +114,7 @@ class Progress:
     total: int
     losses: dict[str, float]
     val_error: float | None = None
+    checkpointed: bool = False  # this step wrote the checkpoint file
 
 
 @dataclass
@@ -516,6 +522,7 @@ class Trainer:
         cfg = self.config
         use_amp = cfg.amp and self.device.type == "cuda"
         stopped_early = False
+        last_checkpoint = time.monotonic()
         while self.step < cfg.steps:
             for group in self.optimizer.param_groups:
                 group["lr"] = _lr_at(self.step, cfg.steps, cfg.lr) * group["lr_scale"]
@@ -540,14 +547,17 @@ class Trainer:
                 val_error = self.evaluate(val)
                 self.history.append({"step": self.step, "val_error": val_error, **logged})
                 stopped_early = self._track_best(val_error)
+            checkpointed = False
             if (
                 checkpoint_path is not None
-                and cfg.checkpoint_every
+                and cfg.checkpoint_every > 0
                 and self.step % cfg.checkpoint_every == 0
+                and time.monotonic() - last_checkpoint >= cfg.checkpoint_min_seconds
             ):
                 self.save_checkpoint(checkpoint_path)
+                last_checkpoint, checkpointed = time.monotonic(), True
             if callback is not None:
-                callback(Progress(self.step, cfg.steps, logged, val_error))
+                callback(Progress(self.step, cfg.steps, logged, val_error, checkpointed))
             if stopped_early:
                 break
         return stopped_early

@@ -17,6 +17,7 @@ from xmodel_core.export import (
     export_torchscript,
     load_model,
     save_model,
+    trace_decoded,
 )
 from xmodel_core.model import XModel
 from xmodel_core.tasks import TaskSpec
@@ -37,11 +38,12 @@ def write_artefacts(
     # read the folder back as any consumer would: a model that cannot be rebuilt from its own
     # files (a short write, a config that does not describe the weights) never becomes active
     load_model(out, weights_sha256=saved[WEIGHTS_FILE]["sha256"])
+    traced = trace_decoded(model, task)  # one trace for both formats; each file is verified
     return {
         "safetensors": saved[WEIGHTS_FILE],
         "config": saved[CONFIG_FILE],
-        "onnx": export_onnx(model, task, out / ONNX_FILE),
-        "torchscript": export_torchscript(model, task, out / TORCHSCRIPT_FILE),
+        "onnx": export_onnx(model, task, out / ONNX_FILE, traced=traced),
+        "torchscript": export_torchscript(model, task, out / TORCHSCRIPT_FILE, traced=traced),
     }
 
 

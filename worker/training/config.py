@@ -17,7 +17,13 @@ from xmodel_core.tasks import TaskSpec
 from xmodel_core.trainer import TrainConfig
 
 MODEL_KEYS = {"num_heads", "head_hidden", "dropout", "freeze_blocks", "pretrained"}
-TRAIN_KEYS = {f.name for f in fields(TrainConfig)} - {"weak", "strong", "device"}
+# the worker sets device and checkpoint pacing itself; augmentations are not settings
+TRAIN_KEYS = {f.name for f in fields(TrainConfig)} - {
+    "weak",
+    "strong",
+    "device",
+    "checkpoint_min_seconds",
+}
 JOB_KEYS = {
     "val_fraction",
     "clusters",
@@ -59,6 +65,7 @@ def job_config(
     device: str,
     checkpoint_every: int,
     score_views: int,
+    checkpoint_min_seconds: float = 0.0,
 ) -> JobConfig:
     try:  # the schema the API validated with: one definition of what a job may carry
         TrainingSettings.model_validate(params)
@@ -76,6 +83,7 @@ def job_config(
     model_args = {k: params[k] for k in MODEL_KEYS if k in params}
     train_args = {k: params[k] for k in TRAIN_KEYS if k in params}
     train_args.setdefault("checkpoint_every", checkpoint_every)
+    train_args["checkpoint_min_seconds"] = checkpoint_min_seconds  # the worker's, not a job's
     try:
         model = ModelConfig(
             backbone=backbone, output_dim=output_dim, image_size=image_size, **model_args
@@ -143,4 +151,5 @@ def worker_job_config(
         device=ws.device,
         checkpoint_every=ws.checkpoint_every,
         score_views=ws.score_views,
+        checkpoint_min_seconds=ws.checkpoint_min_seconds,
     )

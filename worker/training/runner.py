@@ -442,10 +442,10 @@ class TrainingRun:
         monitoring.training_step(rate)
         if progress.val_error is not None:
             self.metrics["last_val_error"] = progress.val_error
-        checkpoint = self.job_dir / "checkpoint.pt"
-        every = self.ws.checkpoint_every
-        if every and progress.step % every == 0 and checkpoint.exists():
-            self.artefacts.put_file(self.scratch_key + "checkpoint.pt", checkpoint)
+        if progress.checkpointed:  # another worker can resume from it after a crash
+            self.artefacts.put_file(
+                self.scratch_key + "checkpoint.pt", self.job_dir / "checkpoint.pt"
+            )
         self.lease.progress(
             force=progress.step == progress.total,
             progress_step=progress.step,

@@ -17,9 +17,10 @@ They share the xmodel rows' cluster ids."""
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import torch
 import torch.nn.functional as F
@@ -46,6 +47,8 @@ from xmodel_core.trunk_cache import TopFn, onnx_top
 if TYPE_CHECKING:
     from worker.training.views import ViewBuilder
 
+T = TypeVar("T")
+R = TypeVar("R")
 STRATEGY = ScoreStrategy.XMODEL  # the rows /suggest reads
 PROJECTED_DIM = 64
 KMEANS_SAMPLE = 20_000
@@ -128,38 +131,43 @@ def score_pool(
     feats: list[torch.Tensor] = []
     projection: torch.Tensor | None = None
     top: TopFn | None = None  # the trainable stages in onnxruntime, on a CPU (cached mode)
-    for page in iter_items(factory, project_id, "unlabelled"):
-        for start in range(0, len(page), batch):
-            rows = page[start : start + batch]
-            images: Any = None
-            if views_from is not None:
-                shas = [r.sha256 for r in rows]
-                plain = views_from.views(shas, "plain")
-                if top is None and model_device(model).type == "cpu":
-                    top = onnx_top(model, plain.trunk[:, 0])
-                preds, features = cached_view_predictions(
-                    model, task, plain, views_from.views(shas, "strong"), top
-                )
-            else:
-                images = load_images(store, [r.sha256 for r in rows], size)
-                preds, features = collect_view_predictions(
-                    model, task, images, views, seed=seed, batch_size=batch
-                )
-            if preds.shape[0] * model.config.num_heads >= 2:
-                inputs = ScoringInputs(task=task, num_items=len(rows), view_predictions=preds)
-                scores.append(scorer.score(inputs).float())
-            else:
-                scores.append(torch.zeros(len(rows)))
-            for name, parts in extra_scores.items():
-                parts.append(
-                    _baseline_scores(name, model, task, images, features, preds, seed, batch)
-                )
-            if projection is None:
-                gen = torch.Generator().manual_seed(seed)
-                projection = torch.randn(features.shape[1], PROJECTED_DIM, generator=gen)
-            feats.append(F.normalize(features.float() @ projection, dim=-1))
-            ids.extend(r.item_id for r in rows)
-            check(len(ids), len(ids))
+    batches = (
+        page[start : start + batch]
+        for page in iter_items(factory, project_id, "unlabelled")
+        for start in range(0, len(page), batch)
+    )
+
+    def load(rows: list[Any]) -> Any:
+        shas = [r.sha256 for r in rows]
+        if views_from is not None:
+            return views_from.views(shas, "plain"), views_from.views(shas, "strong")
+        return load_images(store, shas, size)
+
+    for rows, loaded in read_ahead(batches, load):
+        images: Any = None
+        if views_from is not None:
+            plain, strong = loaded
+            if top is None and model_device(model).type == "cpu":
+                top = onnx_top(model, plain.trunk[:, 0])
+            preds, features = cached_view_predictions(model, task, plain, strong, top)
+        else:
+            images = loaded
+            preds, features = collect_view_predictions(
+                model, task, images, views, seed=seed, batch_size=batch
+            )
+        if preds.shape[0] * model.config.num_heads >= 2:
+            inputs = ScoringInputs(task=task, num_items=len(rows), view_predictions=preds)
+            scores.append(scorer.score(inputs).float())
+        else:
+            scores.append(torch.zeros(len(rows)))
+        for name, parts in extra_scores.items():
+            parts.append(_baseline_scores(name, model, task, images, features, preds, seed, batch))
+        if projection is None:
+            gen = torch.Generator().manual_seed(seed)
+            projection = torch.randn(features.shape[1], PROJECTED_DIM, generator=gen)
+        feats.append(F.normalize(features.float() @ projection, dim=-1))
+        ids.extend(r.item_id for r in rows)
+        check(len(ids), len(ids))
     if not ids:
         return PoolScores(
             [],
@@ -175,6 +183,21 @@ def score_pool(
         cluster_ids(all_feats, k, seed),
         {name: torch.cat(parts) for name, parts in extra_scores.items()},
     )
+
+
+def read_ahead(batches: Iterator[T], load: Callable[[T], R]) -> Iterator[tuple[T, R]]:
+    """Each batch with ``load(batch)``; the next batch's ``load`` runs in a thread while the
+    caller works on this one, so reading stored views (or decoding images) overlaps the
+    model's forward passes, which release the GIL. Order and results are those of a plain loop."""
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        pending: tuple[T, Future[R]] | None = None
+        for item in batches:
+            future = pool.submit(load, item)
+            if pending is not None:
+                yield pending[0], pending[1].result()
+            pending = (item, future)
+        if pending is not None:
+            yield pending[0], pending[1].result()
 
 
 def cluster_ids(features: torch.Tensor, k: int, seed: int) -> torch.Tensor:

@@ -47,6 +47,7 @@ FAST_WORKER_ENV = {
     "XM_REAP_SECONDS": "1",
     "XM_PROGRESS_SECONDS": "0.2",
     "XM_CHECKPOINT_EVERY": "5",
+    "XM_CHECKPOINT_MIN_SECONDS": "0",  # a checkpoint every 5 steps, however fast they are
     "XM_RETRY_BACKOFF_SECONDS": "1",
     "OMP_NUM_THREADS": "1",
 }

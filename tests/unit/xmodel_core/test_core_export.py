@@ -18,6 +18,7 @@ from xmodel_core.export import (
     load_model,
     load_warm_start,
     save_model,
+    trace_decoded,
     verify_onnx,
     verify_torchscript,
 )
@@ -135,6 +136,24 @@ def test_torchscript_export_matches_eager(task, make_model, tmp_path: Path):
     assert info["max_abs_diff"] <= ATOL
     assert verify_torchscript(model, task, tmp_path / "model.ts", images=_images(7, seed=3)) <= ATOL
     print(f"TorchScript {task.kind}: max |ts - eager| = {info['max_abs_diff']:.2e}")
+
+
+def test_one_trace_serves_both_formats_with_a_dynamic_batch(task, make_model, tmp_path: Path):
+    """A job traces once (batch 2) and writes ONNX and TorchScript from that trace: both must
+    still follow the eager model on other batch sizes."""
+    model = _trained_looking(make_model(task))
+    traced = trace_decoded(model, task)
+    onnx_info = export_onnx(model, task, tmp_path / "model.onnx", traced=traced)
+    ts_info = export_torchscript(model, task, tmp_path / "model.ts", traced=traced)
+    assert onnx_info["exporter"] == "classic"
+    assert max(onnx_info["max_abs_diff"], ts_info["max_abs_diff"]) <= ATOL
+    images = _images(5, seed=11)
+    with torch.no_grad():
+        expected = DecodedModel(model, task)(images)
+    session = ort.InferenceSession(str(tmp_path / "model.onnx"), providers=["CPUExecutionProvider"])
+    (out,) = session.run(None, {"images": images.numpy()})
+    torch.testing.assert_close(torch.from_numpy(out), expected, atol=ATOL, rtol=0)
+    assert verify_torchscript(model, task, tmp_path / "model.ts", images=images) <= ATOL
 
 
 def test_verification_catches_an_export_that_no_longer_matches(

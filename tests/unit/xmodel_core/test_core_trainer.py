@@ -68,6 +68,31 @@ def test_resume_from_checkpoint_equals_an_uninterrupted_run(
         assert torch.equal(group_a["exp_avg"], group_b["exp_avg"])
 
 
+@pytest.mark.parametrize("min_seconds", [0.0, 3600.0])
+def test_checkpoints_wait_for_the_minimum_interval(
+    min_seconds, make_task, make_model, make_images, make_train_config, tmp_path: Path
+):
+    """Due every 2 steps; with an hour's minimum interval none of a short run's is written,
+    and the callback says which steps wrote one (the worker uploads exactly those)."""
+    task = make_task("classification")
+    labelled, unlabelled, val = _classification_data(make_images)
+    config = make_train_config("supervised", 6, checkpoint_every=2, seed=4)
+    config.checkpoint_min_seconds = min_seconds
+    checkpoint = tmp_path / "run.ckpt"
+    written: list[int] = []
+
+    def record(progress: Progress) -> None:
+        if progress.checkpointed:
+            assert checkpoint.exists()
+            written.append(progress.step)
+
+    Trainer(make_model(task, seed=0), task, config).fit(
+        labelled, unlabelled, val, callback=record, checkpoint_path=checkpoint
+    )
+    assert written == ([2, 4, 6] if min_seconds == 0 else [])
+    assert checkpoint.exists() == (min_seconds == 0)
+
+
 def test_a_few_supervised_steps_lower_the_loss(make_task, make_model):
     """Regression of a learnable quantity: the target is the image's mean brightness."""
     task = make_task("regression")
