@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: label-studio bridge bench-label-studio bench-retrain bench-product setup test test-unit lint bench bench-quick bench-al bench-al-quick bench-export bench-page run worker demo clean
+.PHONY: label-studio bridge bench-label-studio bench-retrain bench-product setup test test-unit lint bench bench-quick bench-le-product bench-al bench-al-quick bench-export bench-page run worker demo clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -48,6 +48,9 @@ bench: setup
 
 bench-quick: setup
 	$(BIN)/python -m bench.label_efficiency --quick
+
+bench-le-product: setup
+	$(BIN)/python -m bench.label_efficiency --product
 
 bench-al: setup
 	$(BIN)/python -m bench.active_learning
