@@ -19,15 +19,18 @@ Writes ``bench/results/label_efficiency[_product][_quick].json`` (every run) and
 14 stages frozen, each task kind's image size (UTKFace 128 px, Fashion-MNIST and the kites
 96 px), 500 steps, the product's learning rates, trained on cached trunk views as the worker
 does (``bench/cached_training.py``; the views live in an on-disk cache shared by every run).
-Each method's most important knob gets three points on validation at the smallest budget:
-supervised training its learning rate (×0.3, ×1, ×3), the consistency methods their weight
-(0.1, 0.3, 1).
+On validation at the smallest budget, supervised training tunes its one knob, the learning
+rate (×0.3, ×1, ×3, ×10 of the library's 1e-3); the consistency methods tune two jointly, the
+learning rate (×1, ×3) and their weight (0.1, 0.3, 1). Widening a grid and running again trains
+only the new points, and reruns only the cells whose chosen point changed (the replaced cells
+are kept under ``superseded``).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import statistics
 import time
 from dataclasses import dataclass, field
@@ -180,8 +183,8 @@ def product_settings(quick: bool, cache: TrunkCache) -> dict[str, Setting]:
         {"lr_grid": [1.0], "supervised_lr_grid": [1.0], "weight_grid": [1.0]}
         if quick
         else {
-            "lr_grid": [1.0],
-            "supervised_lr_grid": [0.3, 1.0, 3.0],
+            "lr_grid": [1.0, 3.0],
+            "supervised_lr_grid": [0.3, 1.0, 3.0, 10.0],
             "weight_grid": [0.1, 0.3, 1.0],
         }
     )
@@ -275,19 +278,45 @@ def _train_recomputing(
 TUNING_SEED = 100  # never one of the evaluation seeds
 
 
-def tune(bench: Benchmark, setting: Setting, method: str) -> dict[str, Any]:
-    """Pick ``method``'s (learning-rate factor, consistency weight) on validation at the smallest budget."""
+def point_key(lr: float, weight: float) -> str:
+    """How a tuning point is named in the result files."""
+    return f"lr={lr:.4g} w={weight:g}"
+
+
+def tune(
+    bench: Benchmark, setting: Setting, method: str, known: dict[str, float] | None = None
+) -> dict[str, Any]:
+    """Pick ``method``'s (learning-rate factor, consistency weight) on validation at the
+    smallest budget. Points already in ``known`` (validation errors by :func:`point_key`,
+    from an earlier run of a smaller grid) are not trained again."""
     idx = draw_labelled(bench, setting.budgets[0], TUNING_SEED)
-    tried = {
-        c: train_once(bench, idx, setting, method, TUNING_SEED, *c)
-        for c in candidates(setting, method)
-    }
-    best = min(tried, key=lambda c: tried[c]["val_error"])
-    return {
-        "factor": best[0],
-        "weight": best[1],
-        "val_error": {f"lr={tried[c]['lr']:.4g} w={c[1]:g}": tried[c]["val_error"] for c in tried},
-    }
+    errors = dict(known or {})
+    points = candidates(setting, method)
+    for factor, weight in points:
+        name = point_key(setting.train["lr"] * factor, weight)
+        if name not in errors:
+            errors[name] = train_once(bench, idx, setting, method, TUNING_SEED, factor, weight)[
+                "val_error"
+            ]
+    best = min(points, key=lambda c: errors[point_key(setting.train["lr"] * c[0], c[1])])
+    return {"factor": best[0], "weight": best[1], "val_error": errors}
+
+
+def tuned_fully(setting: Setting, method: str, choice: dict[str, Any] | None) -> bool:
+    """Whether ``choice`` was made over every point of ``method``'s current grid."""
+    return choice is not None and all(
+        point_key(setting.train["lr"] * f, w) in choice["val_error"]
+        for f, w in candidates(setting, method)
+    )
+
+
+def ran_at(row: dict[str, Any], setting: Setting, method: str, choice: dict[str, Any]) -> bool:
+    """Whether a stored cell ran at ``choice``'s point (not one a wider grid replaced)."""
+    weight = 0.0 if METHODS[method]["method"] == "supervised" else choice["weight"]
+    return (
+        math.isclose(row["lr"], setting.train["lr"] * choice["factor"])
+        and row["consistency_weight"] == weight
+    )
 
 
 def run_cell(
@@ -449,8 +478,7 @@ def main() -> None:
     previous = json.loads(out.read_text()) if out.exists() else {}
     done: list[dict[str, Any]] = previous.get("runs", [])
     tuning = stored_tunings(args.tuning_from, previous.get("meta", {}).get("tuning", {}))
-    key = lambda r: (r["dataset"], r["budget"], r["method"], r["seed"])  # noqa: E731
-    finished = {key(r) for r in done}
+    superseded: list[dict[str, Any]] = previous.get("superseded", [])
     chosen = settings(args.quick, args.product, args.cache_dir)
     units = {name: s.unit for name, s in chosen.items()}
     started = time.perf_counter()
@@ -492,15 +520,23 @@ def main() -> None:
             continue
         for seed in args.seed_ids if args.seed_ids is not None else range(seeds):
             for method in args.methods or METHODS:
-                if (name, budget, method, seed) in finished:
-                    continue
                 tune_key = f"{name}/{TUNED_LIKE.get(method, method)}"
-                if tune_key not in tuning:
-                    tuning[tune_key] = tune(bench, setting, TUNED_LIKE.get(method, method))
+                if not tuned_fully(setting, TUNED_LIKE.get(method, method), tuning.get(tune_key)):
+                    known = tuning[tune_key]["val_error"] if tune_key in tuning else None
+                    tuning[tune_key] = tune(bench, setting, TUNED_LIKE.get(method, method), known)
                     print(
                         f"tuned {tune_key}: validation error {tuning[tune_key]['val_error']}",
                         flush=True,
                     )
+                cell = (name, budget, method, seed)
+                stored = [
+                    r for r in done if (r["dataset"], r["budget"], r["method"], r["seed"]) == cell
+                ]
+                if stored and ran_at(stored[0], setting, method, tuning[tune_key]):
+                    continue
+                if stored:  # run at a point a wider grid has replaced: kept aside, run again
+                    superseded.append(stored[0])
+                    done.remove(stored[0])
                 row = {
                     "dataset": name,
                     "budget": budget,
@@ -514,7 +550,8 @@ def main() -> None:
                     f"test {row['test_error']:.3f} val {row['val_error']:.4f} ({row['seconds']:.0f}s)",
                     flush=True,
                 )
-                atomic_write_bytes(out, json.dumps({"meta": meta, "runs": done}, indent=1).encode())
+                document = {"meta": meta, "runs": done, "superseded": superseded}
+                atomic_write_bytes(out, json.dumps(document, indent=1).encode())
     summary = summarise(done, units)
     out.with_suffix(".md").write_text(summary)
     print(summary)
