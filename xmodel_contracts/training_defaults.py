@@ -18,6 +18,12 @@ tuning seeds on the product's own training path:
 - regression: supervised training at 128 px (UTKFace age: 8.43 years MAE against 8.75 for the
   X-model at 128 px; at 96 px both are weaker, 9.81 supervised against 9.71 X-model).
 
+Every kind trains at a learning rate of 3e-3 (the trainer's own default is 1e-3; a pretrained
+extractor moves at 0.3x either way): on the same validation protocol it lowered the error of
+every method on every dataset tried (kites 3.73 -> 2.94 px with the X-model and 3.95 -> 3.17
+supervised; UTKFace 8.37 -> 7.96 years; Fashion-MNIST 16.7 -> 16.0 %), and the winner per kind
+stayed the same (Fashion-MNIST at 3e-3: supervised 16.0 %, X-model 16.1 %).
+
 Suggestions rank by the disagreement of the heads and views whichever method trained them.
 """
 
@@ -31,7 +37,7 @@ TASK_KINDS: tuple[TaskKind, ...] = ("classification", "regression", "keypoints")
 
 DEFAULT_BACKBONE = "mobilenet_v2"
 
-_SHARED: dict[str, Any] = {"steps": 500}
+_SHARED: dict[str, Any] = {"steps": 500, "lr": 3e-3}
 # per backbone: how many leading stages stay frozen (and so are cached)
 FROZEN_STAGES = MappingProxyType({"mobilenet_v2": 14})
 

@@ -28,6 +28,7 @@ def test_defaults_are_valid_settings_and_build_a_cached_job(kind: str) -> None:
     config = job_config(defaults, **ARGS)
     assert config.model.freeze_blocks == 14 and config.uses_trunk_cache
     assert config.train.method == defaults["method"]
+    assert config.train.lr == defaults["lr"] == 3e-3  # measured per kind (docs/RESULTS.md §9)
 
 
 def test_backbones_without_a_measured_depth_train_every_stage() -> None:
