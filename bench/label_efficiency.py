@@ -513,6 +513,11 @@ def main() -> None:
             for n, s in chosen.items()
         },
     }
+
+    def save() -> None:
+        document = {"meta": meta, "runs": done, "superseded": superseded}
+        atomic_write_bytes(out, json.dumps(document, indent=1).encode())
+
     for name, rank in order:
         bench, setting = benches[name], chosen[name]
         budget = setting.budgets[rank]
@@ -528,6 +533,7 @@ def main() -> None:
                         f"tuned {tune_key}: validation error {tuning[tune_key]['val_error']}",
                         flush=True,
                     )
+                    save()  # a tuning is kept even when no cell needs to run again
                 cell = (name, budget, method, seed)
                 stored = [
                     r for r in done if (r["dataset"], r["budget"], r["method"], r["seed"]) == cell
@@ -550,8 +556,7 @@ def main() -> None:
                     f"test {row['test_error']:.3f} val {row['val_error']:.4f} ({row['seconds']:.0f}s)",
                     flush=True,
                 )
-                document = {"meta": meta, "runs": done, "superseded": superseded}
-                atomic_write_bytes(out, json.dumps(document, indent=1).encode())
+                save()
     summary = summarise(done, units)
     out.with_suffix(".md").write_text(summary)
     print(summary)
