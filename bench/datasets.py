@@ -167,6 +167,12 @@ def at_product_size(name: str, size: int) -> Benchmark:
     return kites(size, n_pool=2000, n_test=500)
 
 
+def error_scale(name: str, size: int) -> float:
+    """Factor from a benchmark's raw error to the units reported: years for UTKFace, % for
+    Fashion-MNIST, pixels of the ``size`` px image for the kites (raw: a fraction of the side)."""
+    return {"fashion_mnist": 100.0, "kites_keypoints": float(size)}.get(name, 1.0)
+
+
 def resized(bench: Benchmark, size: int) -> Benchmark:
     """Upsample a small-image benchmark to ``size`` px (bilinear, as the worker's resize does)."""
 

@@ -46,9 +46,19 @@ from xmodel_core.trainer import TrainConfig, Trainer
 from xmodel_core.trunk_cache import TrunkCache
 
 from .cached_training import train_cached
-from .datasets import Benchmark, at_product_size, draw_labelled, fashion_mnist, kites, utkface
+from .datasets import (
+    CACHE_DIR,
+    Benchmark,
+    at_product_size,
+    draw_labelled,
+    error_scale,
+    fashion_mnist,
+    kites,
+    utkface,
+)
 
 RESULTS = Path(__file__).resolve().parent / "results"
+VIEW_CACHE = CACHE_DIR / "label_efficiency_views"  # --product: trunk views, shared by runs
 METHODS: dict[str, dict[str, Any]] = {
     "supervised": {"method": "supervised"},
     "mean_teacher": {"method": "mean_teacher"},
@@ -102,8 +112,7 @@ def settings(
     """Per dataset: the benchmark's own small operating point, or with ``product`` the
     product's (views cached under ``cache_dir``)."""
     if product:
-        root = cache_dir or Path("var/bench_cache/label_efficiency_views")
-        return product_settings(quick, TrunkCache(root, max_bytes=20 * 2**30))
+        return product_settings(quick, TrunkCache(cache_dir or VIEW_CACHE, max_bytes=20 * 2**30))
     steps = (
         {"utkface_age": 30, "fashion_mnist": 40, "kites_keypoints": 40}
         if quick
@@ -214,7 +223,7 @@ def product_settings(quick: bool, cache: TrunkCache) -> dict[str, Setting]:
                 "pretrained": True,
             },
             train=train,
-            error_scale={"fashion_mnist": 100.0, "kites_keypoints": float(size)}.get(name, 1.0),
+            error_scale=error_scale(name, size),
             unit=units.get(name, f"mean point error (px at {size} px)"),
             cache=cache,
             **grid,
@@ -420,7 +429,7 @@ def main() -> None:
     parser.add_argument(
         "--cache-dir",
         type=Path,
-        default=Path("var/bench_cache/label_efficiency_views"),
+        default=VIEW_CACHE,
         help="--product: the trunk-view cache shared by the runs (and by processes)",
     )
     parser.add_argument("--datasets", nargs="*", default=None, help="subset of datasets to run")

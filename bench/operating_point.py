@@ -22,7 +22,7 @@ from typing import Any
 from xmodel_core.export import atomic_write_bytes
 
 from .cached_training import train_cached
-from .datasets import Benchmark, at_product_size, draw_labelled
+from .datasets import Benchmark, at_product_size, draw_labelled, error_scale
 
 MODEL_KEYS = {
     "backbone",
@@ -54,7 +54,6 @@ BASE: dict[str, dict[str, Any]] = {
         "freeze_blocks": 14,
     },
 }
-SCALE = {"utkface_age": 1.0, "fashion_mnist": 100.0, "kites_keypoints": 96.0}
 
 
 def run_variant(
@@ -68,7 +67,7 @@ def run_variant(
     result = train_cached(
         bench, draw_labelled(bench, budget, seed), model, train, seed=seed, test=False, **views
     )
-    result["val_error"] = result["val_error"] * SCALE[dataset]
+    result["val_error"] = result["val_error"] * error_scale(dataset, int(settings["image_size"]))
     return result
 
 

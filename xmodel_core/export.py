@@ -234,14 +234,13 @@ def export_onnx(
     if exporter not in ONNX_EXPORTERS:
         raise ValueError(f"unknown ONNX exporter {exporter!r}; choose one of {ONNX_EXPORTERS}")
     path = Path(path)
-    wrapper = _cpu_decoded(model, task)
     example = (_example_images(model, 2),)
     used: list[str] = []
 
     def run(name: str, tmp: Path) -> None:
         if name == "dynamo":
             torch.onnx.export(
-                wrapper,
+                _cpu_decoded(model, task),
                 example,
                 str(tmp),
                 input_names=[ONNX_INPUT],
@@ -260,7 +259,7 @@ def export_onnx(
                 warnings.filterwarnings("ignore", message="The feature will be removed")
                 warnings.simplefilter("ignore", category=DeprecationWarning)
                 torch.onnx.export(
-                    wrapper if traced is None else traced,
+                    _cpu_decoded(model, task) if traced is None else traced,
                     example,
                     str(tmp),
                     input_names=[ONNX_INPUT],
